@@ -1,0 +1,104 @@
+"""The backend protocol: how the conformance suite and the benchmarks drive any implementation.
+
+A backend is an object registered under the entry-point group ``tp_spec.backends`` (for
+example ``tp_torch = "tp_torch._backend:backend"``). Callers exchange NumPy arrays with it, so
+they never import jax or torch themselves. Adding a backend needs no change to its callers.
+
+All arrays are NumPy; ``dtype`` is ``"float64"`` or ``"float32"`` (the precision the backend
+computes in); ``device`` is one of :meth:`Backend.devices`. Every method validates its inputs and
+raises the exception classes of :mod:`tp_spec.errors` before computing anything.
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import entry_points
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from .descriptor import TensorProductDescriptor
+
+__all__ = ["ENTRY_POINT_GROUP", "Backend", "load_backends"]
+
+ENTRY_POINT_GROUP = "tp_spec.backends"
+
+Grads = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """What a backend provides (see the module docstring for the conventions)."""
+
+    #: Short unique name, e.g. ``"tp_torch"`` or ``"e3nn"``.
+    name: str
+
+    #: True for oracle adapters around outside libraries (e3nn, cuEquivariance, ...).
+    is_oracle: bool
+
+    def devices(self) -> list[str]:
+        """Devices usable on this machine, e.g. ``["cpu"]`` or ``["cpu", "cuda"]``."""
+        ...
+
+    def methods(self, descriptor: TensorProductDescriptor, device: str = "cpu") -> dict[str, str | None]:
+        """Every method this backend knows for ``descriptor``'s family, mapped to ``None`` if it
+        can run ``descriptor`` on ``device`` or to the reason it cannot (for a skip message)."""
+        ...
+
+    def apply(
+        self,
+        descriptor: TensorProductDescriptor,
+        method: str,
+        x1: np.ndarray,
+        x2: np.ndarray,
+        weights: np.ndarray | None = None,
+        *,
+        dtype: str = "float64",
+        device: str = "cpu",
+    ) -> np.ndarray:
+        """Forward: ``(*batch, irreps_out.dim)``."""
+        ...
+
+    def vjp(
+        self,
+        descriptor: TensorProductDescriptor,
+        method: str,
+        x1: np.ndarray,
+        x2: np.ndarray,
+        weights: np.ndarray | None,
+        cotangent: np.ndarray,
+        *,
+        dtype: str = "float64",
+        device: str = "cpu",
+    ) -> Grads:
+        """Gradients of ``E = sum(cotangent * f(x1, x2, w))`` w.r.t. ``(x1, x2, weights)``
+        (the last is ``None`` when there are no weights)."""
+        ...
+
+    def force_loss_grad(
+        self,
+        descriptor: TensorProductDescriptor,
+        method: str,
+        x1: np.ndarray,
+        x2: np.ndarray,
+        weights: np.ndarray | None,
+        cotangent: np.ndarray,
+        *,
+        dtype: str = "float64",
+        device: str = "cpu",
+    ) -> Grads:
+        """Second order, as force training uses it: with ``E = sum(cotangent * f(x1, x2, w))``
+        and ``F = dE/dx1``, the gradients of ``L = sum(F**2)`` w.r.t. ``(x1, x2, weights)``,
+        computed by the backend's double backward (not by finite differences)."""
+        ...
+
+
+def load_backends() -> dict[str, Backend]:
+    """All registered backends that import on this machine, by name (import errors skipped)."""
+    found: dict[str, Backend] = {}
+    for ep in entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            backend = ep.load()
+        except Exception:  # a backend whose framework is missing is simply not available
+            continue
+        found[backend.name] = backend
+    return found
