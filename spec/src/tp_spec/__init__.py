@@ -3,62 +3,63 @@
 What is computed lives here (irreps, exact coupling tables, descriptors, NumPy reference
 implementations, cost and expressivity measures); how it is computed fast lives in the backends
 (``tp_jax``, ``tp_torch``). Nothing here imports jax or torch.
+
+Several public functions share the name of the module that defines them (``gtp``, ``gaunt``,
+``clebsch_gordan``, ...): ``tp_spec.gtp`` is the function; import module contents with
+``from tp_spec.gtp import GTPDescriptor``.
 """
 
 from __future__ import annotations
 
-import importlib
-from typing import Any
-
+from . import reference
+from .backend import Backend, load_backends
 from .cgtp import CGTPDescriptor, cgtp
+from .clebsch_gordan import ExactTable, clebsch_gordan, clebsch_gordan_exact
 from .descriptor import Path, TensorProductDescriptor
 from .errors import DeviceError, DTypeError, InstructionError, IrrepsError, ShapeError
+from .expressivity import expressivity, interactability, path_counts
+from .gaunt import gaunt, gaunt_exact
+from .gtp import GTPDescriptor, gtp
 from .irreps import Irrep, Irreps, MulIrrep
+from .mtp import MTPDescriptor, mtp
+from .rotations import random_rotation, wigner_D
+from .spherical_harmonics import spherical_harmonics
+from .sqrt_rational import SqrtRational
+from .wigner_6j import wigner_6j
 
 __version__ = "0.1.0"
 
-# Public names provided by the other modules, imported on first use.
-_LAZY = {
-    "clebsch_gordan": "clebsch_gordan",
-    "clebsch_gordan_exact": "clebsch_gordan",
-    "gaunt": "gaunt",
-    "gaunt_exact": "gaunt",
-    "wigner_6j": "wigner_6j",
-    "SqrtRational": "sqrt_rational",
-    "spherical_harmonics": "spherical_harmonics",
-    "wigner_D": "rotations",
-    "random_rotation": "rotations",
-    "gtp": "gtp",
-    "GTPDescriptor": "gtp",
-    "mtp": "mtp",
-    "MTPDescriptor": "mtp",
-    "expressivity": "expressivity",
-    "interactability": "expressivity",
-    "reference": None,
-}
-
-
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        module = importlib.import_module(f".{_LAZY[name] or name}", __name__)
-        value = module if _LAZY[name] is None else getattr(module, name)
-        globals()[name] = value
-        return value
-    raise AttributeError(f"module 'tp_spec' has no attribute {name!r}")
-
-
 __all__ = [
+    "Backend",
     "CGTPDescriptor",
     "DTypeError",
     "DeviceError",
+    "ExactTable",
+    "GTPDescriptor",
     "InstructionError",
     "Irrep",
     "Irreps",
     "IrrepsError",
+    "MTPDescriptor",
     "MulIrrep",
     "Path",
     "ShapeError",
+    "SqrtRational",
     "TensorProductDescriptor",
     "cgtp",
-    *_LAZY,
+    "clebsch_gordan",
+    "clebsch_gordan_exact",
+    "expressivity",
+    "gaunt",
+    "gaunt_exact",
+    "gtp",
+    "interactability",
+    "load_backends",
+    "mtp",
+    "path_counts",
+    "random_rotation",
+    "reference",
+    "spherical_harmonics",
+    "wigner_6j",
+    "wigner_D",
 ]

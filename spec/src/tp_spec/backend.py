@@ -39,7 +39,9 @@ class Backend(Protocol):
         """Devices usable on this machine, e.g. ``["cpu"]`` or ``["cpu", "cuda"]``."""
         ...
 
-    def methods(self, descriptor: TensorProductDescriptor, device: str = "cpu") -> dict[str, str | None]:
+    def methods(
+        self, descriptor: TensorProductDescriptor, device: str = "cpu"
+    ) -> dict[str, str | None]:
         """Every method this backend knows for ``descriptor``'s family, mapped to ``None`` if it
         can run ``descriptor`` on ``device`` or to the reason it cannot (for a skip message)."""
         ...
@@ -91,14 +93,29 @@ class Backend(Protocol):
         computed by the backend's double backward (not by finite differences)."""
         ...
 
+    # Optional (the conformance suite skips the check, with a reason, where it is missing):
+    #
+    # def hvp(self, descriptor, method, x1, x2, weights, cotangent, tangents, *,
+    #         dtype="float64", device="cpu") -> Grads:
+    #     """Hessian-vector product of ``E = sum(cotangent * f(x1, x2, w))``: with
+    #     ``tangents = (v1, v2, vw)`` (``vw`` None when there are no weights), the directional
+    #     derivative ``d/dt grad E((x1, x2, w) + t (v1, v2, vw))`` at ``t = 0``, as
+    #     ``(h1, h2, hw)``, computed by the backend's own second-order autodiff."""
 
-def load_backends() -> dict[str, Backend]:
-    """All registered backends that import on this machine, by name (import errors skipped)."""
+
+def load_backends(errors: dict[str, str] | None = None) -> dict[str, Backend]:
+    """All registered backends that import on this machine, by name (import errors skipped).
+
+    ``errors``: if given, filled with ``{entry point name: "ExcType: message"}`` for every
+    registered backend that failed to load, so callers can report why it is unavailable.
+    """
     found: dict[str, Backend] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
         try:
             backend = ep.load()
-        except Exception:  # a backend whose framework is missing is simply not available
+        except Exception as exc:  # a backend whose framework is missing is simply not available
+            if errors is not None:
+                errors[ep.name] = f"{type(exc).__name__}: {exc}"
             continue
         found[backend.name] = backend
     return found

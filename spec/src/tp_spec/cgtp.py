@@ -77,7 +77,8 @@ class CGTPDescriptor(TensorProductDescriptor):
         """A CGTP with explicit signed coefficients: ``paths`` is a list of
         ``(i_in1, i_in2, i_out, mode, has_weight, coefficient)``. No normalization is applied.
         """
-        irreps_in1, irreps_in2, irreps_out = Irreps(irreps_in1), Irreps(irreps_in2), Irreps(irreps_out)
+        irreps_in1, irreps_in2 = Irreps(irreps_in1), Irreps(irreps_in2)
+        irreps_out = Irreps(irreps_out)
         built: list[Path] = []
         offset = 0
         for spec in paths:
@@ -163,7 +164,7 @@ def _generated_instructions(
                 f"{irreps_in2.num_irreps}"
             )
         if len(irreps_in1) != len(irreps_in2) or any(
-            a.mul != b.mul for a, b in zip(irreps_in1, irreps_in2)
+            a.mul != b.mul for a, b in zip(irreps_in1, irreps_in2, strict=True)
         ):
             raise InstructionError(
                 "elementwise product pairs blocks in order and needs equal block multiplicities; "

@@ -10,7 +10,7 @@ and (optionally) a learned weight. For GTP and MTP these are the paths of the eq
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, ClassVar
 
 from .errors import InstructionError, ShapeError
 from .irreps import Irrep, Irreps
@@ -197,7 +197,9 @@ class TensorProductDescriptor:
             ("x2", x2_shape, self.irreps_in2),
         ):
             if len(shape) == 0:
-                raise ShapeError(f"{name} must have at least one axis (the irreps axis); got a scalar")
+                raise ShapeError(
+                    f"{name} must have at least one axis (the irreps axis); got a scalar"
+                )
             if shape[-1] != irreps.dim:
                 raise ShapeError(
                     f"{name} has last axis of size {shape[-1]}, but its irreps {irreps} have "
@@ -218,7 +220,9 @@ class TensorProductDescriptor:
                 )
             return batch
         if weights_shape is None:
-            raise ShapeError(f"this {self.kind} needs weights of shape ({numel},) or (*batch, {numel})")
+            raise ShapeError(
+                f"this {self.kind} needs weights of shape ({numel},) or (*batch, {numel})"
+            )
         weights_shape = tuple(weights_shape)
         if weights_shape != (numel,) and weights_shape != batch + (numel,):
             raise ShapeError(
@@ -240,6 +244,3 @@ class TensorProductDescriptor:
                 f"[{p.i_out}]{p.mul_out}x{p.ir_out!r}  {p.mode} {w} coef={p.coefficient:.6g}"
             )
         return "\n".join(lines)
-
-    def _replace_state(self) -> dict[str, Any]:  # pragma: no cover - helper for subclasses
-        return dict(self.__dict__)

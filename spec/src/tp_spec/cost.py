@@ -1,0 +1,243 @@
+"""Analytic FLOP and byte models of every tensor product and method.
+
+Conventions: a multiply-add (MAC) counts 2 FLOPs; counts are for the forward pass of ``batch``
+samples; fixed path coefficients are folded into the coupling tables (not counted). Per path,
+``P`` is the number of channel products of its mode (``m1 * m2`` for ``uvw, uvu, uvv, uvuv``,
+``m1`` for ``uuw, uuu``), ``dim_l = 2l + 1``, ``nnz(C)`` the nonzero entries of
+:func:`tp_spec.clebsch_gordan`, and the weight contraction of a weighted path costs
+``2 * dim_l3 * prod(weight_shape)`` (one MAC per weight and output component).
+
+**Minimal count** (``method=None``): nonzero coupling coefficients only::
+
+    sum_paths [2 * nnz(C) * P + weight contraction]  (+ per-degree scaling for GTP/MTP)
+
+For GTP/MTP the paths are those of the emulating CGTP (``d.as_cgtp()``) without weights;
+per-degree weights add ``dim(in1) + dim(in2) + dim(out)`` (one multiply per component, counted
+as 1 FLOP, per sample).
+
+**CGTP methods**: ``"sparse"`` = the minimal count; ``"dense"`` and ``"fused"`` replace
+``nnz(C)`` by the dense block size ``dim_l1 * dim_l2 * dim_l3``; ``"oeq"`` = :func:`flops_oeq`.
+
+**GTP methods** (per channel; ``(nt, np) = d.grid_shape()``, ``dim_q`` = components per channel
+of parity class ``q`` of an input, ``C`` channels, ``C2`` channels of ``x2``):
+
+* ``"gaunt"``: dense Gaunt blocks, ``sum_paths 2 * dim_l1 dim_l2 dim_l3 * P``.
+* ``"grid"``: per input class used: per-``m`` Legendre step ``2 * nt * dim_q`` plus ``nt`` real
+  FFTs of length ``np``; per class pair a pointwise MAC ``2 * nt * np``; per output class an
+  FFT step ``nt * fft_real(np)`` and a Legendre projection ``2 * nt * dim_q``. Inputs count
+  ``C`` (resp. ``C2``) times, products and outputs ``C`` times.
+* ``"fourier"``: per input class used: ``2 * nnz`` of the sparse SH->Fourier rows of its degrees,
+  one 2D complex FFT of size ``N x N`` (``N = 2 (L1 + L2) + 1``); per class pair a complex MAC
+  ``8 N^2``; per output class an inverse 2D FFT and ``2 * nnz`` of the projection rows (real
+  part only: entries are real or imaginary).
+
+FFT constants: complex length ``N``: ``fft_complex(N) = 5 N log2 N``; real input:
+``fft_real(N) = 2.5 N log2 N``; 2D ``N x N`` complex: ``5 N^2 log2(N^2)``.
+
+**MTP methods** (per channel; ``n = 2 lt + 1``; ``dim_p`` components of parity ``p``):
+``"dense"``: change of basis as a dense ``(n^2 x dim_p)`` matrix, ``2 n^2 dim_p`` per input
+parity part and per output parity part, plus ``2 n^3`` per matrix product (up to 4 parity
+pairs); ``"sparse"``: the change of basis touches only the nonzeros,
+``2 * nnz(C(lt, lt, l))`` per block, plus the same matmuls.
+
+>>> import tp_spec as spec
+>>> d = spec.cgtp("0e", "0e", "0e", mode="uvw")
+>>> flops(d, 1), flops_oeq(d, 1), bytes_moved(d, 1, 4)   # 1 MAC CG + 1 MAC weight
+(4, 4, 16)
+"""
+
+from __future__ import annotations
+
+import math
+from functools import cache
+
+import numpy as np
+
+from .descriptor import Path, TensorProductDescriptor
+from .errors import InstructionError
+
+__all__ = [
+    "METHODS",
+    "bytes_moved",
+    "fft_complex",
+    "fft_real",
+    "flops",
+    "flops_oeq",
+    "nnz_cg",
+]
+
+#: Methods with a FLOP model, per descriptor kind.
+METHODS = {
+    "cgtp": ("sparse", "dense", "fused", "oeq"),
+    "gtp": ("gaunt", "grid", "fourier"),
+    "mtp": ("dense", "sparse"),
+}
+
+
+@cache
+def nnz_cg(l1: int, l2: int, l3: int) -> int:
+    """Number of nonzero entries of :func:`tp_spec.clebsch_gordan` ``(l1, l2, l3)``."""
+    from .clebsch_gordan import clebsch_gordan
+
+    return int(np.count_nonzero(clebsch_gordan(l1, l2, l3)))
+
+
+def fft_complex(n: int) -> float:
+    """FLOPs of a complex FFT of length ``n``: ``5 n log2 n`` (0 for ``n <= 1``)."""
+    return 5.0 * n * math.log2(n) if n > 1 else 0.0
+
+
+def fft_real(n: int) -> float:
+    """FLOPs of a real-input FFT of length ``n``: ``2.5 n log2 n``."""
+    return fft_complex(n) / 2
+
+
+def _channel_products(p: Path) -> int:
+    return p.mul_in1 if p.mode in ("uuw", "uuu") else p.mul_in1 * p.mul_in2
+
+
+def _weight_contraction(p: Path) -> int:
+    return 2 * p.ir_out.dim * p.weight_numel if p.has_weight else 0
+
+
+def _path_flops(p: Path, dense: bool, weights: bool = True) -> int:
+    table = p.ir_in1.dim * p.ir_in2.dim * p.ir_out.dim if dense else nnz_cg(*p.lll)
+    return 2 * table * _channel_products(p) + (_weight_contraction(p) if weights else 0)
+
+
+def flops_oeq(d: TensorProductDescriptor, batch: int) -> int:
+    """OpenEquivariance's forward model on the emulating CGTP:
+    ``batch * sum_paths [3 * nnz(C) * P + dim_l3 * prod(weight_shape)]`` (``P = m1 * m2`` for
+    the ``uvu``/``uvw`` problems it supports; unweighted paths contribute no weight term)."""
+    total = 0
+    for p in d.as_cgtp().paths:
+        total += 3 * nnz_cg(*p.lll) * _channel_products(p) + p.ir_out.dim * p.weight_numel
+    return batch * total
+
+
+def _per_degree(d: TensorProductDescriptor) -> int:
+    if getattr(d, "per_degree_weights", False):
+        return d.irreps_in1.dim + d.irreps_in2.dim + d.irreps_out.dim
+    return 0
+
+
+def _class_dims(d: TensorProductDescriptor, which: str, key: str) -> dict[int, int]:
+    """Components per channel of each parity class (``key="class"``) or parity (``"parity"``)."""
+    from .gtp import parity_class
+
+    irreps = {"in1": d.irreps_in1, "in2": d.irreps_in2, "out": d.irreps_out}[which]
+    out = {1: 0, -1: 0}
+    for _, ir in irreps:
+        q = parity_class(ir) if key == "class" else ir.p
+        out[q] += ir.dim
+    return out
+
+
+def _class_ls(d: TensorProductDescriptor, which: str, q: int) -> list[int]:
+    from .gtp import parity_class
+
+    irreps = {"in1": d.irreps_in1, "in2": d.irreps_in2, "out": d.irreps_out}[which]
+    return [ir.l for _, ir in irreps if parity_class(ir) == q]
+
+
+def _gtp_grid(d: TensorProductDescriptor) -> float:
+    nt, nph = d.grid_shape()  # type: ignore[attr-defined]
+    pairs = d.class_pairs()  # type: ignore[attr-defined]
+    c, c2 = d.channels, d.channels_in2  # type: ignore[attr-defined]
+    dims = {w: _class_dims(d, w, "class") for w in ("in1", "in2", "out")}
+    total = 0.0
+    for q in {q1 for q1, _, _ in pairs}:
+        total += c * (2 * nt * dims["in1"][q] + nt * fft_real(nph))
+    for q in {q2 for _, q2, _ in pairs}:
+        total += c2 * (2 * nt * dims["in2"][q] + nt * fft_real(nph))
+    total += c * len(pairs) * 2 * nt * nph
+    for q in {q3 for _, _, q3 in pairs}:
+        total += c * (nt * fft_real(nph) + 2 * nt * dims["out"][q])
+    return total
+
+
+@cache
+def _fourier_rows(kind: str, lmax: int, k: int) -> tuple[int, ...]:
+    """Nonzeros per degree ``l`` of the SH->Fourier (``k`` unused) or projection table."""
+    from .fourier import fourier_to_sh, sh_to_fourier
+
+    table = sh_to_fourier(lmax) if kind == "forward" else fourier_to_sh(lmax, k)
+    rows = np.asarray(table.indices)[:, 0]
+    degree = np.floor(np.sqrt(rows)).astype(int)
+    return tuple(int(np.sum(degree == l)) for l in range(lmax + 1))
+
+
+def _gtp_fourier(d: TensorProductDescriptor) -> float:
+    pairs = d.class_pairs()  # type: ignore[attr-defined]
+    c, c2 = d.channels, d.channels_in2  # type: ignore[attr-defined]
+    l1, l2, lout = d.lmax  # type: ignore[attr-defined]
+    k = l1 + l2
+    n = 2 * k + 1
+    fft2 = 5.0 * n * n * math.log2(n * n)
+    total = 0.0
+    for which, lm, mult, used in (("in1", l1, c, {q for q, _, _ in pairs}),
+                                  ("in2", l2, c2, {q for _, q, _ in pairs})):
+        rows = _fourier_rows("forward", lm, 0)
+        for q in used:
+            total += mult * (2 * sum(rows[l] for l in _class_ls(d, which, q)) + fft2)
+    total += c * len(pairs) * 8 * n * n
+    rows = _fourier_rows("project", lout, k)
+    for q in {q3 for _, _, q3 in pairs}:
+        total += c * (fft2 + 2 * sum(rows[l] for l in _class_ls(d, "out", q)))
+    return total
+
+
+def _mtp(d: TensorProductDescriptor, sparse: bool) -> float:
+    n = d.n  # type: ignore[attr-defined]
+    lt = d.lt  # type: ignore[attr-defined]
+    c, c2 = d.channels, d.channels_in2  # type: ignore[attr-defined]
+
+    def basis_cost(irreps: object) -> int:
+        if sparse:
+            return sum(2 * nnz_cg(lt, lt, ir.l) for _, ir in irreps)  # type: ignore[attr-defined]
+        dims = {1: 0, -1: 0}
+        for _, ir in irreps:  # type: ignore[attr-defined]
+            dims[ir.p] += ir.dim
+        return sum(2 * n * n * v for v in dims.values())
+
+    par = {w: _class_dims(d, w, "parity") for w in ("in1", "in2", "out")}
+    products = sum(1 for p1 in (1, -1) for p2 in (1, -1)
+                   if par["in1"][p1] and par["in2"][p2] and par["out"][p1 * p2])
+    return (c * basis_cost(d.irreps_in1) + c2 * basis_cost(d.irreps_in2)
+            + c * products * 2 * n**3 + c * basis_cost(d.irreps_out))
+
+
+def flops(d: TensorProductDescriptor, batch: int = 1, method: str | None = None) -> int:
+    """FLOPs of ``d`` for ``batch`` samples with ``method`` (module docstring); ``None`` gives
+    the minimal count. Raises :class:`InstructionError` for a method without a model."""
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 0:
+        raise ValueError(f"batch must be a non-negative int, got {batch!r}")
+    kind = d.kind
+    if method is not None and method not in METHODS.get(kind, ()):
+        raise InstructionError(
+            f"no FLOP model for method {method!r} of a {kind}; known: {METHODS.get(kind, ())}"
+        )
+    if kind == "cgtp":
+        if method == "oeq":
+            return flops_oeq(d, batch)
+        dense = method in ("dense", "fused")
+        return batch * sum(_path_flops(p, dense) for p in d.paths)
+    extra = _per_degree(d)
+    if method is None:
+        per = sum(_path_flops(p, False, weights=False) for p in d.paths)
+    elif method == "gaunt":
+        per = sum(_path_flops(p, True, weights=False) for p in d.paths)
+    elif method == "grid":
+        per = _gtp_grid(d)
+    elif method == "fourier":
+        per = _gtp_fourier(d)
+    else:  # mtp dense / sparse
+        per = _mtp(d, sparse=method == "sparse")
+    return int(round(batch * (per + extra)))
+
+
+def bytes_moved(d: TensorProductDescriptor, batch: int = 1, itemsize: int = 4) -> int:
+    """Minimal bytes moved: ``itemsize * (batch * (dim1 + dim2 + dim_out) + weight_numel)``
+    (inputs read once, output written once, shared weights read once)."""
+    dims = d.irreps_in1.dim + d.irreps_in2.dim + d.irreps_out.dim
+    return int(itemsize * (batch * dims + d.weight_numel))
