@@ -3,12 +3,12 @@
 Reading (DESIGN section 4): a channel of ``x`` is the function ``f(s) = sum x_lm Y_lm(s)`` with
 ``component``-normalized spherical harmonics (e3nn basis). Irreps of parity ``p * (-1)**l`` form
 the *parity class* ``p`` (class +1: ``0e, 1o, 2e, ...``; class -1: ``0o, 1e, 2o, ...``); an input
-may mix both classes, each class being one function. The output is
+may mix both classes, each class being one function. The output is::
 
     GTP(x1, x2)_{l3 m3} = (1 / 4 pi) * integral f1 f2 Y_{l3 m3} dOmega
 
 summed over the (up to four) class pairs. As a CGTP (see :meth:`GTPDescriptor.as_cgtp`) every
-path ``(l1, p1) x (l2, p2) -> (l3, p1 p2)`` with ``l1 + l2 + l3`` even has the coefficient
+path ``(l1, p1) x (l2, p2) -> (l3, p1 p2)`` with ``l1 + l2 + l3`` even has the coefficient::
 
     sqrt((2 l1 + 1)(2 l2 + 1)(2 l3 + 1)) * |(l1 l2 l3; 0 0 0)|
 

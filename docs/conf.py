@@ -1,0 +1,32 @@
+"""Sphinx configuration for the equivariant tensor products documentation."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+HERE = Path(__file__).parent
+sys.path.insert(0, str(HERE / "_ext"))
+
+project = "Equivariant tensor products (tp-spec, tp-jax, tp-torch)"
+author = "The tp developers"
+copyright = "2026, the tp developers"
+
+extensions = [
+    "myst_parser",
+    "sphinx.ext.autodoc",
+    "sphinx.ext.napoleon",
+    "sphinx.ext.doctest",
+    "sphinx.ext.mathjax",
+    "tp_tables",
+]
+myst_enable_extensions = ["dollarmath", "amsmath"]
+source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
+exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
+autodoc_typehints = "description"
+autodoc_member_order = "bysource"
+nitpicky = False
+html_theme = "alabaster"
+html_static_path: list[str] = []
+# The generated pages include Markdown tables from the benchmark results.
+suppress_warnings = ["myst.header"]
