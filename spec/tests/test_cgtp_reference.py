@@ -118,8 +118,8 @@ def test_channelwise_mace_style(e3nn_o3, shared):
     ours = ref.apply(d, x1, x2, w)
     theirs = _run_e3nn(tp, x1.reshape(6, -1), x2.reshape(6, -1),
                        w if shared else w.reshape(6, -1)).reshape(3, 2, -1)
-    np.testing.assert_allclose(ours, theirs[..., _match_blocks(d.irreps_out, str(out))],
-                               atol=TOL, rtol=0)
+    assert str(d.irreps_out) == str(out)  # same layout as MACE's, no permutation needed
+    np.testing.assert_allclose(ours, theirs, atol=TOL, rtol=0)
 
 
 def test_elementwise(e3nn_o3):
@@ -131,15 +131,22 @@ def test_elementwise(e3nn_o3):
     np.testing.assert_allclose(ref.apply(d, x1, x2), _run_e3nn(tp, x1, x2, None), atol=TOL)
 
 
-def test_full(e3nn_o3):
-    irreps1, irreps2 = "2x0e + 1x1o + 1x2e", "3x0e + 1x1o + 2x1e"
+@pytest.mark.parametrize(
+    "irreps1, irreps2",
+    [("2x0e + 1x1o + 1x2e", "3x0e + 1x1o + 2x1e"), ("2x0e + 0o + 1o + 1e", "0e + 0o + 1o")],
+)
+def test_full(e3nn_o3, irreps1, irreps2):
+    """Same output layout as e3nn's FullTensorProduct (both parities of a degree included)."""
     d = spec.cgtp(irreps1, irreps2, mode="full")
     tp = e3nn_o3.FullTensorProduct(irreps1, irreps2)
+    assert str(d.irreps_out) == str(tp.irreps_out)
     x1, x2, _ = _random_inputs(d)
-    theirs = _run_e3nn(tp, x1, x2, None)
-    np.testing.assert_allclose(ref.apply(d, x1, x2),
-                               theirs[..., _match_blocks(d.irreps_out, str(tp.irreps_out))],
-                               atol=TOL, rtol=0)
+    np.testing.assert_allclose(ref.apply(d, x1, x2), _run_e3nn(tp, x1, x2, None), atol=TOL, rtol=0)
+    natural = spec.cgtp(irreps1, irreps2, mode="full", output_order="natural")
+    assert natural.irreps_out == d.irreps_out.sort().irreps
+    np.testing.assert_allclose(
+        ref.apply(natural, x1, x2)[..., _match_blocks(d.irreps_out, natural.irreps_out)],
+        ref.apply(d, x1, x2), atol=TOL, rtol=0)
 
 
 @pytest.mark.parametrize("shared", [True, False])

@@ -124,6 +124,7 @@ CASES = [
     (_s2(6), _s2(5), _s2(6)),                                 # truncated output
     (_s2(3, -1), _s2(4, -1), None),                           # (-,-) -> +
     (_s2(4) + _s2(3, -1), _s2(2, -1) + _s2(3), None),          # all four class pairs
+    (_s2(6) + _s2(6, -1), _s2(6, -1) + _s2(6), _s2(6) + _s2(6, -1)),  # all four pairs at L = 6
     (_times(_s2(2) + _s2(2, -1), 3), _s2(3) + _s2(1, -1), None),  # broadcast x2
     (_times(_s2(2), 2), _times(_s2(2, -1), 2), "2x0o + 2x2o + 2x7e + 2x3o"),  # unreachable 7e
 ]

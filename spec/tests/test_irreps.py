@@ -145,10 +145,30 @@ def test_matches_e3nn():
     pytest.importorskip("torch")
     from e3nn import o3
 
-    for s in ("8x0e + 4x1o + 2x2e + 1x1e", "3x1o + 2x0o + 1x3y", "0e"):
+    for s in ("8x0e + 4x1o + 2x2e + 1x1e", "3x1o + 2x0o + 1x3y", "0e", "2e + 0e + 1e",
+              "1e + 0o + 2e + 0e + 1o"):
         ours, theirs = Irreps(s), o3.Irreps(s)
         assert ours.dim == theirs.dim and ours.num_irreps == theirs.num_irreps
         assert ours.lmax == theirs.lmax
         assert str(ours.sort("e3nn").irreps) == str(theirs.sort().irreps)
         assert list(ours.sort("e3nn").p) == list(theirs.sort().p)
+        assert list(ours.sort("e3nn").inv) == list(theirs.sort().inv)
         assert str(ours.simplify()) == str(theirs.simplify())
+
+
+def test_sort_permutation_remaps_instructions():
+    """``p`` maps an original block index to its sorted position (the e3nn/MACE idiom)."""
+    irreps = Irreps("2x2e + 3x0e + 1x1o")
+    srt = irreps.sort()
+    assert srt.irreps == Irreps("3x0e + 1x1o + 2x2e")
+    for i, block in enumerate(irreps):
+        assert srt.irreps[srt.p[i]] == block
+        assert irreps[srt.inv[srt.p[i]]] == block
+
+
+def test_filter_accepts_single_irreps():
+    irreps = Irreps("0e + 1o + 1e + 2e")
+    assert irreps.filter(Irrep("1o")) == Irreps("1o")
+    assert irreps.filter(drop=Irrep("1o")) == Irreps("0e + 1e + 2e")
+    with pytest.raises(IrrepsError, match="lmax must be a non-negative int"):
+        irreps.filter(lmax=-1)

@@ -170,3 +170,21 @@ def test_batch_shapes():
         out = ref.apply(d, x1, x2, w)
         assert out.shape == batch + (d.irreps_out.dim,)
         np.testing.assert_allclose(ref.apply_emulated(d, x1, x2, w), out, atol=TOL)
+
+
+def test_explicit_matrix_degree_keeps_the_operation():
+    """With ``lt`` fixed, adding output irreps does not change the existing outputs."""
+    rng = np.random.default_rng(7)
+    small = spec.mtp("1o", "1o", lt=2)
+    large = spec.mtp("1o", "1o", "0e + 1e + 2e + 3o + 4e", lt=2)
+    x1, x2 = rng.normal(size=(4, 3)), rng.normal(size=(4, 3))
+    y_small, y_large = ref.apply(small, x1, x2), ref.apply(large, x1, x2)
+    for i, (_, ir) in enumerate(small.irreps_out):
+        j = [b.ir for b in large.irreps_out].index(ir)
+        np.testing.assert_allclose(y_small[..., small.irreps_out.slices()[i]],
+                                   y_large[..., large.irreps_out.slices()[j]], atol=1e-13)
+    # The default matrix degree grows with the outputs, which changes the operation.
+    assert spec.mtp("1o", "1o").lt == 1
+    assert spec.mtp("1o", "1o", "0e + 1e + 2e + 3o + 4e").lt == 2
+    with pytest.raises(spec.InstructionError, match="lt=1 is too small"):
+        spec.mtp("1o", "1o", "4e", lt=1)

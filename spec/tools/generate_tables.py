@@ -12,6 +12,7 @@ lexicographic order. Per nonzero real Clebsch-Gordan entry ``C[a,b,c] = sign * s
 
 The exact values come from the direct Racah computation (never from the shipped file).
 Usage: python spec/tools/generate_tables.py [--lmax 10] [--out PATH]
+(all triangle triples with l1, l2 <= lmax)
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ def all_triples(lmax: int) -> list[tuple[int, int, int]]:
         (l1, l2, l3)
         for l1 in range(lmax + 1)
         for l2 in range(lmax + 1)
-        for l3 in range(abs(l1 - l2), min(lmax, l1 + l2) + 1)
+        for l3 in range(abs(l1 - l2), l1 + l2 + 1)
     ]
 
 

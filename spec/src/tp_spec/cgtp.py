@@ -18,9 +18,12 @@ user ``path_weight`` sits under the square root.
 from __future__ import annotations
 
 import math
+import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
+
+import numpy as np
 
 from .descriptor import (
     MODES,
@@ -104,15 +107,24 @@ def _make_path(
     path_weight: float,
     offset: int,
 ) -> Path:
+    indices = []
     for name, index, irreps in (("i_in1", i1, irreps_in1), ("i_in2", i2, irreps_in2),
                                 ("i_out", io, irreps_out)):
-        if isinstance(index, bool) or not isinstance(index, int) or not 0 <= index < len(irreps):
+        try:
+            value = operator.index(index) if not isinstance(index, bool) else None
+        except TypeError:
+            value = None
+        if value is None or not 0 <= value < len(irreps):
             raise InstructionError(
-                f"instruction index {name}={index!r} is out of range for irreps {irreps} "
-                f"({len(irreps)} blocks)"
+                f"instruction index {name}={index!r} is not a valid block index of irreps "
+                f"{irreps} ({len(irreps)} blocks)"
             )
+        indices.append(value)
+    i1, i2, io = indices
     if mode not in MODES:
         raise InstructionError(f"unknown connection mode {mode!r}; expected one of {MODES}")
+    if not isinstance(has_weight, (bool, np.bool_)):
+        raise InstructionError(f"has_weight must be a bool, got {has_weight!r}")
     (mul1, ir1), (mul2, ir2), (mulo, iro) = irreps_in1[i1], irreps_in2[i2], irreps_out[io]
     validate_path_irreps(ir1, ir2, iro)
     check_mode_multiplicities(mode, mul1, mul2, mulo)
@@ -137,7 +149,7 @@ def _variances(name: str, value: Sequence[float] | None, irreps: Irreps) -> tupl
 
 def _generated_instructions(
     irreps_in1: Irreps, irreps_in2: Irreps, irreps_out: Irreps | None, mode: str,
-    has_weight: bool,
+    has_weight: bool, output_order: str,
 ) -> tuple[Irreps, list[tuple[int, int, int, str, bool, float]]]:
     """Instructions of the convenience modes (e3nn's FullyConnected, channelwise, ...)."""
     if mode in ("uvw", "uuw"):
@@ -184,10 +196,10 @@ def _generated_instructions(
     out = Irreps(blocks)
     if mode == "uuu":
         return out, [(i1, i2, io, mode, has_weight, 1.0) for i1, i2, io in raw]
-    # Sort the output blocks (natural order) and remap the instructions, as MACE/e3nn do.
-    sorted_out = out.sort()
+    # Sort the output blocks and remap the instructions, as MACE/e3nn do.
+    sorted_out = out.sort(output_order)
     return sorted_out.irreps, [
-        (i1, i2, sorted_out.inv[io], mode, has_weight, 1.0) for i1, i2, io in raw
+        (i1, i2, sorted_out.p[io], mode, has_weight, 1.0) for i1, i2, io in raw
     ]
 
 
@@ -196,8 +208,9 @@ def cgtp(
     irreps_in2: Irreps | str,
     irreps_out: Irreps | str | None = None,
     *,
-    mode: str = "uvw",
+    mode: str | None = None,
     instructions: Sequence[tuple[Any, ...]] | None = None,
+    output_order: str = "e3nn",
     has_weight: bool | None = None,
     irrep_normalization: str = "component",
     path_normalization: str = "element",
@@ -208,18 +221,23 @@ def cgtp(
     """Describe a Clebsch-Gordan tensor product (e3nn ``TensorProduct`` semantics).
 
     With ``instructions`` (e3nn tuples ``(i_in1, i_in2, i_out, mode, has_weight[, path_weight])``)
-    ``irreps_out`` is required and used as given. Otherwise ``mode`` generates them:
+    ``irreps_out`` is required and used as given. Otherwise ``mode`` (default ``"uvw"``)
+    generates them:
 
     * ``"uvw"`` fully connected (e3nn ``FullyConnectedTensorProduct``): every allowed
       ``(i_in1, i_in2, i_out)``; ``irreps_out`` required.
     * ``"uuw"``: like ``uvw`` for blocks of equal multiplicity.
     * ``"uvu"`` channelwise (MACE/NequIP): one output block of multiplicity ``mul1`` per allowed
-      path, ``irreps_out`` (optional) filters the output irreps; outputs sorted (natural order).
+      path, ``irreps_out`` (optional) filters the output irreps; outputs sorted.
     * ``"uvv"``: the mirror of ``uvu``.
     * ``"uuu"`` elementwise (e3nn ``ElementwiseTensorProduct``): blocks paired in order.
     * ``"full"`` / ``"uvuv"`` (e3nn ``FullTensorProduct``): every pair of channels; outputs sorted.
 
-    ``has_weight`` defaults to True for uvw/uvu/uvv/uuw and False for uuu/full, as in e3nn.
+    ``has_weight`` defaults to True for uvw/uvu/uvv/uuw and False for uuu/full, as in e3nn
+    (unlike e3nn, an unweighted ``uvw`` is allowed). The generated outputs of uvu/uvv/full are
+    sorted with ``output_order``: ``"e3nn"`` (default; odd before even within a degree, exactly
+    e3nn's ``FullTensorProduct`` and MACE's layout) or ``"natural"`` (``(-1)**l`` first, as
+    e3nn-jax and cuEquivariance).
     """
     irreps_in1, irreps_in2 = Irreps(irreps_in1), Irreps(irreps_in2)
     if irreps_out is not None:
@@ -233,7 +251,14 @@ def cgtp(
         raise InstructionError(
             f"path_normalization must be one of {_PATH_NORMALIZATIONS}, got {path_normalization!r}"
         )
+    if output_order not in ("e3nn", "natural"):
+        raise InstructionError(f"output_order must be 'e3nn' or 'natural', got {output_order!r}")
     if instructions is not None:
+        if mode is not None or has_weight is not None:
+            raise InstructionError(
+                "give either instructions or mode/has_weight: explicit instructions carry their "
+                "own mode and has_weight"
+            )
         if irreps_out is None:
             raise InstructionError("explicit instructions need irreps_out")
         norm_instr = []
@@ -246,11 +271,16 @@ def cgtp(
             norm_instr.append(tuple(ins) + ((1.0,) if len(ins) == 5 else ()))
         out = irreps_out
     else:
+        mode = "uvw" if mode is None else mode
         m = "uvuv" if mode == "full" else mode
         if m not in MODES:
             raise InstructionError(f"unknown mode {mode!r}; expected one of {MODES + ('full',)}")
         weighted = has_weight if has_weight is not None else m in ("uvw", "uvu", "uvv", "uuw")
-        out, norm_instr = _generated_instructions(irreps_in1, irreps_in2, irreps_out, m, weighted)
+        if not isinstance(weighted, bool):
+            raise InstructionError(f"has_weight must be a bool, got {weighted!r}")
+        out, norm_instr = _generated_instructions(
+            irreps_in1, irreps_in2, irreps_out, m, weighted, output_order
+        )
     v1 = _variances("in1_var", in1_var, irreps_in1)
     v2 = _variances("in2_var", in2_var, irreps_in2)
     vo = _variances("out_var", out_var, out)

@@ -39,7 +39,9 @@ __all__ = [
     "wigner_3j_exact",
 ]
 
-#: Largest degree whose tables ship pre-computed (see ``spec/tools/generate_tables.py``).
+#: Tables ship pre-computed for every triangle triple ``(l1, l2, l3)`` with
+#: ``l1, l2 <= SHIPPED_LMAX`` (so ``l3`` up to ``2 * SHIPPED_LMAX``: every path of a product of two inputs of degree <= 10);
+#: others are computed exactly on first use (see ``spec/tools/generate_tables.py``).
 SHIPPED_LMAX = 10
 _TABLE_FILE = "coupling_tables.npz"
 _TABLE_FORMAT_VERSION = 1
@@ -276,7 +278,7 @@ def compute_real_cg_exact(l1: int, l2: int, l3: int) -> ExactTable:
 
 @cache
 def _real_cg_exact(l1: int, l2: int, l3: int) -> ExactTable:
-    if max(l1, l2, l3) <= SHIPPED_LMAX:
+    if max(l1, l2) <= SHIPPED_LMAX:
         shipped = _shipped_tables()
         if shipped is not None and (l1, l2, l3) in shipped.slices:
             lo, hi = shipped.slices[(l1, l2, l3)]
@@ -304,7 +306,7 @@ def clebsch_gordan_exact(l1: int, l2: int, l3: int) -> ExactTable:
 # --------------------------------------------------------------------------- shipped tables
 @dataclass(frozen=True, eq=False)
 class _Shipped:
-    """Contents of ``_tables/coupling_tables.npz`` (all triples with every l <= SHIPPED_LMAX).
+    """Contents of ``_tables/coupling_tables.npz`` (all triples with l1, l2 <= SHIPPED_LMAX).
 
     ``arrays``: ``cg_index`` (nnz, 3) uint8, ``cg_sign`` int8, ``cg_p``/``cg_q`` int64 (the exact
     entry is ``sign*sqrt(p/q)``), ``cg_f64``/``cg_f32`` correctly rounded values, and
@@ -375,7 +377,7 @@ def clebsch_gordan(l1: int, l2: int, l3: int, dtype: Any = np.float64) -> np.nda
     arr = _float_cache.get(key)
     if arr is None:
         arr = None
-        if max(triple) <= SHIPPED_LMAX:
+        if max(triple[:2]) <= SHIPPED_LMAX:
             arr = _dense_from_shipped("cg", triple, dt)
         if arr is None:
             arr = _real_cg_exact(*triple).to_dense(dt)

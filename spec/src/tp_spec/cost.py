@@ -239,5 +239,8 @@ def flops(d: TensorProductDescriptor, batch: int = 1, method: str | None = None)
 def bytes_moved(d: TensorProductDescriptor, batch: int = 1, itemsize: int = 4) -> int:
     """Minimal bytes moved: ``itemsize * (batch * (dim1 + dim2 + dim_out) + weight_numel)``
     (inputs read once, output written once, shared weights read once)."""
+    for name, value, low in (("batch", batch, 0), ("itemsize", itemsize, 1)):
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     dims = d.irreps_in1.dim + d.irreps_in2.dim + d.irreps_out.dim
     return int(itemsize * (batch * dims + d.weight_numel))

@@ -44,11 +44,15 @@ Triple = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 
 def interactability(d: TensorProductDescriptor) -> set[Triple]:
     """``{((l1, p1), (l2, p2), (l3, p3))}`` of every path of ``d.as_cgtp()`` whose coefficient
-    is nonzero (``p`` as +1 / -1)."""
+    is nonzero and whose blocks are not empty (``p`` as +1 / -1)."""
+    if not isinstance(d, TensorProductDescriptor):
+        raise TypeError(
+            f"interactability needs a tensor-product descriptor, got {type(d).__name__}"
+        )
     return {
         ((p.ir_in1.l, p.ir_in1.p), (p.ir_in2.l, p.ir_in2.p), (p.ir_out.l, p.ir_out.p))
         for p in d.as_cgtp().paths
-        if p.coefficient != 0.0
+        if p.coefficient != 0.0 and p.mul_in1 > 0 and p.mul_in2 > 0 and p.mul_out > 0
     }
 
 
@@ -158,6 +162,8 @@ def expressivity(d: TensorProductDescriptor, *, seed: int = 0, rtol: float = 1e-
     >>> expressivity(spec.cgtp("0e + 1o", "0e + 1o", "0e + 1o + 1e + 2e", mode="uvw"))
     6
     """
+    if not isinstance(d, TensorProductDescriptor):
+        raise TypeError(f"expressivity needs a tensor-product descriptor, got {type(d).__name__}")
     fam = _Family(d)
     if fam.size == 0 or not fam.triples:
         return 0

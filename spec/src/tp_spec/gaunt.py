@@ -118,7 +118,7 @@ def gaunt(l1: int, l2: int, l3: int, dtype: Any = np.float64) -> np.ndarray:
             arr = np.zeros(shape, dtype=dt)
         else:
             arr = None
-            if max(triple) <= SHIPPED_LMAX:
+            if max(triple[:2]) <= SHIPPED_LMAX:
                 arr = _dense_from_shipped("gaunt", triple, dt)
             if arr is None:
                 ex = gaunt_exact(*triple)

@@ -21,6 +21,7 @@ String syntax (e3nn): ``"8x0e + 4x1o + 2e"``; parity letters ``e`` (+1), ``o`` (
 
 from __future__ import annotations
 
+import operator
 import re
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any, NamedTuple
@@ -64,12 +65,13 @@ class Irrep:
             if p is not None or len(l) != 2:
                 raise IrrepsError(f"Irrep({l!r}, {p!r}): expected a pair (l, p)")
             l, p = l
-        if isinstance(l, bool) or not isinstance(l, int) or l < 0:
+        int_l, int_p = _as_int(l), _as_int(p)
+        if int_l is None or int_l < 0:
             raise IrrepsError(f"irrep degree must be a non-negative int, got {l!r}")
-        if isinstance(p, bool) or p not in (1, -1):
+        if int_p not in (1, -1):
             raise IrrepsError(f"irrep parity must be +1 or -1, got {p!r}")
-        self._l = int(l)
-        self._p = int(p)
+        self._l = int_l
+        self._p = int_p
 
     @property
     def l(self) -> int:  # noqa: E743
@@ -131,6 +133,16 @@ class Irrep:
         return (Irrep, (self._l, self._p))
 
 
+def _as_int(value: Any) -> int | None:
+    """``value`` as a Python int if it is an integer (numpy ints included, bools excluded)."""
+    if isinstance(value, bool):
+        return None
+    try:
+        return operator.index(value)
+    except TypeError:
+        return None
+
+
 def _natural_key(ir: Irrep) -> tuple[int, int]:
     """Sort key: by degree, then the natural parity ``(-1)**l`` first (e3nn-jax, cuEquivariance)."""
     return (ir.l, 0 if ir.is_natural else 1)
@@ -157,10 +169,14 @@ class MulIrrep(NamedTuple):
 
 
 class SortResult(NamedTuple):
-    """Result of :meth:`Irreps.sort`: the sorted irreps and the block permutation.
+    """Result of :meth:`Irreps.sort`: the sorted irreps and the block permutation (as e3nn).
 
-    ``irreps[inv[i]]`` of the sorted result is block ``i`` of the original; ``p[j]`` is the original
-    index of sorted block ``j``.
+    ``p[i]`` is the position in the sorted irreps of original block ``i`` (so instructions written
+    for the unsorted output are remapped with ``p[i_out]``); ``inv[j]`` is the original index of
+    sorted block ``j``.
+
+    >>> Irreps("2e + 0e + 1e").sort()
+    SortResult(irreps=1x0e+1x1e+1x2e, p=(2, 0, 1), inv=(1, 2, 0))
     """
 
     irreps: Irreps
@@ -216,9 +232,10 @@ class Irreps(tuple):
                     raise IrrepsError(
                         f"cannot interpret {item!r} as a (mul, irrep) pair in irreps {irreps!r}"
                     ) from None
-                if isinstance(mul, bool) or not isinstance(mul, int) or mul < 0:
+                int_mul = _as_int(mul)
+                if int_mul is None or int_mul < 0:
                     raise IrrepsError(f"multiplicity must be a non-negative int, got {mul!r}")
-                blocks.append(MulIrrep(int(mul), Irrep(ir)))
+                blocks.append(MulIrrep(int_mul, Irrep(ir)))
         return super().__new__(cls, tuple(blocks))
 
     # ------------------------------------------------------------------ sizes
@@ -299,11 +316,11 @@ class Irreps(tuple):
         if order not in keys:
             raise IrrepsError(f"unknown sort order {order!r}; expected 'natural' or 'e3nn'")
         key = keys[order]
-        p = tuple(sorted(range(len(self)), key=lambda i: key(self[i].ir)))
-        inv = [0] * len(p)
-        for j, i in enumerate(p):
-            inv[i] = j
-        return SortResult(Irreps([self[i] for i in p]), p, tuple(inv))
+        inv = tuple(sorted(range(len(self)), key=lambda i: key(self[i].ir)))
+        p = [0] * len(inv)
+        for j, i in enumerate(inv):
+            p[i] = j
+        return SortResult(Irreps([self[i] for i in inv]), tuple(p), inv)
 
     def filter(
         self,
@@ -321,12 +338,17 @@ class Irreps(tuple):
         """
 
         def predicate(arg: Any) -> Callable[[MulIrrep], bool]:
-            if callable(arg) and not isinstance(arg, (str, Irreps)):
+            if isinstance(arg, (Irrep, MulIrrep)):
+                arg = [arg]
+            elif callable(arg) and not isinstance(arg, (str, Irreps)):
                 return arg
-            if isinstance(arg, str):
+            elif isinstance(arg, str):
                 arg = Irreps(arg)
             irs = {block.ir if isinstance(block, MulIrrep) else Irrep(block) for block in arg}
             return lambda block: block.ir in irs
+
+        if lmax is not None and (isinstance(lmax, bool) or not isinstance(lmax, int) or lmax < 0):
+            raise IrrepsError(f"lmax must be a non-negative int, got {lmax!r}")
 
         blocks = list(self)
         if keep is not None:
@@ -350,6 +372,8 @@ class Irreps(tuple):
         """
         if p not in (1, -1):
             raise IrrepsError(f"parity must be +1 or -1, got {p!r}")
+        if isinstance(lmax, bool) or not isinstance(lmax, int) or lmax < 0:
+            raise IrrepsError(f"lmax must be a non-negative int, got {lmax!r}")
         return Irreps([(1, Irrep(l, p**l)) for l in range(lmax + 1)])
 
     # ------------------------------------------------------------- operators

@@ -38,6 +38,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .cgtp import CGTPDescriptor
+from .errors import InstructionError
 from .gtp import ChannelwiseFixedDescriptor, _check_channels, _check_output, _default_outputs
 from .irreps import Irrep, Irreps
 
@@ -102,17 +103,33 @@ def mtp(
     irreps_out: Irreps | str | None = None,
     *,
     per_degree_weights: bool = False,
+    lt: int | None = None,
 ) -> MTPDescriptor:
     """Describe a matrix tensor product (module docstring); channel rules as :func:`tp_spec.gtp`.
 
-    ``irreps_out=None``: every ``(l, p)`` with ``l <= 2 ceil(max(L1, L2) / 2)`` reachable by a
-    path with a nonzero 6j symbol, multiplicity ``C``, sorted (natural order). Given: blocks of
-    multiplicity ``C``, each irrep once (``lt`` then also covers ``Lout``).
+    ``lt``: the matrices are ``(2 lt + 1) x (2 lt + 1)``; default (DESIGN)
+    ``ceil(max(L1, L2, Lout) / 2)``, the smallest that holds every degree. The operation depends
+    on ``lt``: asking for higher output degrees than the default grows the matrices and changes
+    every path coefficient, so pass ``lt`` explicitly to keep one operation while changing
+    ``irreps_out``.
+
+    ``irreps_out=None``: every ``(l, p)`` with ``l <= 2 lt`` reachable by a path with a nonzero
+    6j symbol, multiplicity ``C``, sorted (natural order). Given: blocks of multiplicity ``C``,
+    each irrep once.
     """
     irreps_in1, irreps_in2 = Irreps(irreps_in1), Irreps(irreps_in2)
     channels, channels_in2 = _check_channels("mtp", irreps_in1, irreps_in2)
+    lmax_in = max(irreps_in1.lmax, irreps_in2.lmax)
+    lmax_out = lmax_in if irreps_out is None or len(Irreps(irreps_out)) == 0 else max(
+        lmax_in, Irreps(irreps_out).lmax)
+    if lt is None:
+        lt = (lmax_out + 1) // 2
+    elif isinstance(lt, bool) or not isinstance(lt, int) or 2 * lt < lmax_out:
+        raise InstructionError(
+            f"lt={lt!r} is too small: (2 lt + 1)-dimensional matrices hold degrees up to 2 lt, "
+            f"but the inputs and outputs reach degree {lmax_out}"
+        )
     if irreps_out is None:
-        lt = (max(irreps_in1.lmax, irreps_in2.lmax) + 1) // 2
 
         def keep(ir1: Irrep, ir2: Irrep, ir3: Irrep) -> bool:
             return ir3.l <= 2 * lt and mtp_coefficient(ir1.l, ir2.l, ir3.l, lt) != 0.0
@@ -122,8 +139,6 @@ def mtp(
     else:
         irreps_out = Irreps(irreps_out)
         _check_output("mtp", irreps_out, channels)
-        lmax_out = irreps_out.lmax if len(irreps_out) else 0
-        lt = (max(irreps_in1.lmax, irreps_in2.lmax, lmax_out) + 1) // 2
     mode = "uuu" if channels_in2 == channels else "uvu"
     specs = []
     for i1, (_, ir1) in enumerate(irreps_in1):

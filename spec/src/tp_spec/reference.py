@@ -51,8 +51,11 @@ __all__ = [
 # ----------------------------------------------------------------------------- validation
 def _as_real(name: str, a: Any) -> np.ndarray:
     arr = np.asarray(a)
-    if not np.issubdtype(arr.dtype, np.floating):
-        raise DTypeError(f"{name} must be a real floating array, got dtype {arr.dtype}")
+    if arr.dtype not in (np.float32, np.float64):
+        raise DTypeError(
+            f"{name} must be a float32 or float64 array, got dtype {arr.dtype} "
+            "(the reference computes in float64 and converts nothing else implicitly)"
+        )
     return arr.astype(np.float64, copy=False)
 
 

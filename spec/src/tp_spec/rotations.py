@@ -113,6 +113,8 @@ def random_rotation(
     ``improper=True`` returns ``-R`` (det -1, uniform on the improper component of O(3)).
     ``rng``: a ``numpy.random.Generator`` or a seed.
     """
+    if not isinstance(improper, (bool, np.bool_)):
+        raise TypeError(f"improper must be a bool, got {improper!r}")
     rng = rng if isinstance(rng, np.random.Generator) else np.random.default_rng(rng)
     shape = (shape,) if isinstance(shape, (int, np.integer)) else tuple(shape)
     q = rng.normal(size=shape + (4,))

@@ -217,11 +217,14 @@ def spherical_harmonics(
 
     Args:
         lmax_or_irreps: an int ``lmax`` (every degree ``0..lmax`` concatenated,
-            ``(lmax + 1)**2`` components), or irreps (``Irreps``/str/``Irrep``) whose blocks are
-            produced in order, each repeated ``mul`` times. Every irrep must have the natural
-            parity ``(-1)**l`` (``0e, 1o, 2e, ...``); otherwise :class:`IrrepsError`.
+            ``(lmax + 1)**2`` components; note that e3nn's int argument means the single degree
+            ``l``), a list of ints (those degrees, in order, as e3nn), or irreps
+            (``Irreps``/str/``Irrep``) whose blocks are produced in order, each repeated ``mul``
+            times. Every irrep must have the natural parity ``(-1)**l`` (``0e, 1o, 2e, ...``);
+            otherwise :class:`IrrepsError`.
         xyz: ``(..., 3)`` real array.
-        normalization: ``"integral"``, ``"component"`` (default, as e3nn) or ``"norm"``.
+        normalization: ``"integral"``, ``"component"`` (default here; e3nn's own default is
+            ``"integral"``) or ``"norm"``.
         normalize: if True, evaluate at ``xyz / |xyz|``. A zero vector stays zero, so it gives
             ``Y^0`` = its constant and ``Y^l = 0`` for ``l >= 1`` (e3nn gives the same values;
             unlike e3nn, which clamps ``|xyz|`` at 1e-12, every nonzero vector is normalized
@@ -241,8 +244,12 @@ def spherical_harmonics(
         lmax = _check_lmax(lmax_or_irreps)
         blocks = None
     else:
-        from .irreps import Irreps
+        from .irreps import Irrep, Irreps
 
+        if isinstance(lmax_or_irreps, (list, tuple)) and all(
+            isinstance(l, (int, np.integer)) and not isinstance(l, bool) for l in lmax_or_irreps
+        ):
+            lmax_or_irreps = [Irrep(int(_check_lmax(l)), (-1) ** int(l)) for l in lmax_or_irreps]
         irreps = Irreps(lmax_or_irreps)
         for _mul, ir in irreps:
             if ir.p != (-1) ** ir.l:
