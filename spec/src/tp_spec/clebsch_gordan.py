@@ -41,7 +41,8 @@ __all__ = [
 
 #: Tables ship pre-computed for every triangle triple ``(l1, l2, l3)`` with
 #: ``l1, l2 <= SHIPPED_LMAX`` (so ``l3`` up to ``2 * SHIPPED_LMAX``: every path of a product
-#: of two inputs of degree <= 10); others are computed exactly on first use (see ``spec/tools/generate_tables.py``).
+#: of two inputs of degree <= 10); others are computed exactly on first use
+#: (see ``spec/tools/generate_tables.py``).
 SHIPPED_LMAX = 10
 _TABLE_FILE = "coupling_tables.npz"
 _TABLE_FORMAT_VERSION = 1
