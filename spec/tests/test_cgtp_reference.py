@@ -254,3 +254,18 @@ def test_equivariance(mode, improper):
         lhs = ref.apply(d, x1 @ D1.T, x2 @ D2.T, w)
         rhs = ref.apply(d, x1, x2, w) @ Do.T
         np.testing.assert_allclose(lhs, rhs, atol=1e-11)
+
+
+def test_weighted_paths_between_empty_blocks():
+    """Weighted paths touching a multiplicity-0 block have no weights and contribute nothing."""
+    d = spec.cgtp("0x0e + 2x1o", "1x1o", "2x0e + 0x1e", mode="uvw")
+    assert d.weight_numel == 2 * 1 * 2 and len(d.paths) == 2
+    x1, x2, w = _random_inputs(d)
+    empty = spec.cgtp("0x0e", "1x1o", "0x1e + 0x1o", mode="uvw")
+    assert empty.weight_numel == 0
+    xe1, xe2 = np.zeros((4, 0)), np.ones((4, 3))
+    assert ref.apply(empty, xe1, xe2).shape == (4, 0)
+    # the 0x1e output block is empty and the 2x0e output comes from the one non-empty path only
+    only = spec.cgtp("2x1o", "1x1o", "2x0e", mode="uvw")
+    np.testing.assert_allclose(ref.apply(d, x1, x2, w), ref.apply(only, x1[:, 0:], x2, w),
+                               atol=1e-14)

@@ -7,6 +7,15 @@ they never import jax or torch themselves. Adding a backend needs no change to i
 All arrays are NumPy; ``dtype`` is ``"float64"`` or ``"float32"`` (the precision the backend
 computes in); ``device`` is one of :meth:`Backend.devices`. Every method validates its inputs and
 raises the exception classes of :mod:`tp_spec.errors` before computing anything.
+
+Callers pass arrays that already have the dtype ``dtype``; an adapter must not cast them
+silently: a non-floating input, or inputs whose dtypes differ from each other, raise
+:class:`~tp_spec.errors.DTypeError` exactly as the framework API does for the same tensors (the
+conformance suite checks this). Gradients are returned with the shapes of the inputs (shared
+weights ``(numel,)`` get the gradient summed over the batch); a batch may be empty or ``()``.
+
+Optional method ``hvp`` (checked by the conformance suite when present; see the commented
+signature in :class:`Backend`).
 """
 
 from __future__ import annotations

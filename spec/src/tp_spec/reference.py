@@ -93,6 +93,8 @@ def _path_weight(p: Path, w: np.ndarray | None, batch: tuple[int, ...]) -> np.nd
 
     if not p.has_weight:
         return np.ones(mode_weight_shape(p.mode, p.mul_in1, p.mul_in2, p.mul_out))
+    if p.weight_numel == 0:  # a weighted path between empty blocks: nothing to read
+        return np.zeros(p.weight_shape)
     assert w is not None
     block = w[..., p.weight_slice]
     lead = block.shape[:-1]  # () for shared weights, batch for per-sample weights
