@@ -1,0 +1,408 @@
+"""Clebsch-Gordan tensor product kernels: ``dense``, ``sparse`` and ``fused``.
+
+All three compute ``tp_spec.reference.apply`` for any :class:`tp_spec.CGTPDescriptor` (every
+connection mode, shared / per-sample / no weights). They differ in how the Clebsch-Gordan
+contraction is organised:
+
+* ``dense``: one dense ``(d1, d2, d3)`` contraction per path, as e3nn does.
+* ``sparse``: per path, gather the nonzero CG entries ``(i, j, k, c)`` and scatter-add the
+  products ``c * x1[i] * x2[j]`` into ``k`` (the paper's sparse variant; fewer FLOPs, more
+  memory traffic).
+* ``fused``: picks one of three plans from the descriptor's structure at construction:
+
+  - ``"scalar"`` (every block multiplicity 1, e.g. the MIMO workloads): the whole product is
+    ONE matmul ``(x1 (x) x2) @ W`` with the block-sparse ``(dim1*dim2, dim_out)`` matrix ``W``
+    assembled from the shared weights by one ``index_add`` over the nonzero CG entries
+    (per-sample weights: one matmul with the stacked CG, then one small batched contraction
+    per output block).
+  - ``"channelwise"`` (every path ``uvu`` with ``mul_in2 == 1``, the MACE/NequIP shape): per
+    path, contract ``x2`` with the CG first (a tiny matmul, ``(B, d1, d3)``), fold the weights
+    into ``x1`` and finish with one batched matmul that writes the output block directly.
+  - ``"grouped"`` (anything else): paths sharing the same input pair are contracted with their
+    concatenated CG blocks in one go, then the weights are applied per path.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import numpy as np
+import torch
+from tp_spec import CGTPDescriptor, Path, clebsch_gordan
+
+from ._common import Kernel
+
+__all__ = ["CGTPDense", "CGTPFused", "CGTPSparse", "fused_plan"]
+
+_UU = ("uuw", "uuu")
+#: fused "scalar" plan: split W by parity from this many dense entries (dim1 * dim2 * dim_out).
+_SPLIT_MIN = 20_000
+
+
+def _cg(p: Path) -> np.ndarray:
+    """The path's CG block with its coefficient folded in, float64 ``(d1, d2, d3)``."""
+    return p.coefficient * np.asarray(clebsch_gordan(*p.lll), dtype=np.float64)
+
+
+def _path_weight(p: Path, w: torch.Tensor | None) -> torch.Tensor | None:
+    """The path's weight block: ``shape`` (shared) or ``(B, *shape)`` (per sample); None if
+    the path is unweighted."""
+    if not p.has_weight or w is None:
+        return None
+    sl = p.weight_slice
+    if w.dim() == 1:
+        return w[sl].reshape(p.weight_shape)
+    return w[:, sl].reshape((w.shape[0],) + p.weight_shape)
+
+
+def _apply_mode(p: Path, s: torch.Tensor, wp: torch.Tensor | None) -> torch.Tensor:
+    """Weights and channel contraction of one path.
+
+    ``s``: ``(B, u, v, k)`` (uv modes) or ``(B, u, k)`` (uu modes) holding
+    ``sum_ij C[i,j,k] x1[u,i] x2[v,j]``; returns ``(B, mul_out, k)``.
+    """
+    b = s.shape[0]
+    k = s.shape[-1]
+    mode = p.mode
+    batched = wp is not None and wp.dim() > len(p.weight_shape)
+    if mode == "uvw":
+        if wp is None:
+            return s.sum(dim=(1, 2)).unsqueeze(1).expand(b, p.mul_out, k)
+        return torch.einsum("buvk,buvw->bwk" if batched else "buvk,uvw->bwk", s, wp)
+    if mode == "uvu":
+        if wp is None:
+            return s.sum(dim=2)
+        return torch.einsum("buvk,buv->buk" if batched else "buvk,uv->buk", s, wp)
+    if mode == "uvv":
+        if wp is None:
+            return s.sum(dim=1)
+        return torch.einsum("buvk,buv->bvk" if batched else "buvk,uv->bvk", s, wp)
+    if mode == "uvuv":
+        if wp is not None:
+            s = s * wp.unsqueeze(-1)
+        return s.reshape(b, p.mul_out, k)
+    if mode == "uuw":
+        if wp is None:
+            return s.sum(dim=1).unsqueeze(1).expand(b, p.mul_out, k)
+        return torch.einsum("buk,buw->bwk" if batched else "buk,uw->bwk", s, wp)
+    # uuu
+    if wp is None:
+        return s
+    return s * wp.unsqueeze(-1)
+
+
+def _assemble(
+    d: CGTPDescriptor, blocks: dict[int, torch.Tensor], b: int, like: torch.Tensor
+) -> torch.Tensor:
+    """Concatenate output blocks ``{i_out: (B, mul, 2l+1)}``; missing blocks are zeros."""
+    parts = []
+    for i, (mul, ir) in enumerate(d.irreps_out):
+        t = blocks.get(i)
+        if t is None:
+            parts.append(like.new_zeros((b, mul * ir.dim)))
+        else:
+            parts.append(t.reshape(b, mul * ir.dim))
+    if not parts:
+        return like.new_zeros((b, 0))
+    return torch.cat(parts, dim=-1) if len(parts) > 1 else parts[0]
+
+
+def _add(blocks: dict[int, torch.Tensor], i: int, t: torch.Tensor) -> None:
+    blocks[i] = t if i not in blocks else blocks[i] + t
+
+
+class _CGTPKernel(Kernel):
+    def __init__(self, d: CGTPDescriptor) -> None:
+        super().__init__()
+        self.d = d
+        self._slices1 = [(s.start, s.stop) for s in d.irreps_in1.slices()]
+        self._slices2 = [(s.start, s.stop) for s in d.irreps_in2.slices()]
+
+    def _blk1(self, x1: torch.Tensor, i: int) -> torch.Tensor:
+        a, b = self._slices1[i]
+        mul, ir = self.d.irreps_in1[i]
+        return x1[:, a:b].reshape(x1.shape[0], mul, ir.dim)
+
+    def _blk2(self, x2: torch.Tensor, i: int) -> torch.Tensor:
+        a, b = self._slices2[i]
+        mul, ir = self.d.irreps_in2[i]
+        return x2[:, a:b].reshape(x2.shape[0], mul, ir.dim)
+
+
+class CGTPDense(_CGTPKernel):
+    """``dense``: one dense CG contraction per path (the e3nn algorithm)."""
+
+    def __init__(self, d: CGTPDescriptor) -> None:
+        super().__init__(d)
+        for n, p in enumerate(d.paths):
+            self.add_const(f"cg{n}", _cg(p))
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        b = x1.shape[0]
+        blocks: dict[int, torch.Tensor] = {}
+        for n, p in enumerate(self.d.paths):
+            c = self.const(f"cg{n}", x1.dtype)
+            a = self._blk1(x1, p.i_in1)
+            v = self._blk2(x2, p.i_in2)
+            t = torch.einsum("bvj,ijk->bvik", v, c)
+            if p.mode in _UU:
+                s = torch.einsum("bui,buik->buk", a, t)
+            else:
+                s = torch.einsum("bui,bvik->buvk", a, t)
+            _add(blocks, p.i_out, _apply_mode(p, s, _path_weight(p, w)))
+        return _assemble(self.d, blocks, b, x1)
+
+
+class CGTPSparse(_CGTPKernel):
+    """``sparse``: gather the nonzero CG entries, multiply, scatter-add into the output."""
+
+    def __init__(self, d: CGTPDescriptor) -> None:
+        super().__init__(d)
+        for n, p in enumerate(d.paths):
+            c = _cg(p)
+            i, j, k = np.nonzero(c)
+            self.add_index(f"i{n}", i)
+            self.add_index(f"j{n}", j)
+            self.add_index(f"k{n}", k)
+            self.add_const(f"v{n}", c[i, j, k])
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        b = x1.shape[0]
+        blocks: dict[int, torch.Tensor] = {}
+        for n, p in enumerate(self.d.paths):
+            ii, jj, kk = getattr(self, f"i{n}"), getattr(self, f"j{n}"), getattr(self, f"k{n}")
+            vals = self.const(f"v{n}", x1.dtype)
+            a = self._blk1(x1, p.i_in1).index_select(-1, ii)  # (B, u, nnz)
+            v = self._blk2(x2, p.i_in2).index_select(-1, jj)  # (B, v, nnz)
+            d3 = p.ir_out.dim
+            if p.mode in _UU:
+                prod = a * v * vals
+                s = prod.new_zeros((b, p.mul_in1, d3)).index_add(-1, kk, prod)
+            else:
+                prod = a.unsqueeze(2) * (v * vals).unsqueeze(1)  # (B, u, v, nnz)
+                s = prod.new_zeros((b, p.mul_in1, p.mul_in2, d3)).index_add(-1, kk, prod)
+            _add(blocks, p.i_out, _apply_mode(p, s, _path_weight(p, w)))
+        return _assemble(self.d, blocks, b, x1)
+
+
+def fused_plan(d: CGTPDescriptor) -> str:
+    """The plan ``fused`` uses for ``d``: ``"scalar"``, ``"channelwise"`` or ``"grouped"``."""
+    if not d.paths:
+        return "grouped"
+    blocks = list(d.irreps_in1) + list(d.irreps_in2) + list(d.irreps_out)
+    if all(mul == 1 for mul, _ in blocks):
+        return "scalar"
+    if all(p.mode == "uvu" and p.mul_in2 == 1 for p in d.paths):
+        return "channelwise"
+    return "grouped"
+
+
+class CGTPFused(_CGTPKernel):
+    """``fused``: whole-product contractions chosen from the descriptor's structure."""
+
+    def __init__(self, d: CGTPDescriptor) -> None:
+        super().__init__(d)
+        self.plan = fused_plan(d)
+        getattr(self, f"_init_{self.plan}")()
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        if self.plan == "scalar":
+            return self._fwd_scalar(x1, x2, w)
+        if self.plan == "channelwise":
+            return self._fwd_channelwise(x1, x2, w)
+        return self._fwd_grouped(x1, x2, w)
+
+    # ------------------------------------------------------------------ scalar plan
+    def _init_scalar(self) -> None:
+        d = self.d
+        dim2, dimo = d.irreps_in2.dim, d.irreps_out.dim
+        numel = d.weight_numel
+        off1 = [s.start for s in d.irreps_in1.slices()]
+        off2 = [s.start for s in d.irreps_in2.slices()]
+        offo = [s.start for s in d.irreps_out.slices()]
+        # Shared / no weights: W split by parity. A path couples x1 parity p1 and x2 parity p2
+        # into output parity p1 * p2 only, so with the features permuted internally so that
+        # blocks of equal parity are adjacent, the product is, per output parity p3,
+        # sum_{p1 p2 = p3} outer(x1_p1, x2_p2) @ W_(p1,p2): at most four dense matmuls with
+        # half the rows and columns of the full (dim1 * dim2, dim_out) matrix.
+        # Small products (the whole W under _SPLIT_MIN entries) stay one matmul: there the
+        # extra gathers cost more than the halved FLOPs (CPU timings, MIMO L <= 3).
+        split = d.irreps_in1.dim * dim2 * dimo >= _SPLIT_MIN
+
+        def par(ir) -> int:
+            return ir.p if split else 1
+
+        def by_parity(irreps, offs):
+            ranges, cols, start = {}, [], 0
+            for par_ in (1, -1):
+                idx = [i for i, (_, ir) in enumerate(irreps) if par(ir) == par_]
+                pos = {}
+                for i in idx:
+                    pos[i] = start
+                    cols.append(np.arange(offs[i], offs[i] + irreps[i].dim))
+                    start += irreps[i].dim
+                ranges[par_] = (min(pos.values()) if pos else start, start, pos)
+            return ranges, (np.concatenate(cols) if cols else np.zeros(0, np.int64))
+
+        r1, cols1 = by_parity(d.irreps_in1, off1)
+        r2, cols2 = by_parity(d.irreps_in2, off2)
+        ro, colso = by_parity(d.irreps_out, offo)
+        self._permute = split
+        self.add_index("x1_perm", cols1)
+        self.add_index("x2_perm", cols2)
+        inv_o = np.empty(dimo, dtype=np.int64)
+        inv_o[colso] = np.arange(dimo)
+        self.add_index("out_inv", inv_o)
+        self._out_par = [(ro[q][0], ro[q][1]) for q in (1, -1)]
+        groups: dict[tuple[int, int], list[Path]] = defaultdict(list)
+        for p in d.paths:
+            groups[(par(p.ir_in1), par(p.ir_in2))].append(p)
+        self._sgroups: list[tuple[int, int, int, int, int, int, int]] = []
+        pos_l, widx_l, vals_l = [], [], []
+        base = 0
+        for (q1, q2), ps in sorted(groups.items(), reverse=True):
+            a0, a1, pos1 = r1[q1]
+            j0, j1, pos2 = r2[q2]
+            k0, k1, poso = ro[q1 * q2]
+            ni, nj, nk = a1 - a0, j1 - j0, k1 - k0
+            for p in ps:
+                c = _cg(p)
+                i, j, k = np.nonzero(c)
+                row = (pos1[p.i_in1] + i - a0) * nj + (pos2[p.i_in2] + j - j0)
+                pos_l.append(base + row * nk + (poso[p.i_out] + k - k0))
+                widx_l.append(np.full(len(i), p.weight_offset if p.has_weight else numel))
+                vals_l.append(c[i, j, k])
+            self._sgroups.append((a0, a1, j0, j1, 0 if q1 * q2 == 1 else 1, nk, base))
+            base += ni * nj * nk
+        self._w_total = base
+        pos_a = np.concatenate(pos_l) if pos_l else np.zeros(0, np.int64)
+        widx_a = np.concatenate(widx_l) if widx_l else np.zeros(0, np.int64)
+        vals_a = np.concatenate(vals_l) if vals_l else np.zeros(0)
+        self.add_index("w_pos", pos_a)
+        self.add_index("w_idx", widx_a)
+        self.add_const("w_val", vals_a)
+        if numel == 0:
+            full = np.zeros(base)
+            np.add.at(full, pos_a, vals_a)
+            self.add_const("w_full", full)
+        n = d.irreps_in1.dim * dim2
+        # per-sample weights: stacked CG, columns grouped by output block
+        by_out: dict[int, list[Path]] = defaultdict(list)
+        for p in d.paths:
+            by_out[p.i_out].append(p)
+        stack_cols = []
+        self._out_groups: list[tuple[int, int, int, int]] = []  # (i_out, col0, n_paths, d3)
+        col = 0
+        gw = []
+        for io in sorted(by_out):
+            ps = by_out[io]
+            d3 = d.irreps_out[io].ir.dim
+            for p in ps:
+                c = _cg(p)
+                m = np.zeros((d.irreps_in1.dim, dim2, d3))
+                m[off1[p.i_in1]:off1[p.i_in1] + c.shape[0],
+                  off2[p.i_in2]:off2[p.i_in2] + c.shape[1]] = c
+                stack_cols.append(m.reshape(n, d3))
+                gw.append(p.weight_offset if p.has_weight else numel)
+            self._out_groups.append((io, col, len(ps), d3))
+            col += len(ps) * d3
+        self.add_const("cg_stack", np.concatenate(stack_cols, axis=1) if stack_cols
+                       else np.zeros((n, 0)))
+        self.add_index("cg_stack_w", np.array(gw, dtype=np.int64))
+
+    def _fwd_scalar(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None):
+        b = x1.shape[0]
+        dt = x1.dtype
+        d = self.d
+        numel = d.weight_numel
+        if numel == 0 or w.dim() == 1:
+            if numel == 0:
+                wflat = self.const("w_full", dt)
+            else:
+                wext = torch.cat([w, w.new_ones(1)])
+                vals = wext.index_select(0, self.w_idx) * self.const("w_val", dt)
+                wflat = vals.new_zeros(self._w_total).index_add(0, self.w_pos, vals)
+            x1p = x1.index_select(1, self.x1_perm) if self._permute else x1
+            x2p = x2.index_select(1, self.x2_perm) if self._permute else x2
+            acc: list[torch.Tensor | None] = [None, None]
+            for a0, a1, j0, j1, q, nk, base in self._sgroups:
+                ni, nj = a1 - a0, j1 - j0
+                outer = (x1p[:, a0:a1].unsqueeze(2) * x2p[:, j0:j1].unsqueeze(1)).reshape(
+                    b, ni * nj)
+                y = outer @ wflat[base:base + ni * nj * nk].view(ni * nj, nk)
+                acc[q] = y if acc[q] is None else acc[q] + y
+            parts = []
+            for q, (k0, k1) in enumerate(self._out_par):
+                if k1 > k0:
+                    parts.append(acc[q] if acc[q] is not None else x1.new_zeros((b, k1 - k0)))
+            if not parts:
+                return x1.new_zeros((b, d.irreps_out.dim))
+            out = torch.cat(parts, dim=1) if len(parts) > 1 else parts[0]
+            return out.index_select(1, self.out_inv) if self._permute else out
+        outer = (x1.unsqueeze(2) * x2.unsqueeze(1)).reshape(b, x1.shape[1] * x2.shape[1])
+        # per-sample weights
+        y = outer @ self.const("cg_stack", dt)  # (B, sum_p d3)
+        wext = torch.cat([w, w.new_ones((b, 1))], dim=1).index_select(1, self.cg_stack_w)
+        blocks: dict[int, torch.Tensor] = {}
+        wcol = 0
+        for io, col, npaths, d3 in self._out_groups:
+            yo = y[:, col:col + npaths * d3].reshape(b, npaths, d3)
+            wo = wext[:, wcol:wcol + npaths]
+            blocks[io] = torch.einsum("bpk,bp->bk", yo, wo)
+            wcol += npaths
+        return _assemble(d, blocks, b, x1)
+
+    # ------------------------------------------------------------- channelwise plan
+    def _init_channelwise(self) -> None:
+        for n, p in enumerate(self.d.paths):
+            c = _cg(p)  # (d1, d2, d3)
+            # K[j, (i, k)] so that (x2 @ K).view(B, d1, d3) = sum_j C[i, j, k] x2[j]
+            self.add_const(f"k{n}", np.transpose(c, (1, 0, 2)).reshape(c.shape[1], -1))
+
+    def _fwd_channelwise(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None):
+        b = x1.shape[0]
+        dt = x1.dtype
+        blocks: dict[int, torch.Tensor] = {}
+        for n, p in enumerate(self.d.paths):
+            a, bb = self._slices2[p.i_in2]
+            m = (x2[:, a:bb] @ self.const(f"k{n}", dt)).reshape(b, p.ir_in1.dim, p.ir_out.dim)
+            u = self._blk1(x1, p.i_in1)  # (B, m1, d1)
+            wp = _path_weight(p, w)
+            if wp is not None:  # (m1, 1) shared or (B, m1, 1) per sample
+                u = u * wp
+            _add(blocks, p.i_out, torch.bmm(u, m))
+        return _assemble(self.d, blocks, b, x1)
+
+    # ----------------------------------------------------------------- grouped plan
+    def _init_grouped(self) -> None:
+        groups: dict[tuple[int, int, bool], list[int]] = defaultdict(list)
+        for n, p in enumerate(self.d.paths):
+            groups[(p.i_in1, p.i_in2, p.mode in _UU)].append(n)
+        self._groups = []
+        for g, (key, idx) in enumerate(groups.items()):
+            cs = [_cg(self.d.paths[n]) for n in idx]
+            stack = np.concatenate(cs, axis=2)  # (d1, d2, sum d3)
+            d1, d2, tot = stack.shape
+            self.add_const(f"g{g}", np.transpose(stack, (1, 0, 2)).reshape(d2, d1 * tot))
+            cols, c0 = [], 0
+            for c in cs:
+                cols.append((c0, c0 + c.shape[2]))
+                c0 += c.shape[2]
+            self._groups.append((key, idx, cols, d1, tot))
+
+    def _fwd_grouped(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None):
+        b = x1.shape[0]
+        dt = x1.dtype
+        blocks: dict[int, torch.Tensor] = {}
+        for g, ((i1, i2, uu), idx, cols, d1, tot) in enumerate(self._groups):
+            a = self._blk1(x1, i1)  # (B, u, d1)
+            v = self._blk2(x2, i2)  # (B, v, d2)
+            t = (v @ self.const(f"g{g}", dt)).reshape(b, v.shape[1], d1, tot)
+            if uu:
+                s = torch.einsum("bui,buix->bux", a, t)
+            else:
+                s = torch.einsum("bui,bvix->buvx", a, t)
+            for n, (c0, c1) in zip(idx, cols, strict=True):
+                p = self.d.paths[n]
+                _add(blocks, p.i_out, _apply_mode(p, s[..., c0:c1], _path_weight(p, w)))
+        return _assemble(self.d, blocks, b, x1)

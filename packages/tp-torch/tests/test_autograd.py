@@ -1,0 +1,103 @@
+"""First and second derivatives of every method against central finite differences (float64).
+
+The products are bilinear in (x1, x2) and linear in the weights, so along one input at a time
+``E = sum(ct * f)`` is linear and ``|dE/dx1|^2`` quadratic: central differences are exact up to
+rounding, which makes tight tolerances possible.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+import tp_torch
+from conftest import CASES, NATIVE, random_inputs, tensors
+
+H = 1e-4
+
+
+def _cases():
+    out = []
+    for name, method in NATIVE:
+        for per_sample in ([False, True] if CASES[name].weight_numel else [False]):
+            out.append((name, method, per_sample))
+    return out
+
+
+def _setup(name, method, per_sample, rng):
+    d = CASES[name]
+    tp = tp_torch.TensorProduct(d, method)
+    x1, x2, w = random_inputs(d, (2,), rng, per_sample)
+    ct = rng.normal(size=(2, d.irreps_out.dim))
+    ins = [t for t in tensors(x1, x2, w, grad=True) if t is not None]
+    return tp, ins, torch.tensor(ct)
+
+
+def _tol(tp, k=None):
+    """Exact-ish tolerances, except where per-degree weights make E polynomial of degree > 2
+    in the perturbed input (GTP/MTP weights enter three times): there central differences
+    carry an O(H^2) error."""
+    loose = tp.descriptor.kind != "cgtp" and tp.weight_numel and (k is None or k == 2)
+    return dict(rtol=1e-5, atol=1e-6) if loose else dict(rtol=1e-7, atol=1e-8)
+
+
+def _energy(tp, ins, ct):
+    return (tp(*ins) * ct).sum()
+
+
+def _fd(fn, ins, k, direction):
+    plus = [t.detach().clone() for t in ins]
+    minus = [t.detach().clone() for t in ins]
+    plus[k] += H * direction
+    minus[k] -= H * direction
+    return (fn(plus) - fn(minus)) / (2 * H)
+
+
+@pytest.mark.parametrize(("name", "method", "per_sample"), _cases())
+def test_first_and_second_order(name, method, per_sample, rng):
+    tp, ins, ct = _setup(name, method, per_sample, rng)
+    e = _energy(tp, ins, ct)
+    grads = torch.autograd.grad(e, ins, create_graph=True)
+    dirs = [torch.tensor(rng.normal(size=t.shape)) for t in ins]
+
+    def energy(ts):
+        with torch.no_grad():
+            return _energy(tp, ts, ct)
+
+    for k in range(len(ins)):
+        fd = _fd(energy, ins, k, dirs[k])
+        an = (grads[k] * dirs[k]).sum()
+        assert torch.allclose(an.detach(), fd, **_tol(tp, k)), (k, float(an), float(fd))
+
+    # force loss: L = |dE/dx1|^2, gradient by double backward vs finite differences of L
+    loss = (grads[0] ** 2).sum()
+
+    def force_loss(ts):
+        ts = [t.detach().requires_grad_(True) for t in ts]
+        (f,) = torch.autograd.grad(_energy(tp, ts, ct), ts[0])
+        return (f ** 2).sum().detach()
+
+    if loss.requires_grad:
+        lg = torch.autograd.grad(loss, ins, allow_unused=True, retain_graph=True)
+    else:
+        lg = [None] * len(ins)
+    for k in range(len(ins)):
+        g = torch.zeros_like(ins[k]) if lg[k] is None else lg[k]
+        fd = _fd(force_loss, ins, k, dirs[k])
+        an = (g * dirs[k]).sum()
+        assert torch.allclose(an, fd, **_tol(tp, k)), ("force", k, float(an), float(fd))
+
+    # Hessian-vector product of E along all inputs at once vs differences of the gradient
+    hv = torch.autograd.grad(sum((g * v).sum() for g, v in zip(grads, dirs, strict=True)), ins,
+                             allow_unused=True)
+
+    def grad_at(ts):
+        ts = [t.detach().requires_grad_(True) for t in ts]
+        return torch.autograd.grad(_energy(tp, ts, ct), ts)
+
+    plus = [t.detach() + H * v for t, v in zip(ins, dirs, strict=True)]
+    minus = [t.detach() - H * v for t, v in zip(ins, dirs, strict=True)]
+    gp, gm = grad_at(plus), grad_at(minus)
+    for k in range(len(ins)):
+        fd = (gp[k] - gm[k]) / (2 * H)
+        an = torch.zeros_like(fd) if hv[k] is None else hv[k]
+        assert torch.allclose(an, fd, **_tol(tp)), ("hvp", k)

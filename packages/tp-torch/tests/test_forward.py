@@ -1,0 +1,77 @@
+"""Every method equals tp_spec.reference on a spread of descriptors, dtypes and batch shapes."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import tp_torch
+from conftest import CASES, NATIVE, random_inputs, tensors
+from tp_spec import reference
+
+BATCHES = [(), (0,), (1,), (3, 4)]
+#: float32 results agree with the float64 reference to this (relative to max |reference|).
+F32_RTOL = 2e-5
+
+
+@pytest.mark.parametrize(("name", "method"), NATIVE)
+def test_matches_reference(name, method, rng):
+    d = CASES[name]
+    tp = tp_torch.TensorProduct(d, method)
+    assert tp.method == method and tp.descriptor is d and tp.weight_numel == d.weight_numel
+    for batch in BATCHES:
+        for per_sample in ([False, True] if d.weight_numel else [False]):
+            x1, x2, w = random_inputs(d, batch, rng, per_sample)
+            ref = reference.apply(d, x1, x2, w)
+            scale = max(1.0, float(np.abs(ref).max(initial=0.0)))
+            for dtype, tol in ((torch.float64, 1e-12), (torch.float32, F32_RTOL)):
+                out = tp(*tensors(x1, x2, w, dtype=dtype))
+                assert out.dtype == dtype
+                assert tuple(out.shape) == batch + (d.irreps_out.dim,)
+                err = float(np.abs(out.double().numpy() - ref).max(initial=0.0))
+                assert err <= tol * scale, (name, method, batch, dtype, err)
+
+
+@pytest.mark.parametrize("name", [n for n in CASES if CASES[n].kind == "cgtp"])
+def test_fused_plans_cover_cases(name):
+    from tp_torch._cgtp import _SPLIT_MIN, CGTPFused, fused_plan
+
+    plan = fused_plan(CASES[name])
+    if name.startswith("mimo"):
+        d = CASES[name]
+        big = d.irreps_in1.dim * d.irreps_in2.dim * d.irreps_out.dim >= _SPLIT_MIN
+        assert CGTPFused(d)._permute == big == (name == "mimo_split")
+    expected = {"mimo": "scalar", "mimo_split": "scalar", "uvu_sh": "channelwise"}.get(
+        name, "grouped")
+    assert plan == expected
+
+
+def test_gtp_unit_and_emulation(rng):
+    """GTP(x, e0) = x, and GTP/MTP equal their emulating CGTP run by tp_torch."""
+    import tp_spec as spec
+
+    d = spec.gtp("0e+1o+2e", "0e")
+    x = rng.normal(size=(5, d.irreps_in1.dim))
+    e0 = np.zeros((5, 1))
+    e0[:, 0] = 1.0
+    for m in ("grid", "fourier"):
+        out = tp_torch.TensorProduct(d, m)(*tensors(x, e0)).numpy()
+        np.testing.assert_allclose(out[:, : x.shape[1]], x, atol=1e-13)
+    for name in ("gtp_pairs_w", "mtp_broadcast_w"):
+        d = CASES[name]
+        x1, x2, w = random_inputs(d, (4,), rng)
+        c = d.as_cgtp()
+        wc = d.cgtp_weights(w)
+        a = tp_torch.TensorProduct(d)(*tensors(x1, x2, w)).numpy()
+        b = tp_torch.TensorProduct(c, "fused")(*tensors(x1, x2, wc)).numpy()
+        np.testing.assert_allclose(a, b, atol=1e-12)
+
+
+def test_default_methods():
+    import tp_spec as spec
+
+    assert tp_torch.TensorProduct(CASES["uvw"]).method == "fused"
+    assert tp_torch.TensorProduct(CASES["gtp_all_pairs"]).method == "grid"
+    assert tp_torch.TensorProduct(CASES["mtp_all"]).method == "dense"
+    big = spec.mtp("0e+1o+2e+3o+4e+5o+6e", "0e+1o+2e+3o+4e+5o+6e", "0e+1o+2e+12e")
+    assert tp_torch.default_method(big) == "dense"  # see the choice table in _module.py
