@@ -1,0 +1,172 @@
+"""Backend selection, parametrization and the summary table of the conformance suite.
+
+Select backends with ``--backend NAME`` (repeatable; ``all`` = every registered one) or the
+environment variable ``TP_CONFORMANCE_BACKENDS`` (comma-separated); the default is ``numpy``.
+Backends are discovered through the ``tp_spec.backends`` entry points, so the suite never imports
+a framework itself and a new backend needs no edit here. A selected backend that is not
+installed or fails to import is reported as skipped with the reason; tests of a backend that
+does import run and fail normally.
+
+Each test function marked ``conformance(...)`` receives a ``target`` parameter (backend,
+device, method, case) for every case of the catalogue and every method that the backend's
+``methods(descriptor, device)`` lists (skipped with the backend's reason where it cannot run).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+from tp_conformance.cases import Case, cases
+from tp_spec.backend import load_backends
+
+_LOAD_ERRORS: dict[str, str] = {}
+_BACKENDS = load_backends(_LOAD_ERRORS)
+_RECORDS: dict[str, dict[str, str]] = {}
+_KEYS: dict[str, tuple[str, str, str]] = {}
+
+
+@dataclass(frozen=True)
+class Target:
+    backend_name: str
+    device: str
+    method: str
+    case: Case | None
+
+    @property
+    def backend(self):
+        return _BACKENDS[self.backend_name]
+
+    @property
+    def d(self):
+        assert self.case is not None
+        return self.case.descriptor
+
+    def __str__(self) -> str:
+        case = self.case.name if self.case else "-"
+        dev = "" if self.device == "cpu" else f"@{self.device}"
+        return f"{self.backend_name}{dev}|{self.method}|{case}"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("conformance")
+    group.addoption("--backend", action="append", default=[],
+                    help="backend(s) under test (entry-point names; 'all' for every one)")
+    group.addoption("--summary-json", default=os.environ.get("TP_CONFORMANCE_SUMMARY"),
+                    help="write one JSON record per test here (merged by "
+                         "python -m tp_conformance.summary)")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "conformance(families=None, small=False, oracle=False, weighted=False, tag=None): "
+        "parametrize over (backend, method, case); small=True: cheap cases only; "
+        "oracle=True: oracle adapters too (oracle='small': on cheap cases only); "
+        "weighted=True: cases with weights only; tag: cases with that tag only")
+
+
+def selected_backends(config: pytest.Config) -> list[str]:
+    names = list(config.getoption("--backend"))
+    if not names:
+        env = os.environ.get("TP_CONFORMANCE_BACKENDS", "numpy")
+        names = [n.strip() for n in env.split(",") if n.strip()]
+    if "all" in names:
+        names = sorted(set(_BACKENDS) | set(_LOAD_ERRORS))
+    return names
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "target" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("conformance")
+    opts = dict(marker.kwargs) if marker else {}
+    families = opts.get("families")
+    small_only = opts.get("small", False)
+    oracle_ok = opts.get("oracle", False)
+    weighted_only = opts.get("weighted", False)
+    tag = opts.get("tag")
+    params = []
+    for name in selected_backends(metafunc.config):
+        if name not in _BACKENDS:
+            why = (f"backend {name!r} failed to import: {_LOAD_ERRORS[name]}"
+                   if name in _LOAD_ERRORS else
+                   f"backend {name!r} is not installed (no 'tp_spec.backends' entry point; "
+                   f"registered: {sorted(set(_BACKENDS) | set(_LOAD_ERRORS))})")
+            params.append(pytest.param(Target(name, "-", "-", None),
+                                       marks=pytest.mark.skip(reason=why), id=f"{name}|-|-"))
+            continue
+        backend = _BACKENDS[name]
+        if backend.is_oracle and not oracle_ok:
+            continue  # oracles are compared on forward and gradients only
+        for device in backend.devices():
+            for case in cases():
+                if families and case.family not in families:
+                    continue
+                if (small_only or (backend.is_oracle and oracle_ok == "small")) and not case.small:
+                    continue
+                if weighted_only and case.descriptor.weight_numel == 0:
+                    continue
+                if tag and tag not in case.tags:
+                    continue
+                methods = backend.methods(case.descriptor, device)
+                for method, reason in methods.items():
+                    t = Target(name, device, method, case)
+                    marks = [pytest.mark.skip(reason=reason)] if reason else []
+                    params.append(pytest.param(t, marks=marks, id=str(t)))
+    metafunc.parametrize("target", params)
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    # A test with no (backend, case, method) for the selected backends is not a test: drop it
+    # instead of reporting pytest's "got empty parameter set" skip.
+    empty = [i for i in items if "target" in getattr(i, "fixturenames", ())
+             and not isinstance(getattr(getattr(i, "callspec", None), "params", {}).get(
+                 "target"), Target)]
+    if empty:
+        config.hook.pytest_deselected(items=empty)
+        items[:] = [i for i in items if i not in empty]
+    for item in items:
+        callspec = getattr(item, "callspec", None)
+        t = callspec.params.get("target") if callspec else None
+        if isinstance(t, Target):
+            op = t.case.family if t.case else "-"
+            _KEYS[item.nodeid] = (t.backend_name, op, t.method)
+        else:
+            _KEYS[item.nodeid] = ("(suite)", "-", item.module.__name__.split(".")[-1])
+
+
+def pytest_runtest_logreport(report: pytest.TestReport) -> None:
+    key = _KEYS.get(report.nodeid)
+    if key is None:
+        return
+    rec = _RECORDS.get(report.nodeid)
+    if report.skipped:
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(
+            report.longrepr)
+        reason = reason.removeprefix("Skipped: ")
+        _RECORDS[report.nodeid] = dict(backend=key[0], op=key[1], method=key[2],
+                                       outcome="skipped", reason=reason, test=report.nodeid)
+    elif report.failed:
+        _RECORDS[report.nodeid] = dict(backend=key[0], op=key[1], method=key[2],
+                                       outcome="failed", reason="", test=report.nodeid)
+    elif report.when == "call" and (rec is None or rec["outcome"] != "failed"):
+        _RECORDS[report.nodeid] = dict(backend=key[0], op=key[1], method=key[2],
+                                       outcome="passed", reason="", test=report.nodeid)
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
+    from tp_conformance.summary import format_table
+
+    records = list(_RECORDS.values())
+    if not records:
+        return
+    terminalreporter.section("conformance summary")
+    terminalreporter.write_line(format_table(records))
+    path = config.getoption("--summary-json")
+    if path:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(records, indent=0))

@@ -1,0 +1,201 @@
+"""Sessions: ``nox -s tests`` runs everything the README promises (spec, both backends, the
+conformance suite against every backend and oracle, lint) and prints the conformance summary.
+
+One virtual environment per framework keeps installs short:
+
+* ``torch``: torch==2.13.0 (always first), tp-spec, tp-torch, e3nn, cuequivariance-torch,
+  tp-conformance: spec tests and doctests (their e3nn oracles are installed here), tp-torch
+  tests, conformance for the NumPy reference (with the golden-vector and broken-backend
+  meta-tests), tp_torch and the torch oracles.
+* ``jax``:   jax, tp-spec, tp-jax, e3nn-jax, cuequivariance-jax, tp-conformance: tp-jax tests,
+  conformance for tp_jax and the jax oracles.
+* ``lint``:  ruff.
+* ``summary``: merges the per-session JSON records into one table (backend x op x method).
+
+Individual runs: ``nox -s spec`` (NumPy only), ``nox -s conformance-numpy`` (or ``-tp_torch``,
+``-tp_jax``, ``-oracles-torch``, ``-oracles-jax``), ``nox -s docs``, ``nox -s bench -- <args>``.
+Extra pytest arguments go after ``--``: ``nox -s torch -- -x -k forward``.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import nox
+
+nox.options.default_venv_backend = "venv"  # uv must not resolve torch: the pinned wheel is local
+nox.options.sessions = ["tests"]
+nox.options.reuse_existing_virtualenvs = True
+
+ROOT = Path(__file__).resolve().parent
+SUMMARY_DIR = ROOT / ".nox" / "_conformance_summary"
+TORCH = "torch==2.13.0"  # never unpinned: an unpinned torch pulls GBs of CUDA wheels
+TORCH_ORACLES = ["e3nn", "cueq_torch", "oeq"]
+JAX_ORACLES = ["e3nn_jax", "cueq_jax"]
+
+
+def _local(session: nox.Session, *paths: str) -> None:
+    """Editable installs of the repository's own distributions that exist (another person may
+    still be writing one: a missing package shows up as a skipped backend in the summary)."""
+    present = []
+    for p in paths:
+        if (ROOT / p / "pyproject.toml").is_file():
+            present.append(p)
+        else:
+            session.warn(f"{p}/pyproject.toml not found: not installed")
+    args = [a for p in present for a in ("-e", str(ROOT / p))]
+    if args:
+        session.install(*args)
+
+
+def _pytest(session: nox.Session, *args: str, allow_empty: bool = False) -> None:
+    codes = [0, 5] if allow_empty else [0]
+    session.run("python", "-m", "pytest", *args, *session.posargs, success_codes=codes)
+
+
+def _conformance(session: nox.Session, label: str, backends: list[str]) -> None:
+    """Run the shared suite against ``backends``; records go to the summary folder."""
+    SUMMARY_DIR.mkdir(parents=True, exist_ok=True)
+    args = ["conformance/tests", "-q", "-p", "no:cacheprovider",
+            f"--summary-json={SUMMARY_DIR / (label + '.json')}"]
+    for b in backends:
+        args.append(f"--backend={b}")
+    if "numpy" not in backends:  # the suite-level meta-tests run once, with numpy
+        args += ["--deselect", "conformance/tests/test_golden.py",
+                 "--deselect", "conformance/tests/test_broken_backends.py"]
+    _pytest(session, *args)
+
+
+def _package_tests(session: nox.Session, pkg: str) -> None:
+    tests = ROOT / "packages" / pkg / "tests"
+    if tests.is_dir():
+        _pytest(session, str(tests), "-q", "-p", "no:cacheprovider")
+    else:
+        session.warn(f"packages/{pkg}/tests not found: skipped")
+
+
+# ----------------------------------------------------------------------------- installs
+def install_spec(session: nox.Session) -> None:
+    session.install("pytest>=8", "scipy", "sympy")
+    _local(session, "spec", "conformance")
+
+
+def install_torch(session: nox.Session, oracles: bool = True) -> None:
+    session.install(TORCH)  # first: everything after must reuse this torch
+    extra = ["e3nn", "cuequivariance", "cuequivariance-torch"] if oracles else []
+    session.install("pytest>=8", "scipy", "sympy", *extra)
+    _local(session, "spec", "packages/tp-torch", "conformance")
+
+
+def install_jax(session: nox.Session, oracles: bool = True) -> None:
+    extra = ["e3nn-jax", "cuequivariance", "cuequivariance-jax"] if oracles else []
+    session.install("jax", "pytest>=8", "scipy", "sympy", *extra)
+    _local(session, "spec", "packages/tp-jax", "conformance")
+
+
+# ----------------------------------------------------------------------------- sessions
+@nox.session(python=False)
+def tests(session: nox.Session) -> None:
+    """Everything: spec, torch, jax (each with its conformance backends), lint, then the
+    summary table. Fails if any of them fails."""
+    shutil.rmtree(SUMMARY_DIR, ignore_errors=True)
+    for name in ("torch", "jax", "lint", "summary"):
+        session.notify(name, posargs=session.posargs)
+
+
+def _spec_tests(session: nox.Session) -> None:
+    _pytest(session, "spec/tests", "-q", "-p", "no:cacheprovider")
+    _pytest(session, "--doctest-modules", "spec/src", "conformance/src/tp_conformance/cases.py",
+            "-q", "-p", "no:cacheprovider")
+
+
+@nox.session
+def spec(session: nox.Session) -> None:
+    """NumPy only: tp-spec tests + doctests; conformance of the NumPy reference."""
+    install_spec(session)
+    _spec_tests(session)
+    _conformance(session, "spec", ["numpy"])
+
+
+@nox.session
+def torch(session: nox.Session) -> None:
+    """Spec tests; tp-torch tests; conformance of numpy, tp_torch and the torch oracles (e3nn,
+    cuEquivariance naive; OpenEquivariance where CUDA exists)."""
+    install_torch(session)
+    _spec_tests(session)
+    _package_tests(session, "tp-torch")
+    _conformance(session, "torch", ["numpy", "tp_torch", *TORCH_ORACLES])
+
+
+@nox.session
+def jax(session: nox.Session) -> None:
+    """tp-jax tests; conformance of tp_jax and of the jax oracles (e3nn-jax, cuEquivariance)."""
+    install_jax(session)
+    _package_tests(session, "tp-jax")
+    _conformance(session, "jax", ["tp_jax", *JAX_ORACLES])
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff check ."""
+    session.install("ruff")
+    session.run("ruff", "check", ".")
+
+
+@nox.session(python=False)
+def summary(session: nox.Session) -> None:
+    """Print the merged conformance table of the sessions that ran (exit 1 if any failed)."""
+    files = sorted(str(p) for p in SUMMARY_DIR.glob("*.json"))
+    session.run("python3", str(ROOT / "conformance/src/tp_conformance/summary.py"), *files,
+                external=True)
+
+
+# Individual conformance runs, one venv each: conformance-numpy, conformance-tp_torch, ...
+_CONFORMANCE = {
+    "numpy": (install_spec, ["numpy"]),
+    "tp_torch": (lambda s: install_torch(s, oracles=False), ["tp_torch"]),
+    "tp_jax": (lambda s: install_jax(s, oracles=False), ["tp_jax"]),
+    "oracles-torch": (install_torch, TORCH_ORACLES),
+    "oracles-jax": (install_jax, JAX_ORACLES),
+}
+
+
+def _make_conformance_session(label: str) -> None:
+    installer, backends = _CONFORMANCE[label]
+
+    @nox.session(name=f"conformance-{label}")
+    def _session(session: nox.Session) -> None:
+        installer(session)
+        _conformance(session, f"conformance-{label}", backends)
+        session.run("python", "-m", "tp_conformance.summary",
+                    str(SUMMARY_DIR / f"conformance-{label}.json"))
+
+
+for _label in _CONFORMANCE:
+    _make_conformance_session(_label)
+
+
+@nox.session
+def docs(session: nox.Session) -> None:
+    """Sphinx HTML (warnings are errors) and the documentation doctests."""
+    if not (ROOT / "docs" / "conf.py").is_file():
+        session.skip("docs/conf.py does not exist yet")
+    session.install(TORCH)
+    session.install("sphinx", "jax", "pytest")
+    if (ROOT / "docs" / "requirements.txt").is_file():
+        session.install("-r", str(ROOT / "docs" / "requirements.txt"))
+    _local(session, "spec", "packages/tp-torch", "packages/tp-jax")
+    session.run("sphinx-build", "-W", "-b", "html", "docs", "docs/_build/html")
+    session.run("sphinx-build", "-W", "-b", "doctest", "docs", "docs/_build/doctest")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The cross-framework benchmarks: ``nox -s bench -- <arguments of benchmarks run>``."""
+    session.install(TORCH)
+    session.install("jax", "e3nn", "e3nn-jax", "matplotlib", "tqdm")
+    if (ROOT / "benchmarks" / "requirements.txt").is_file():
+        session.install("-r", str(ROOT / "benchmarks" / "requirements.txt"))
+    _local(session, "spec", "packages/tp-torch", "packages/tp-jax")
+    session.run("python", "-m", "benchmarks", "run", *session.posargs)
