@@ -10,6 +10,7 @@ One virtual environment per framework keeps installs short:
 * ``jax``:   jax, tp-spec, tp-jax, e3nn-jax, cuequivariance-jax, tp-conformance: tp-jax tests,
   conformance for tp_jax and the jax oracles.
 * ``lint``:  ruff.
+* ``docs``:  Sphinx HTML with warnings as errors, and the doctests.
 * ``summary``: merges the per-session JSON records into one table (backend x op x method).
 
 Individual runs: ``nox -s spec`` (NumPy only), ``nox -s conformance-numpy`` (or ``-tp_torch``,
@@ -100,7 +101,7 @@ def tests(session: nox.Session) -> None:
     """Everything: spec, torch, jax (each with its conformance backends), lint, then the
     summary table. Fails if any of them fails."""
     shutil.rmtree(SUMMARY_DIR, ignore_errors=True)
-    for name in ("torch", "jax", "lint", "summary"):
+    for name in ("torch", "jax", "lint", "docs", "summary"):
         session.notify(name, posargs=session.posargs)
 
 
@@ -123,8 +124,10 @@ def torch(session: nox.Session) -> None:
     """Spec tests; tp-torch tests; conformance of numpy, tp_torch and the torch oracles (e3nn,
     cuEquivariance naive; OpenEquivariance where CUDA exists)."""
     install_torch(session)
+    session.install("-r", str(ROOT / "benchmarks" / "requirements.txt"))
     _spec_tests(session)
     _package_tests(session, "tp-torch")
+    _pytest(session, "benchmarks/tests", "-q", "-p", "no:cacheprovider")
     _conformance(session, "torch", ["numpy", "tp_torch", *TORCH_ORACLES])
 
 
@@ -178,16 +181,13 @@ for _label in _CONFORMANCE:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Sphinx HTML (warnings are errors) and the documentation doctests."""
-    if not (ROOT / "docs" / "conf.py").is_file():
-        session.skip("docs/conf.py does not exist yet")
-    session.install(TORCH)
-    session.install("sphinx", "jax", "pytest")
-    if (ROOT / "docs" / "requirements.txt").is_file():
-        session.install("-r", str(ROOT / "docs" / "requirements.txt"))
-    _local(session, "spec", "packages/tp-torch", "packages/tp-jax")
-    session.run("sphinx-build", "-W", "-b", "html", "docs", "docs/_build/html")
-    session.run("sphinx-build", "-W", "-b", "doctest", "docs", "docs/_build/doctest")
+    """Sphinx HTML (warnings are errors) and the doctests of the documented modules (run by
+    pytest, with each module's own namespace)."""
+    session.install("-r", str(ROOT / "docs" / "requirements.txt"))
+    _local(session, "spec")
+    session.run("sphinx-build", "-W", "-q", "-b", "html", "docs", "docs/_build/html")
+    session.run("python", "-m", "pytest", "--doctest-modules", "spec/src", "-q",
+                "-p", "no:cacheprovider")
 
 
 @nox.session

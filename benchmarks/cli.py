@@ -1,0 +1,241 @@
+"""Command line: ``python -m benchmarks {run,compare,report,docs-page} ...``.
+
+* ``run [--suite default|paper|models|scaling] [--ops cgtp,gtp,mtp] [--L 1,2,4]
+  [--kinds SISO,SIMO,MIMO] [--batch N] [--passes fwd,bwd,dbl] [--subjects tp_jax,e3nn,...]
+  [--dtype float32] [--device auto|cpu|cuda] [--budget SECONDS] [--target-s S]
+  [--machine NAME] [--out DIR]``: run, print the Markdown table (speedups against the anchors
+  measured in the same run) and the paper's headline claims, write ``results.json``,
+  ``results.md`` and PNG plots to ``DIR`` (default ``benchmarks/out/<timestamp>/``).
+* ``compare A.json B.json``: per-measurement ratios B / A.
+* ``report A.json [--out DIR]``: the table, claims and plots of an existing record.
+* ``docs-page A.json [B.json ...]``: the Markdown results page (stdout).
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as _dt
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["main"]
+
+DEFAULT_BWD_L = (2,)
+DEFAULT_BUDGET_S = 150.0
+#: Left out of the default (main job) run to fit in minutes on 2 cores; all run with --subjects.
+DEFAULT_EXCLUDED = ("numpy/reference", "cueq-torch/cgtp", "cueq-jax/cgtp", "tp_torch/cueq",
+                    "tp_jax/cueq")
+
+
+def _csv(text: str | None, conv: Any = str) -> tuple[Any, ...] | None:
+    if text is None or text == "":
+        return None
+    return tuple(conv(t.strip()) for t in text.split(",") if t.strip())
+
+
+def _device(name: str) -> str:
+    if name != "auto":
+        return name
+    try:
+        import torch
+
+        if torch.cuda.is_available():
+            return "cuda"
+    except ImportError:
+        pass
+    return "cpu"
+
+
+def _write_outputs(record: dict[str, Any], out: Path, plots: bool = True) -> list[Path]:
+    from .claims import claims_table
+    from .report import dump, markdown
+    from .report import plots as make_plots
+
+    out.mkdir(parents=True, exist_ok=True)
+    dump(record, out / "results.json")
+    text = markdown(record) + "\n## Headline claims of the paper\n\n" + claims_table(record)
+    (out / "results.md").write_text(text)
+    files = make_plots(record, out) if plots else []
+    print(text)
+    print(f"wrote {out / 'results.json'}, {out / 'results.md'}"
+          + (f" and {len(files)} plots ({', '.join(p.name for p in files)})" if files else "")
+          + f" to {out}/", file=sys.stderr)
+    return files
+
+
+def _set_threads(n: int | None) -> dict[str, Any]:
+    """Pin torch and XLA (JAX) CPU threads to ``n`` (before JAX is imported)."""
+    import os
+
+    info: dict[str, Any] = {"threads": n}
+    if n is not None:
+        os.environ["OMP_NUM_THREADS"] = str(n)
+        flags = os.environ.get("XLA_FLAGS", "")
+        if n == 1:
+            flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        os.environ["XLA_FLAGS"] = flags.strip()
+        try:
+            import torch
+
+            torch.set_num_threads(n)
+        except ImportError:
+            pass
+    try:
+        import torch
+
+        info["torch_threads"] = torch.get_num_threads()
+    except ImportError:
+        pass
+    info["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")
+    return info
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    import os
+
+    if args.threads is None:
+        load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
+        if load > (os.cpu_count() or 1):
+            # Spinning OpenMP/Eigen pools on an oversubscribed machine distort timings by 10x+.
+            args.threads = 1
+            print(f"benchmarks: load average {load:.1f} > {os.cpu_count()} cores: pinning "
+                  "torch and XLA to 1 thread (override with --threads)", file=sys.stderr)
+    threads = _set_threads(args.threads)
+    from .runner import run
+    from .subjects import all_subjects
+    from .workloads import OPS, suite_workloads
+
+    device = _device(args.device)
+    ops = _csv(args.ops) or OPS
+    passes = _csv(args.passes) or (("fwd", "bwd") if args.suite == "default" else
+                                   ("fwd", "bwd", "dbl"))
+    workloads = suite_workloads(args.suite, Ls=_csv(args.L, int), batch=args.batch, ops=ops,
+                                kinds=_csv(args.kinds), device=device)
+    subjects = all_subjects(_csv(args.subjects))
+    if args.suite == "default" and args.subjects is None:
+        subjects = [s for s in subjects if s.name not in DEFAULT_EXCLUDED]
+    pass_filter = None
+    if args.suite == "default" and args.passes is None:
+        # the main job: forward everywhere, backward at two sizes (fits in minutes on 2 cores)
+        def pass_filter(wl: Any, p: str) -> bool:
+            return p == "fwd" or (p == "bwd" and wl.L in DEFAULT_BWD_L)
+    timing = {"target_s": args.target_s, "min_repeats": args.min_repeats,
+              "max_repeats": args.max_repeats, "warmup": args.warmup}
+    budget = args.budget
+    if args.suite == "default":
+        budget = DEFAULT_BUDGET_S if budget is None else budget
+        if args.target_s is None:
+            timing.update(target_s=0.15, min_repeats=3, max_repeats=10)
+    if timing["target_s"] is None:
+        timing["target_s"] = 0.3
+    config = {"suite": args.suite, "ops": list(ops), "L": args.L, "kinds": args.kinds,
+              "batch": args.batch, "subjects": args.subjects,
+              "command": " ".join(["python -m benchmarks"] + sys.argv[1:]), **threads}
+    print(f"benchmarks: suite {args.suite}, {len(workloads)} workloads, {len(subjects)} "
+          f"subjects, passes {','.join(passes)}, device {device}, dtype {args.dtype}",
+          file=sys.stderr)
+    record = run(workloads, subjects, passes=passes, dtype=args.dtype, device=device,
+                 budget_s=budget, pass_filter=pass_filter, timing=timing,
+                 progress=not args.no_progress, machine=args.machine, config=config,
+                 seed=args.seed)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("benchmarks") / "out" / f"{stamp}-{args.suite}"
+    _write_outputs(record, out, plots=not args.no_plots)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from .report import compare, load
+
+    print(compare(load(args.a), load(args.b)))
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import load
+
+    record = load(args.record)
+    out = Path(args.out) if args.out else Path(args.record).parent
+    _write_outputs(record, out, plots=not args.no_plots)
+    return 0
+
+
+def cmd_docs_page(args: argparse.Namespace) -> int:
+    from .claims import docs_page
+    from .report import load
+
+    print(docs_page([(p, load(p)) for p in args.records]))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from .report import SchemaError, load
+
+    bad = 0
+    for p in args.records:
+        try:
+            load(p)
+            print(f"{p}: ok")
+        except (SchemaError, json.JSONDecodeError) as exc:
+            print(f"{p}: {exc}")
+            bad += 1
+    return 1 if bad else 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest="command", required=True)
+    r = sub.add_parser("run", help="run a suite and write JSON, Markdown and plots")
+    r.add_argument("--suite", default="default", choices=("default", "paper", "models",
+                                                           "scaling"))
+    r.add_argument("--ops", help="comma list of cgtp,gtp,mtp (default all)")
+    r.add_argument("--L", help="comma list of degrees (paper/default); scaling uses the first")
+    r.add_argument("--kinds", help="comma list of SISO,SIMO,MIMO (paper suite)")
+    r.add_argument("--batch", type=int, help="batch size (overrides the suite's)")
+    r.add_argument("--passes", help="comma list of fwd,bwd,dbl (default: all; the default "
+                   "suite times fwd everywhere and bwd at L=2,4)")
+    r.add_argument("--subjects", help="comma list of subject name prefixes, e.g. "
+                   "tp_jax,tp_torch/dense,e3nn-jax (default: all)")
+    r.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    r.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
+    r.add_argument("--budget", type=float, help="wall-clock budget in seconds; later tasks "
+                   f"are recorded as skipped (default suite: {DEFAULT_BUDGET_S:.0f})")
+    r.add_argument("--target-s", type=float, help="timed seconds per measurement (default 0.3; "
+                   "0.15 for the default suite)")
+    r.add_argument("--min-repeats", type=int, default=5)
+    r.add_argument("--max-repeats", type=int, default=30)
+    r.add_argument("--warmup", type=int, default=1)
+    r.add_argument("--machine", help="machine label stored in the record (default "
+                   "cpu-<N>core / gpu-<N>core)")
+    r.add_argument("--out", help="output directory (default benchmarks/out/<timestamp>-<suite>)")
+    r.add_argument("--threads", type=int, help="CPU threads for torch and XLA (default: the "
+                   "frameworks' own); use 1 on a shared, oversubscribed machine, where spinning "
+                   "thread pools distort timings")
+    r.add_argument("--seed", type=int, default=0)
+    r.add_argument("--no-progress", action="store_true")
+    r.add_argument("--no-plots", action="store_true")
+    r.set_defaults(func=cmd_run)
+    c = sub.add_parser("compare", help="diff two JSON records")
+    c.add_argument("a")
+    c.add_argument("b")
+    c.set_defaults(func=cmd_compare)
+    p = sub.add_parser("report", help="table, claims and plots of an existing record")
+    p.add_argument("record")
+    p.add_argument("--out")
+    p.add_argument("--no-plots", action="store_true")
+    p.set_defaults(func=cmd_report)
+    d = sub.add_parser("docs-page", help="Markdown results page from records (stdout)")
+    d.add_argument("records", nargs="+")
+    d.set_defaults(func=cmd_docs_page)
+    v = sub.add_parser("validate", help="check records against the JSON schema")
+    v.add_argument("records", nargs="+")
+    v.set_defaults(func=cmd_validate)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)

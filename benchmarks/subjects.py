@@ -1,0 +1,672 @@
+"""Benchmark subjects: adapters that turn a tp_spec descriptor into a callable of some framework.
+
+Every subject takes and returns the tp_spec layout (flat ``mul_ir`` features, flat weights), so
+one reference check covers them all. A subject whose library is missing reports
+``unavailable: <reason>``; one that cannot run a given descriptor reports ``not applicable:
+<reason>``; neither ever crashes the run.
+
+Subjects (``name`` = ``<library>/<method>``):
+
+* ``tp_torch/<method>``, ``tp_jax/<method>``: every method of this project's backends.
+* ``numpy/reference``: :func:`tp_spec.reference.apply` (float64; small sizes only).
+* anchors (outside libraries, measured in the same run so every speedup is side by side):
+  ``e3nn/cgtp`` (e3nn ``o3.TensorProduct``), ``e3nn/grid`` (e3nn ``ToS2Grid``/``FromS2Grid``),
+  ``e3nn-jax/cgtp`` (e3nn-jax ``legacy.FunctionalTensorProduct``, vmapped), ``e3nn-jax/grid``
+  (e3nn-jax ``to_s2grid``/``from_s2grid``, as the paper ran grid GTP), ``cueq-torch/cgtp`` and
+  ``cueq-jax/cgtp`` (cuEquivariance: ``naive`` on CPU, its kernels on GPU), ``oeq/cgtp``
+  (OpenEquivariance, GPU only), ``e3x/mtp`` (e3x ``FusedTensor``).
+"""
+
+from __future__ import annotations
+
+import importlib
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+__all__ = ["ANCHORS", "Built", "NotApplicable", "Subject", "all_subjects", "Unavailable"]
+
+BACKEND_METHODS = {
+    "tp_torch": {"cgtp": ("dense", "fused", "sparse", "cueq"), "gtp": ("grid", "fourier"),
+                 "mtp": ("dense", "sparse")},
+    "tp_jax": {"cgtp": ("dense", "fused", "sparse", "cueq"), "gtp": ("grid", "fourier", "s2fft"),
+               "mtp": ("dense", "sparse")},
+}
+
+#: Anchor subject for (op, framework): speedups in the tables are anchor_time / subject_time.
+ANCHORS: dict[str, dict[str, str]] = {
+    "cgtp": {"torch": "e3nn/cgtp", "jax": "e3nn-jax/cgtp"},
+    "gtp": {"torch": "e3nn/grid", "jax": "e3nn-jax/grid"},
+    "mtp": {"jax": "e3x/mtp"},
+}
+
+
+class Unavailable(Exception):
+    """The subject's library is missing or unusable here."""
+
+
+class NotApplicable(Exception):
+    """The subject cannot run this descriptor (op family, shape, device)."""
+
+
+@dataclass
+class Built:
+    """A framework callable ``fn(x1, x2, w)`` (``w`` omitted when ``takes_weights`` is false)
+    on tp_spec layouts, plus how it was built."""
+
+    framework: str
+    fn: Callable[..., Any]
+    takes_weights: bool
+    setup_s: float
+    passes: tuple[str, ...] = ("fwd", "bwd", "dbl")
+    note: str = ""
+
+
+def _import(name: str) -> Any:
+    try:
+        return importlib.import_module(name)
+    except Exception as exc:  # ImportError, or a library that raises at import (oeq on CPU)
+        raise Unavailable(f"cannot import {name}: {type(exc).__name__}: {str(exc)[:120]}") from exc
+
+
+def _torch_dtype(dtype: str) -> Any:
+    import torch
+
+    return {"float32": torch.float32, "float64": torch.float64}[dtype]
+
+
+class Subject:
+    """Base class. Subclasses set ``name``, ``framework``, ``ops``, ``anchor``, ``method``."""
+
+    name: str = "?"
+    library: str = "?"
+    framework: str = "?"
+    method: str = "?"
+    ops: tuple[str, ...] = ()
+    anchor: bool = False
+
+    def available(self) -> str | None:
+        """``None`` if usable here, else the reason."""
+        try:
+            self._check_import()
+        except Unavailable as exc:
+            return str(exc)
+        return None
+
+    def _check_import(self) -> None:
+        pass
+
+    def applicable(self, wl: Any, device: str) -> str | None:
+        """``None`` if this subject can run workload ``wl`` on ``device``, else why not."""
+        if wl.op not in self.ops:
+            return f"{self.name} does not implement {wl.op}"
+        if len(wl.descriptor.paths) == 0:
+            return "the descriptor has no path"
+        return None
+
+    def build(self, wl: Any, dtype: str, device: str) -> Built:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def versions(self) -> dict[str, str]:
+        return {}
+
+
+# ----------------------------------------------------------------------------- this project
+class BackendSubject(Subject):
+    """``tp_torch/<method>`` or ``tp_jax/<method>``."""
+
+    anchor = False
+
+    def __init__(self, package: str, op: str, method: str) -> None:
+        self.library = package
+        self.package = package
+        self.framework = "torch" if package == "tp_torch" else "jax"
+        self.method = method
+        self.ops = (op,)
+        self.name = f"{package}/{method}"
+
+    def _check_import(self) -> None:
+        _import(self.package)
+
+    def _backend(self) -> Any:
+        try:
+            return importlib.import_module(f"{self.package}._backend").backend
+        except Exception:
+            return None
+
+    def applicable(self, wl: Any, device: str) -> str | None:
+        reason = super().applicable(wl, device)
+        if reason:
+            return reason
+        backend = self._backend()
+        if backend is not None:
+            try:
+                methods = backend.methods(wl.descriptor, device)
+            except Exception as exc:
+                return f"backend.methods failed: {type(exc).__name__}: {exc}"
+            if self.method not in methods:
+                return f"{self.package} has no method {self.method!r} for {wl.op}"
+            if methods[self.method] is not None:
+                return str(methods[self.method])
+        return None
+
+    def build(self, wl: Any, dtype: str, device: str) -> Built:
+        t0 = time.perf_counter()
+        self._device = device
+        mod = _import(self.package)
+        d = wl.descriptor
+        try:
+            return self._build(mod, d, t0)
+        except __import__("tp_spec").InstructionError as exc:
+            raise NotApplicable(str(exc)) from exc
+
+    def _build(self, mod: Any, d: Any, t0: float) -> Built:
+        if self.package == "tp_torch":
+            module = mod.TensorProduct(d, self.method)
+            fn = module.to(device=self._device)
+        else:
+            fn = mod.tensor_product(d, self.method)
+        return Built(self.framework, fn, d.weight_numel > 0, time.perf_counter() - t0)
+
+    def versions(self) -> dict[str, str]:
+        try:
+            return {self.package: str(getattr(_import(self.package), "__version__", "?"))}
+        except Unavailable:
+            return {}
+
+
+# ----------------------------------------------------------------------------- reference
+class NumpyReference(Subject):
+    """:func:`tp_spec.reference.apply` in float64, forward only; small problems only."""
+
+    name = "numpy/reference"
+    library = "tp_spec"
+    framework = "numpy"
+    method = "reference"
+    ops = ("cgtp", "gtp", "mtp")
+    max_flops = 2e8  # skip bigger problems: the reference is a readable loop, not a kernel
+
+    def _check_import(self) -> None:
+        _import("tp_spec.reference")
+
+    def applicable(self, wl: Any, device: str) -> str | None:
+        reason = super().applicable(wl, device)
+        if reason:
+            return reason
+        if device != "cpu":
+            return "the NumPy reference runs on the CPU only"
+        est = _min_flops(wl.descriptor, wl.batch)
+        if est is not None and est > self.max_flops:
+            return f"too large for the reference ({est:.2g} > {self.max_flops:.0g} minimal FLOPs)"
+        return None
+
+    def build(self, wl: Any, dtype: str, device: str) -> Built:
+        ref = _import("tp_spec.reference")
+        d = wl.descriptor
+        return Built("numpy", lambda x1, x2, w=None: ref.apply(d, x1, x2, w), d.weight_numel > 0,
+                     0.0, passes=("fwd",), note="float64 regardless of the run's dtype")
+
+
+def _min_flops(d: Any, batch: int) -> float | None:
+    try:
+        return float(d.flops(batch))
+    except Exception:
+        return None
+
+
+# ----------------------------------------------------------------------------- e3nn (torch)
+def _e3nn_instructions(d: Any) -> list[tuple[Any, ...]]:
+    return [(p.i_in1, p.i_in2, p.i_out, p.mode, p.has_weight, p.path_weight) for p in d.paths]
+
+
+def _e3nn_cgtp_ok(wl: Any) -> str | None:
+    if getattr(wl.descriptor, "irrep_normalization", None) not in ("component", "norm"):
+        return "e3nn needs irrep_normalization component/norm"
+    return None
+
+
+def _grid_ok(wl: Any) -> str | None:
+    if wl.descriptor.weight_numel:
+        return "per-degree weights are not wired into the grid anchors"
+    lay = _grid_layout(wl.descriptor)
+    return lay if isinstance(lay, str) else None
+
+
+class E3nnCGTP(Subject):
+    name = "e3nn/cgtp"
+    library = "e3nn"
+    framework = "torch"
+    method = "TensorProduct"
+    ops = ("cgtp",)
+    anchor = True
+
+    def _check_import(self) -> None:
+        _import("e3nn.o3")
+
+    def applicable(self, wl: Any, device: str) -> str | None:
+        return super().applicable(wl, device) or _e3nn_cgtp_ok(wl)
+
+    def build(self, wl: Any, dtype: str, device: str) -> Built:
+        import torch
+
+        o3 = _import("e3nn.o3")
+        d = wl.descriptor
+        t0 = time.perf_counter()
+        old = torch.get_default_dtype()
+        torch.set_default_dtype(_torch_dtype(dtype))  # e3nn builds its CG buffers in this dtype
+        try:
+            tp = o3.TensorProduct(
+                str(d.irreps_in1), str(d.irreps_in2), str(d.irreps_out), _e3nn_instructions(d),
+                irrep_normalization=d.irrep_normalization,
+                path_normalization=d.path_normalization,
+                internal_weights=False, shared_weights=not wl.per_sample_weights,
+            ).to(device)
+        finally:
+            torch.set_default_dtype(old)
+        return Built("torch", lambda x1, x2, w: tp(x1, x2, w), True, time.perf_counter() - t0)
+
+    def versions(self) -> dict[str, str]:
+        return {"e3nn": _import("e3nn").__version__}
+
+
+# ------------------------------------------------------------------ grid layout helpers
+def _grid_layout(d: Any) -> tuple[int, int, int, np.ndarray, np.ndarray, np.ndarray] | str:
+    """Index maps between tp_spec flat layouts and per-channel s2 coefficient arrays.
+
+    Returns ``(C, C2, (L1, L2, Lo), idx1, idx2, idx_out)`` where ``idx1`` has shape
+    ``(C, (L1+1)^2)`` indexing ``x1`` padded with one trailing zero (index ``dim`` -> 0), and
+    ``idx_out`` (``irreps_out.dim``,) indexes the flattened ``(C, (Lo+1)^2)`` output; or a
+    string saying why the descriptor does not fit (grid anchors handle class +1 only).
+    """
+    from tp_spec import Irreps
+
+    out = []
+    for name in ("irreps_in1", "irreps_in2", "irreps_out"):
+        irreps = Irreps(getattr(d, name))
+        for _, ir in irreps:
+            if ir.p != (-1) ** ir.l:
+                return f"{name} has {ir!r} (parity class -1): the s2grid anchors take class +1 only"
+        out.append(irreps)
+    ir1, ir2, iro = out
+    C = ir1[0].mul
+    C2 = ir2[0].mul
+    if any(m != C for m, _ in ir1) or any(m != C2 for m, _ in ir2) or C2 not in (1, C):
+        return "grid anchors need channelwise inputs"
+
+    def gather(irreps: Irreps, channels: int) -> np.ndarray:
+        lmax = irreps.lmax
+        idx = np.full((channels, (lmax + 1) ** 2), irreps.dim, dtype=np.int64)
+        offset = 0
+        for mul, ir in irreps:
+            for c in range(channels):
+                for m in range(ir.dim):
+                    idx[c, ir.l**2 + m] = offset + c * ir.dim + m
+            offset += mul * ir.dim
+        return idx
+
+    idx1, idx2 = gather(ir1, C), gather(ir2, C2)
+    lo = iro.lmax
+    idx_out = []
+    for mul, ir in iro:
+        for c in range(mul):
+            for m in range(ir.dim):
+                idx_out.append(c * (lo + 1) ** 2 + ir.l**2 + m)
+    return C, C2, (ir1.lmax, ir2.lmax, lo), idx1, idx2, np.asarray(idx_out, dtype=np.int64)
+
+
+class E3nnGrid(Subject):
+    """Grid GTP with e3nn (torch) ``ToS2Grid``/``FromS2Grid`` (its own 'soft' beta grid)."""
+
+    name = "e3nn/grid"
+    library = "e3nn"
+    framework = "torch"
+    method = "s2grid"
+    ops = ("gtp",)
+    anchor = True
+
+    def _check_import(self) -> None:
+        _import("e3nn.o3")
+
+    def applicable(self, wl: Any, device: str) -> str | None:
+        return super().applicable(wl, device) or _grid_ok(wl)
+
+    def build(self, wl: Any, dtype: str, device: str) -> Built:
+        import torch
+
+        o3 = _import("e3nn.o3")
+        d = wl.descriptor
+        t0 = time.perf_counter()
+        C, C2, (l1, l2, lo), idx1, idx2, idx_out = _grid_layout(d)
+        total = l1 + l2 + lo
+        res_beta = 2 * (total // 2 + 1)
+        res_alpha = max(total + 1, 2 * max(l1, l2, lo) + 1)
+        res_alpha += 1 - res_alpha % 2  # odd, so e3nn uses its rfft path
+        tdt = _torch_dtype(dtype)
+        to1 = o3.ToS2Grid(l1, (res_beta, res_alpha), normalization="integral", dtype=tdt,
+                          device=device)
+        to2 = o3.ToS2Grid(l2, (res_beta, res_alpha), normalization="integral", dtype=tdt,
+                          device=device)
+        frm = o3.FromS2Grid((res_beta, res_alpha), lo, normalization="integral", dtype=tdt,
+                            device=device)
+        i1 = torch.as_tensor(idx1, device=device)
+        i2 = torch.as_tensor(idx2, device=device)
+        io = torch.as_tensor(idx_out, device=device)
+        scale = math.sqrt(4 * math.pi)  # (1/4pi) int f1 f2 Y^comp with component features
+
+        def fn(x1: Any, x2: Any) -> Any:
+            z1 = torch.nn.functional.pad(x1, (0, 1))[..., i1]  # (B, C, (l1+1)^2)
+            z2 = torch.nn.functional.pad(x2, (0, 1))[..., i2]
+            g = to1(z1) * to2(z2)
+            y = frm(g) * scale
+            return y.reshape(*y.shape[:-2], -1)[..., io]
+
+        return Built("torch", fn, False, time.perf_counter() - t0,
+                     note=f"soft grid {res_beta}x{res_alpha}")
+
+    def versions(self) -> dict[str, str]:
+        return {"e3nn": _import("e3nn").__version__}
+
+
+# ----------------------------------------------------------------------------- e3nn-jax
+class E3nnJaxCGTP(Subject):
+    name = "e3nn-jax/cgtp"
+    library = "e3nn_jax"
+    framework = "jax"
+    method = "FunctionalTensorProduct"
+    ops = ("cgtp",)
+    anchor = True
+
+    def _check_import(self) -> None:
+        _import("e3nn_jax")
+        _import("e3nn_jax.legacy")
+
+    def applicable(self, wl: Any, device: str) -> str | None:
+        return Subject.applicable(self, wl, device) or _e3nn_cgtp_ok(wl)
+
+    def build(self, wl: Any, dtype: str, device: str) -> Built:
+        import jax
+
+        e3nn = _import("e3nn_jax")
+        legacy = _import("e3nn_jax.legacy")
+        d = wl.descriptor
+        t0 = time.perf_counter()
+        tp = legacy.FunctionalTensorProduct(
+            e3nn.Irreps(str(d.irreps_in1)), e3nn.Irreps(str(d.irreps_in2)),
+            e3nn.Irreps(str(d.irreps_out)), _e3nn_instructions(d),
+            irrep_normalization=d.irrep_normalization, path_normalization=d.path_normalization,
+        )
+        ir1, ir2 = e3nn.Irreps(str(d.irreps_in1)), e3nn.Irreps(str(d.irreps_in2))
+
+        def one(w: Any, a: Any, b: Any) -> Any:
+            return tp.left_right(w, e3nn.IrrepsArray(ir1, a), e3nn.IrrepsArray(ir2, b)).array
+
+        w_axis = 0 if wl.per_sample_weights else None
+
+        def fn(x1: Any, x2: Any, w: Any) -> Any:
+            return jax.vmap(one, in_axes=(w_axis, 0, 0))(w, x1, x2)
+
+        return Built("jax", fn, True, time.perf_counter() - t0)
+
+    def versions(self) -> dict[str, str]:
+        return {"e3nn-jax": _import("e3nn_jax").__version__}
+
+
+class E3nnJaxGrid(Subject):
+    """Grid GTP as the paper ran it: e3nn-jax ``to_s2grid`` (Gauss-Legendre), product,
+    ``from_s2grid``. Its Legendre step is one dense einsum over all ``(l, m)``: O(L^4)."""
+
+    name = "e3nn-jax/grid"
+    library = "e3nn_jax"
+    framework = "jax"
+    method = "to_s2grid"
+    ops = ("gtp",)
+    anchor = True
+
+    def _check_import(self) -> None:
+        _import("e3nn_jax")
+
+    def applicable(self, wl: Any, device: str) -> str | None:
+        return Subject.applicable(self, wl, device) or _grid_ok(wl)
+
+    def build(self, wl: Any, dtype: str, device: str) -> Built:
+        import jax.numpy as jnp
+
+        e3nn = _import("e3nn_jax")
+        d = wl.descriptor
+        t0 = time.perf_counter()
+        C, C2, (l1, l2, lo), idx1, idx2, idx_out = _grid_layout(d)
+        total = l1 + l2 + lo
+        res_beta = total // 2 + 1  # Gauss-Legendre: exact for degree <= 2 res_beta - 1
+        res_alpha = max(total + 1, 2 * max(l1, l2, lo) + 1)
+        res_alpha += 1 - res_alpha % 2  # odd: exact for the band limit, FFT-friendly
+        s2_1, s2_2, s2_o = (e3nn.s2_irreps(l) for l in (l1, l2, lo))
+        i1, i2, io = jnp.asarray(idx1), jnp.asarray(idx2), jnp.asarray(idx_out)
+        scale = 1.0  # e3nn-jax's 'integral' pair already gives (1/4pi) int f1 f2 Y (checked)
+
+        def fn(x1: Any, x2: Any) -> Any:
+            z1 = jnp.pad(x1, [(0, 0)] * (x1.ndim - 1) + [(0, 1)])[..., i1]
+            z2 = jnp.pad(x2, [(0, 0)] * (x2.ndim - 1) + [(0, 1)])[..., i2]
+            kw = dict(quadrature="gausslegendre", normalization="integral")
+            g1 = e3nn.to_s2grid(e3nn.IrrepsArray(s2_1, z1), res_beta, res_alpha, **kw)
+            g2 = e3nn.to_s2grid(e3nn.IrrepsArray(s2_2, z2), res_beta, res_alpha, **kw)
+            g = g1.replace_values(g1.grid_values * g2.grid_values)
+            y = e3nn.from_s2grid(g, s2_o, normalization="integral").array * scale
+            return y.reshape(*y.shape[:-2], -1)[..., io]
+
+        return Built("jax", fn, False, time.perf_counter() - t0,
+                     note=f"Gauss-Legendre grid {res_beta}x{res_alpha}")
+
+    def versions(self) -> dict[str, str]:
+        return {"e3nn-jax": _import("e3nn_jax").__version__}
+
+
+# ----------------------------------------------------------------------------- cuEquivariance
+def _cue_fc_ok(wl: Any) -> str | None:
+    d = wl.descriptor
+    if any(p.mode != "uvw" for p in d.paths):
+        return "only fully connected (uvw) CGTPs are wired to the cuEquivariance anchor"
+    if (d.irrep_normalization, d.path_normalization) != ("component", "element"):
+        return "cuEquivariance anchor needs component/element normalization"
+    # The fully connected product must be exactly the descriptor's paths.
+    from tp_spec import cgtp
+
+    full = cgtp(d.irreps_in1, d.irreps_in2, d.irreps_out, mode="uvw")
+    if len(full.paths) != len(d.paths):
+        return "descriptor is not a complete fully connected product"
+    return None
+
+
+class CueqTorchCGTP(Subject):
+    name = "cueq-torch/cgtp"
+    library = "cuequivariance_torch"
+    framework = "torch"
+    method = "FullyConnectedTensorProduct"
+    ops = ("cgtp",)
+    anchor = True
+
+    def _check_import(self) -> None:
+        _import("cuequivariance")
+        _import("cuequivariance_torch")
+
+    def applicable(self, wl: Any, device: str) -> str | None:
+        return super().applicable(wl, device) or _cue_fc_ok(wl)
+
+    def build(self, wl: Any, dtype: str, device: str) -> Built:
+        cue = _import("cuequivariance")
+        cuet = _import("cuequivariance_torch")
+        d = wl.descriptor
+        t0 = time.perf_counter()
+        kwargs: dict[str, Any] = {}
+        if device == "cpu":
+            kwargs["method"] = "naive"
+        tp = cuet.FullyConnectedTensorProduct(
+            cue.Irreps("O3", str(d.irreps_in1)), cue.Irreps("O3", str(d.irreps_in2)),
+            cue.Irreps("O3", str(d.irreps_out)), layout=cue.mul_ir,
+            shared_weights=not wl.per_sample_weights, internal_weights=False,
+            dtype=_torch_dtype(dtype), device=device, **kwargs)
+        def fn(x1: Any, x2: Any, w: Any) -> Any:
+            return tp(x1, x2, w if w.ndim == 2 else w[None, :])
+
+        return Built("torch", fn, True, time.perf_counter() - t0,
+                     note="naive" if device == "cpu" else "kernels")
+
+    def versions(self) -> dict[str, str]:
+        return {"cuequivariance": _import("cuequivariance").__version__}
+
+
+class CueqJaxCGTP(Subject):
+    name = "cueq-jax/cgtp"
+    library = "cuequivariance_jax"
+    framework = "jax"
+    method = "equivariant_polynomial"
+    ops = ("cgtp",)
+    anchor = True
+
+    def _check_import(self) -> None:
+        _import("cuequivariance")
+        _import("cuequivariance_jax")
+
+    def applicable(self, wl: Any, device: str) -> str | None:
+        return super().applicable(wl, device) or _cue_fc_ok(wl)
+
+    def build(self, wl: Any, dtype: str, device: str) -> Built:
+        cue = _import("cuequivariance")
+        cuex = _import("cuequivariance_jax")
+        d = wl.descriptor
+        t0 = time.perf_counter()
+        e = cue.descriptors.fully_connected_tensor_product(
+            cue.Irreps("O3", str(d.irreps_in1)), cue.Irreps("O3", str(d.irreps_in2)),
+            cue.Irreps("O3", str(d.irreps_out)))
+        e = e.flatten_coefficient_modes() if hasattr(e, "flatten_coefficient_modes") else e
+        method = "naive" if device == "cpu" else "uniform_1d"
+        import jax
+
+        def fn(x1: Any, x2: Any, w: Any) -> Any:
+            wb = w if w.ndim == 2 else w[None, :]
+            inputs = [cuex.RepArray(e.inputs[0], wb, cue.mul_ir),
+                      cuex.RepArray(e.inputs[1], x1, cue.mul_ir),
+                      cuex.RepArray(e.inputs[2], x2, cue.mul_ir)]
+            out = cuex.equivariant_polynomial(
+                e, inputs, jax.ShapeDtypeStruct(x1.shape[:-1] + (d.irreps_out.dim,), x1.dtype),
+                method=method)
+            return out.array
+
+        return Built("jax", fn, True, time.perf_counter() - t0, note=method)
+
+    def versions(self) -> dict[str, str]:
+        return {"cuequivariance": _import("cuequivariance").__version__}
+
+
+# ----------------------------------------------------------------------------- OpenEquivariance
+class OeqCGTP(Subject):
+    name = "oeq/cgtp"
+    library = "openequivariance"
+    framework = "torch"
+    method = "TensorProduct"
+    ops = ("cgtp",)
+    anchor = True
+
+    def _check_import(self) -> None:
+        try:
+            import torch
+        except ImportError as exc:
+            raise Unavailable("OpenEquivariance needs torch") from exc
+        if not torch.cuda.is_available():
+            raise Unavailable("OpenEquivariance runs on NVIDIA/AMD GPUs only (no CUDA here)")
+        _import("openequivariance")
+
+    def applicable(self, wl: Any, device: str) -> str | None:
+        reason = super().applicable(wl, device)
+        if reason:
+            return reason
+        if device == "cpu":
+            return "OpenEquivariance is GPU only"
+        d = wl.descriptor
+        modes = {p.mode for p in d.paths}
+        if len(modes) != 1 or modes - {"uvu", "uvw"} or not all(p.has_weight for p in d.paths):
+            return "OpenEquivariance supports all-weighted single-mode uvu or uvw problems only"
+        if (d.irrep_normalization, d.path_normalization) != ("component", "element"):
+            return "OpenEquivariance anchor needs component/element normalization"
+        return None
+
+    def build(self, wl: Any, dtype: str, device: str) -> Built:
+        import torch
+
+        oeq = _import("openequivariance")
+        d = wl.descriptor
+        t0 = time.perf_counter()
+        npdt = np.float32 if dtype == "float32" else np.float64
+        problem = oeq.TPProblem(
+            str(d.irreps_in1), str(d.irreps_in2), str(d.irreps_out), _e3nn_instructions(d),
+            shared_weights=not wl.per_sample_weights, internal_weights=False,
+            irrep_dtype=npdt, weight_dtype=npdt)
+        tp = oeq.TensorProduct(problem, torch_op=True)
+        has_batch = wl.per_sample_weights
+
+        def fn(x1: Any, x2: Any, w: Any) -> Any:
+            return tp(x1, x2, w)
+
+        # Weights arrive in e3nn order; the timed call takes oeq's order (reordered once).
+        def convert(w: np.ndarray) -> np.ndarray:
+            return np.asarray(tp.reorder_weights_from_e3nn(w, has_batch))
+
+        built = Built("torch", fn, True, time.perf_counter() - t0, note="CUDA kernels")
+        built.convert_weights = convert  # type: ignore[attr-defined]
+        del torch
+        return built
+
+    def versions(self) -> dict[str, str]:
+        mod = _import("openequivariance")
+        return {"openequivariance": str(getattr(mod, "__version__", "?"))}
+
+
+# ----------------------------------------------------------------------------- e3x
+class E3xMTP(Subject):
+    """e3x ``FusedTensor`` (the MTP). Not wired yet: e3x stores features as
+    ``(parity, (L+1)^2, F)`` in its own real-SH basis, and its per-irrep weights and basis
+    need a verified conversion before its output can pass the reference check."""
+
+    name = "e3x/mtp"
+    library = "e3x"
+    framework = "jax"
+    method = "FusedTensor"
+    ops = ("mtp",)
+    anchor = True
+
+    def _check_import(self) -> None:
+        _import("e3x")
+        raise Unavailable("adapter not implemented (e3x feature layout and SH basis differ; "
+                          "no verified conversion yet)")
+
+
+# ----------------------------------------------------------------------------- registry
+def _discovered_methods(package: str, op: str) -> tuple[str, ...]:
+    """Method names the installed backend reports for ``op`` (beyond the known ones)."""
+    try:
+        import tp_spec
+
+        backend = importlib.import_module(f"{package}._backend").backend
+        d = {"cgtp": lambda: tp_spec.cgtp("0e", "0e", "0e"), "gtp": lambda: tp_spec.gtp("0e", "0e"),
+             "mtp": lambda: tp_spec.mtp("0e", "0e")}[op]()
+        return tuple(backend.methods(d, "cpu"))
+    except Exception:
+        return ()
+
+
+def all_subjects(include: tuple[str, ...] | None = None) -> list[Subject]:
+    """Every known subject (optionally only those whose name starts with one of ``include``)."""
+    subjects: list[Subject] = []
+    for package, table in BACKEND_METHODS.items():
+        for op, methods in table.items():
+            for method in dict.fromkeys(methods + _discovered_methods(package, op)):
+                subjects.append(BackendSubject(package, op, method))
+    subjects += [NumpyReference(), E3nnCGTP(), E3nnJaxCGTP(), E3nnGrid(), E3nnJaxGrid(),
+                 CueqTorchCGTP(), CueqJaxCGTP(), OeqCGTP(), E3xMTP()]
+    if include:
+        subjects = [s for s in subjects if any(s.name == i or s.name.startswith(i.rstrip("*"))
+                                               for i in include)]
+    return subjects

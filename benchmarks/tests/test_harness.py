@@ -1,0 +1,121 @@
+"""Schema validation, the reference-check refusal, the compare command, the CLI plumbing."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from benchmarks import report, runner
+from benchmarks.cli import main
+
+from .conftest import FAST, FakeSubject
+
+
+def test_record_is_valid_and_timed(tiny_record: dict[str, Any]) -> None:
+    report.validate(tiny_record)
+    (r,) = tiny_record["results"]
+    assert r["status"] == "ok" and r["check"]["ok"]
+    assert r["stats"]["min"] <= r["stats"]["median"] <= r["stats"]["max"]
+    assert len(r["samples_s"]) == r["stats"]["n"] == 3
+    assert tiny_record["machine"]["name"] == "test-machine"
+    json.dumps(tiny_record)  # serialisable
+
+
+@pytest.mark.parametrize("mutate, message", [
+    (lambda r: r.pop("machine"), "machine"),
+    (lambda r: r.update(schema_version=99), "schema_version"),
+    (lambda r: r["results"][0].update(status="great"), "status"),
+    (lambda r: r["results"][0].update(samples_s=[]), "samples_s"),
+    (lambda r: r["results"][0]["check"].update(ok=False), "reference check"),
+    (lambda r: r["results"][0].update({"pass": "sideways"}), "pass"),
+    (lambda r: r["results"][0]["stats"].update(median=-1.0), "median"),
+])
+def test_schema_rejects(tiny_record: dict[str, Any], mutate: Any, message: str) -> None:
+    bad = copy.deepcopy(tiny_record)
+    mutate(bad)
+    with pytest.raises(report.SchemaError, match=message):
+        report.validate(bad)
+
+
+def test_wrong_subject_is_refused_and_never_timed(tiny_workload: Any,
+                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+    timed: list[str] = []
+    real_measure = runner.measure
+
+    def spy(call: Any, **kw: Any) -> Any:
+        timed.append("called")
+        return real_measure(call, **kw)
+
+    monkeypatch.setattr(runner, "measure", spy)
+    wrong = FakeSubject("fake/wrong", factor=1.01)  # 1% off: far outside float32 tolerance
+    right = FakeSubject("fake/right")
+    rec = runner.run([tiny_workload], [wrong, right], passes=("fwd",), progress=False,
+                     timing=FAST)
+    report.validate(rec)
+    by = {r["subject"]: r for r in rec["results"]}
+    assert by["fake/wrong"]["status"] == "failed check"
+    assert "samples_s" not in by["fake/wrong"]
+    assert by["fake/wrong"]["check"]["rel_err"] == pytest.approx(0.01, rel=1e-6)
+    assert by["fake/right"]["status"] == "ok"
+    assert timed == ["called"]  # only the right subject was timed
+
+
+def test_unavailable_subject_is_reported_not_raised(tiny_workload: Any) -> None:
+    class Missing(FakeSubject):
+        def available(self) -> str | None:
+            return "cannot import nothing_here"
+
+    rec = runner.run([tiny_workload], [Missing("missing/x")], passes=("fwd", "bwd"),
+                     progress=False, timing=FAST)
+    assert [r["status"] for r in rec["results"]] == ["unavailable", "unavailable"]
+    assert "nothing_here" in rec["results"][0]["reason"]
+    report.validate(rec)
+
+
+def test_compare_and_cli(tiny_record: dict[str, Any], tmp_path: Path,
+                         capsys: pytest.CaptureFixture[str]) -> None:
+    a = tmp_path / "a.json"
+    b = tmp_path / "b.json"
+    report.dump(tiny_record, a)
+    slower = copy.deepcopy(tiny_record)
+    r = slower["results"][0]
+    r["samples_s"] = [s * 2 for s in r["samples_s"]]
+    r["stats"] = {k: (v * 2 if k != "n" else v) for k, v in r["stats"].items()}
+    report.dump(slower, b)
+    text = report.compare(tiny_record, slower)
+    assert "| 2 |" in text and "geometric mean B/A = 2" in text
+    assert main(["compare", str(a), str(b)]) == 0
+    assert "B/A" in capsys.readouterr().out
+    assert main(["validate", str(a)]) == 0
+    assert main(["docs-page", str(a)]) == 0
+    assert "# Benchmark results" in capsys.readouterr().out
+
+
+def test_markdown_speedups_against_anchor(tiny_workload: Any) -> None:
+    fast = FakeSubject("fake/right")
+    rec = runner.run([tiny_workload], [fast], passes=("fwd",), progress=False, timing=FAST)
+    # pretend an anchor of this op ran 3x slower in the same run
+    anchor = copy.deepcopy(rec["results"][0])
+    anchor["subject"] = "e3nn/cgtp"
+    anchor["anchor"] = True
+    anchor["stats"] = {k: (v * 3 if k != "n" else v) for k, v in anchor["stats"].items()}
+    rec["results"].append(anchor)
+    sp = report.speedups(rec)
+    key = next(k for k in sp if k[-1] == "fake/right")
+    assert sp[key]["e3nn/cgtp"] == pytest.approx(3.0)
+    assert "x3" in report.markdown(rec)
+
+
+def test_plots_written(tiny_workload: Any, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    from dataclasses import replace
+
+    wls = [tiny_workload, replace(tiny_workload, irreps_in1="0e+1o+2e",
+                                  irreps_in2="0e+1o+2e", irreps_out="0e+1o+2e", L=2)]
+    rec = runner.run(wls, [FakeSubject()], passes=("fwd",), progress=False, timing=FAST)
+    files = report.plots(rec, tmp_path)
+    assert files and all(f.suffix == ".png" and f.stat().st_size > 1000 for f in files)
