@@ -55,6 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance")
     group.addoption("--backend", action="append", default=[],
                     help="backend(s) under test (entry-point names; 'all' for every one)")
+    group.addoption("--case-tag", default=os.environ.get("TP_CONFORMANCE_CASE_TAG"),
+                    help="run only the catalogue cases with this tag (e.g. 'quick': one or two "
+                         "cases per family that together cover every mode and parity class)")
     group.addoption("--summary-json", default=os.environ.get("TP_CONFORMANCE_SUMMARY"),
                     help="write one JSON record per test here (merged by "
                          "python -m tp_conformance.summary)")
@@ -89,6 +92,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     oracle_ok = opts.get("oracle", False)
     weighted_only = opts.get("weighted", False)
     tag = opts.get("tag")
+    case_tag = metafunc.config.getoption("--case-tag")
     params = []
     for name in selected_backends(metafunc.config):
         if name not in _BACKENDS:
@@ -111,6 +115,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 if weighted_only and case.descriptor.weight_numel == 0:
                     continue
                 if tag and tag not in case.tags:
+                    continue
+                if case_tag and case_tag not in case.tags:
                     continue
                 methods = backend.methods(case.descriptor, device)
                 for method, reason in methods.items():

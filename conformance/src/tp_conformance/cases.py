@@ -225,6 +225,16 @@ GOLDEN = (
 )
 
 
+#: A small subset that still covers every CGTP mode (random-3 mixes them, with multiplicity 0
+#: and 1 blocks), the MACE-style channelwise product, all four GTP/MTP parity-class pairs,
+#: channel broadcast and per-degree weights. For backends whose per-test cost is dominated by
+#: compilation (tp_jax on CPU): ``--case-tag quick``.
+QUICK = (
+    "random-3", "cgtp-uvu-channelwise", "cgtp-mul0", "gtp-mixed-classes",
+    "gtp-per-degree-broadcast", "mtp-mixed-classes", "mtp-per-degree-broadcast",
+)
+
+
 @functools.lru_cache(maxsize=1)
 def _catalogue() -> dict[str, Case]:
     all_cases = (_paper_cases() + _oeq_cases() + _random_cases() + _standard_cgtp_cases()
@@ -233,7 +243,8 @@ def _catalogue() -> dict[str, Case]:
     for c in all_cases:
         if c.name in out:
             raise ValueError(f"duplicate case name {c.name!r}")
-        tags = c.tags | ({"golden"} if c.name in GOLDEN else set())
+        tags = (c.tags | ({"golden"} if c.name in GOLDEN else set())
+                | ({"quick"} if c.name in QUICK else set()))
         out[c.name] = Case(c.name, c.family, c.build, frozenset(tags), c.batch)
     return out
 
