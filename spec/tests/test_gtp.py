@@ -7,38 +7,14 @@ import math
 import numpy as np
 import pytest
 import tp_spec as spec
+from channelwise_helpers import block as _block
+from channelwise_helpers import inputs as _inputs
+from channelwise_helpers import s2 as _s2
+from channelwise_helpers import times as _times
 from tp_spec import reference as ref
 from tp_spec.errors import InstructionError, IrrepsError, ShapeError
 
 TOL = 1e-12
-
-
-def _s2(L, cls=1):
-    """Irreps 0..L of one parity class (``cls=1``: 0e+1o+2e..., ``-1``: 0o+1e+2o...)."""
-    return spec.Irreps([(1, spec.Irrep(l, cls * (-1) ** l)) for l in range(L + 1)])
-
-
-def _times(irreps, c):
-    return spec.Irreps([(c, ir) for _, ir in spec.Irreps(irreps)])
-
-
-def _inputs(d, batch=(3,), seed=0, per_sample=False):
-    rng = np.random.default_rng(seed)
-    x1 = rng.normal(size=batch + (d.irreps_in1.dim,))
-    x2 = rng.normal(size=batch + (d.irreps_in2.dim,))
-    w = None
-    if d.weight_numel:
-        w = rng.normal(size=(batch if per_sample else ()) + (d.weight_numel,))
-    return x1, x2, w
-
-
-def _block(x, irreps, ir):
-    """The component slice of irrep ``ir`` (present once) in a feature array."""
-    irreps = spec.Irreps(irreps)
-    for s, (_, ir2) in zip(irreps.slices(), irreps, strict=False):
-        if ir2 == spec.Irrep(ir):
-            return x[..., s]
-    raise KeyError(ir)
 
 
 # ----------------------------------------------------------------------------- descriptor
