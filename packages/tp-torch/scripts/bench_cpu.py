@@ -3,7 +3,8 @@
     python bench_cpu.py mimo 2 3 4 5 6     # CGTP fused vs e3nn FullyConnectedTensorProduct
     python bench_cpu.py mace               # channelwise 128x(0e+1o+2e) x (0e+1o+2e+3o) uvu
     python bench_cpu.py gtp 1 2 3 10       # grid/fourier GTP vs e3nn ToS2Grid/FromS2Grid
-    python bench_cpu.py mtp 2 4 6 8 10     # MTP dense vs sparse
+    python bench_cpu.py mtp 2 4 6 8 10     # MTP dense vs sparse (the harness's MIMO descriptor)
+    python bench_cpu.py models mace-large nequip-lips   # OEQ catalogue shapes, fused vs e3nn
 
 float32, batch 10,000 (``--batch``), ``torch.set_num_threads(2)`` and wall-clock time, or
 ``--cpu-time``: one thread and process CPU time (use it on a loaded machine). The two
@@ -131,22 +132,58 @@ def gtp(Ls, batch):  # noqa: N803
               f"grid {rb_[1]:7.1f} ms (x{rb_[0] / rb_[1]:4.1f})", flush=True)
 
 
+def _harness_workloads():
+    """``benchmarks.workloads`` from the repository root (two levels above this package)."""
+    import pathlib
+    import sys
+
+    sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[3]))
+    import benchmarks.workloads as wl
+
+    return wl
+
+
+def models(names, batch):
+    """Fused CGTP vs e3nn ``o3.TensorProduct`` (same instructions, shared weights) on the
+    OpenEquivariance catalogue shapes, as the benchmark harness builds them."""
+    from e3nn import o3
+
+    wl = _harness_workloads()
+    for w_ in wl.model_workloads(batch, ("cgtp",), tuple(names) or None):
+        d = w_.descriptor
+        ins = [(p.i_in1, p.i_in2, p.i_out, p.mode, p.has_weight, p.path_weight) for p in d.paths]
+        e = o3.TensorProduct(str(d.irreps_in1), str(d.irreps_in2), str(d.irreps_out), ins,
+                             irrep_normalization=d.irrep_normalization,
+                             path_normalization=d.path_normalization,
+                             internal_weights=False, shared_weights=not w_.per_sample_weights)
+        tp = tp_torch.TensorProduct(d, "fused")
+        x1 = torch.randn(batch, d.irreps_in1.dim, requires_grad=True)
+        x2 = torch.randn(batch, d.irreps_in2.dim, requires_grad=True)
+        wshape = ((batch,) if w_.per_sample_weights else ()) + (d.weight_numel,)
+        w = torch.randn(*wshape, requires_grad=True)
+        a, b = med([_fwd(lambda: e(x1, x2, w)), _fwd(lambda: tp(x1, x2, w))])
+        c, dd = med([_fb(lambda: e(x1, x2, w)), _fb(lambda: tp(x1, x2, w))])
+        print(f"{w_.name} (B={batch}): fwd e3nn {a:8.1f} ms fused {b:8.1f} ms (x{a / b:5.2f}) | "
+              f"fwd+bwd e3nn {c:8.1f} ms fused {dd:8.1f} ms (x{c / dd:5.2f})", flush=True)
+
+
 def mtp(Ls, batch):  # noqa: N803
+    wl = _harness_workloads()
     for L in Ls:  # noqa: N806
-        d = spec.mtp(s2(L), s2(L), s2(2 * L))
+        d = wl.paper_workloads(("MIMO",), (L,), ("mtp",))[0].descriptor
         dense, sparse = tp_torch.TensorProduct(d, "dense"), tp_torch.TensorProduct(d, "sparse")
         x1 = torch.randn(batch, d.irreps_in1.dim, requires_grad=True)
         x2 = torch.randn(batch, d.irreps_in2.dim, requires_grad=True)
         a, b = med([_fwd(lambda: dense(x1, x2)), _fwd(lambda: sparse(x1, x2))])
-        c, e = med([_fb(lambda: dense(x1, x2)), _fb(lambda: sparse(x1, x2))], n=3)
-        print(f"MTP L={L} (lt={d.lt}): fwd dense {a:7.1f} ms sparse {b:7.1f} ms | fwd+bwd "
-              f"dense {c:7.1f} ms sparse {e:7.1f} ms", flush=True)
+        c, e = med([_fb(lambda: dense(x1, x2)), _fb(lambda: sparse(x1, x2))])
+        print(f"MTP L={L} (lt={d.lt}): fwd dense {a:7.1f} ms sparse {b:7.1f} ms (x{a / b:4.2f}) "
+              f"| fwd+bwd dense {c:7.1f} ms sparse {e:7.1f} ms (x{c / e:4.2f})", flush=True)
 
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("workload", choices=["mimo", "mace", "gtp", "mtp"])
-    p.add_argument("L", nargs="*", type=int)
+    p.add_argument("workload", choices=["mimo", "mace", "gtp", "mtp", "models"])
+    p.add_argument("L", nargs="*", help="degrees (mimo/gtp/mtp) or catalogue names (models)")
     p.add_argument("--batch", type=int, default=10_000)
     p.add_argument("--method", default="fused")
     p.add_argument("--cpu-time", action="store_true",
@@ -156,6 +193,10 @@ def main() -> None:
         global CLOCK
         CLOCK = time.process_time
         torch.set_num_threads(1)
+    if a.workload == "models":
+        models(a.L, a.batch)
+        return
+    a.L = [int(x) for x in a.L]
     if a.workload == "mimo":
         mimo(a.L or [2, 3, 4, 5, 6], a.batch, a.method)
     elif a.workload == "mace":

@@ -14,7 +14,8 @@ from conftest import CASES, random_inputs, tensors
 # the graph) without the slow C++ code generation; one small case per family also goes through
 # the default inductor backend. TP_TORCH_COMPILE_ALL=1 runs every case with inductor.
 CASES_COMPILED = [("mimo", "fused", False), ("mimo_split", "fused", False),
-                  ("uvu_sh", "fused", True), ("uvw", "dense", True),
+                  ("uvu_sh", "fused", True), ("uvu_sh", "fused", False),
+                  ("uvw", "dense", True),
                   ("gtp_broadcast_w", "grid", False), ("mtp_all", "dense", False),
                   ("mtp_broadcast_w", "sparse", True)]
 _ALL = os.environ.get("TP_TORCH_COMPILE_ALL") == "1"

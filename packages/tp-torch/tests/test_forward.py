@@ -72,6 +72,6 @@ def test_default_methods():
 
     assert tp_torch.TensorProduct(CASES["uvw"]).method == "fused"
     assert tp_torch.TensorProduct(CASES["gtp_all_pairs"]).method == "grid"
-    assert tp_torch.TensorProduct(CASES["mtp_all"]).method == "dense"
+    assert tp_torch.TensorProduct(CASES["mtp_all"]).method == "sparse"
     big = spec.mtp("0e+1o+2e+3o+4e+5o+6e", "0e+1o+2e+3o+4e+5o+6e", "0e+1o+2e+12e")
-    assert tp_torch.default_method(big) == "dense"  # see the choice table in _module.py
+    assert tp_torch.default_method(big) == "sparse"  # see the choice table in _module.py

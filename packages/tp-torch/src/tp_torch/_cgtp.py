@@ -185,6 +185,30 @@ class CGTPSparse(_CGTPKernel):
         return _assemble(self.d, blocks, b, x1)
 
 
+class _ChannelwiseFn(torch.autograd.Function):
+    """Channelwise ``fused`` plan (shared or no weights) with a hand-written backward that
+    reuses the forward's grouping (a few batched matmuls instead of autograd through every
+    slice). The backward is made of differentiable torch ops, so double backward works."""
+
+    @staticmethod
+    def forward(ctx, x1, x2, w, kernel):
+        out = kernel._cw_forward(x1, x2, w)
+        ctx.kernel = kernel
+        if w is None:
+            ctx.save_for_backward(x1, x2)
+        else:
+            ctx.save_for_backward(x1, x2, w)
+        return out
+
+    @staticmethod
+    def backward(ctx, gout):
+        saved = ctx.saved_tensors
+        x1, x2 = saved[0], saved[1]
+        w = saved[2] if len(saved) > 2 else None
+        g1, g2, gw = ctx.kernel._cw_backward(x1, x2, w, gout)
+        return g1, g2, gw, None
+
+
 def fused_plan(d: CGTPDescriptor) -> str:
     """The plan ``fused`` uses for ``d``: ``"scalar"``, ``"channelwise"`` or ``"grouped"``."""
     if not d.paths:
@@ -354,12 +378,60 @@ class CGTPFused(_CGTPKernel):
 
     # ------------------------------------------------------------- channelwise plan
     def _init_channelwise(self) -> None:
-        for n, p in enumerate(self.d.paths):
+        d = self.d
+        dim2 = d.irreps_in2.dim
+        off2 = [s.start for s in d.irreps_in2.slices()]
+        for n, p in enumerate(d.paths):
             c = _cg(p)  # (d1, d2, d3)
             # K[j, (i, k)] so that (x2 @ K).view(B, d1, d3) = sum_j C[i, j, k] x2[j]
             self.add_const(f"k{n}", np.transpose(c, (1, 0, 2)).reshape(c.shape[1], -1))
+        # Shared / no weights: paths grouped by their x1 block. Per group one matmul
+        # ``M = x2 @ K_g`` -> (B, d1, S) (S = sum of the paths' d3, every x2 block at once),
+        # one batched matmul ``y = x1_blk @ M`` -> (B, m1, S) and one multiply by the expanded
+        # weights (m1, S); the backward (_ChannelwiseFn) reuses the same grouping.
+        groups: dict[int, list[int]] = defaultdict(list)
+        for n, p in enumerate(d.paths):
+            groups[p.i_in1].append(n)
+        numel = d.weight_numel
+        self._cw_groups: list[tuple[int, list[tuple[int, int, int]], int]] = []
+        for g, (i1, idx) in enumerate(groups.items()):
+            mul1, ir1 = d.irreps_in1[i1]
+            d1 = ir1.dim
+            s_tot = sum(d.paths[n].ir_out.dim for n in idx)
+            kg = np.zeros((dim2, d1, s_tot))
+            widx = np.zeros((mul1, s_tot), dtype=np.int64)
+            cols, c0 = [], 0
+            for n in idx:
+                p = d.paths[n]
+                c = _cg(p)
+                d3 = c.shape[2]
+                kg[off2[p.i_in2]:off2[p.i_in2] + c.shape[1], :, c0:c0 + d3] = np.transpose(
+                    c, (1, 0, 2))
+                if p.has_weight:  # weight shape (mul1, 1): flat offset + u
+                    widx[:, c0:c0 + d3] = p.weight_offset + np.arange(mul1)[:, None]
+                else:
+                    widx[:, c0:c0 + d3] = numel
+                cols.append((n, c0, c0 + d3))
+                c0 += d3
+            self.add_const(f"cwk{g}", kg.reshape(dim2, d1 * s_tot))
+            self.add_index(f"cww{g}", widx.reshape(-1))
+            self._cw_groups.append((i1, cols, s_tot))
+        # grad of the shared weights: column sums of (m1, S) per path -> weight order
+        self._cw_wgrad: list[tuple[int, int, int, int]] = []  # (group, c0, c1, weight offset)
+        for g, (_, cols, _) in enumerate(self._cw_groups):
+            for n, c0, c1 in cols:
+                p = d.paths[n]
+                if p.has_weight:
+                    self._cw_wgrad.append((g, c0, c1, p.weight_offset))
+        self._cw_wgrad.sort(key=lambda t: t[3])
+        mul_of = {g: d.irreps_in1[i1].mul for g, (i1, _, _) in enumerate(self._cw_groups)}
+        self.add_index("cw_wpos", np.concatenate(
+            [np.arange(off, off + mul_of[g]) for g, _, _, off in self._cw_wgrad])
+            if self._cw_wgrad else np.zeros(0, np.int64))
 
     def _fwd_channelwise(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None):
+        if w is None or w.dim() == 1:
+            return _ChannelwiseFn.apply(x1, x2, w, self)
         b = x1.shape[0]
         dt = x1.dtype
         blocks: dict[int, torch.Tensor] = {}
@@ -368,10 +440,88 @@ class CGTPFused(_CGTPKernel):
             m = (x2[:, a:bb] @ self.const(f"k{n}", dt)).reshape(b, p.ir_in1.dim, p.ir_out.dim)
             u = self._blk1(x1, p.i_in1)  # (B, m1, d1)
             wp = _path_weight(p, w)
-            if wp is not None:  # (m1, 1) shared or (B, m1, 1) per sample
+            if wp is not None:  # (B, m1, 1) per sample
                 u = u * wp
             _add(blocks, p.i_out, torch.bmm(u, m))
         return _assemble(self.d, blocks, b, x1)
+
+    def _cw_wexp(self, w: torch.Tensor | None, g: int, like: torch.Tensor) -> torch.Tensor | None:
+        """Expanded weights of group ``g``: (m1, S), or None if no weights."""
+        if w is None:
+            return None
+        wext = torch.cat([w, w.new_ones(1)])
+        i1, _, s_tot = self._cw_groups[g]
+        return wext.index_select(0, getattr(self, f"cww{g}")).view(
+            self.d.irreps_in1[i1].mul, s_tot)
+
+    def _cw_forward(self, x1, x2, w):
+        """Forward: one ``M`` per group, then per path one batched matmul on a column slice
+        of ``M`` writing a contiguous (B, m1, d3) block (no copies before the final cat)."""
+        b = x1.shape[0]
+        blocks: dict[int, torch.Tensor] = {}
+        for g, (i1, cols, s_tot) in enumerate(self._cw_groups):
+            d1 = self.d.irreps_in1[i1].ir.dim
+            m = (x2 @ self.const(f"cwk{g}", x1.dtype)).view(b, d1, s_tot)
+            u = self._blk1(x1, i1)
+            for n, c0, c1 in cols:
+                p = self.d.paths[n]
+                wp = _path_weight(p, w)
+                if wp is None:
+                    y = torch.bmm(u, m[:, :, c0:c1])
+                elif c1 - c0 < d1:
+                    y = torch.bmm(u, m[:, :, c0:c1]) * wp
+                else:
+                    y = torch.bmm(u * wp, m[:, :, c0:c1])
+                _add(blocks, p.i_out, y)
+        return _assemble(self.d, blocks, b, x1)
+
+    def _cw_backward(self, x1, x2, w, gout):
+        """Gradients of the channelwise product, grouped by x1 block: per group one ``M``,
+        two batched matmuls (and one more for the weight gradient) and one matmul back to
+        ``x2``. Differentiable ops only: with ``create_graph`` they are recorded, so double
+        backward works."""
+        d = self.d
+        b = x1.shape[0]
+        offo = [s.start for s in d.irreps_out.slices()]
+        gx1: dict[int, torch.Tensor] = {}
+        gx2 = None
+        gm_cols: list[torch.Tensor] = []
+        for g, (i1, cols, s_tot) in enumerate(self._cw_groups):
+            mul1, ir1 = d.irreps_in1[i1]
+            d1 = ir1.dim
+            parts = []
+            for n, _, _ in cols:
+                p = d.paths[n]
+                o0 = offo[p.i_out]
+                parts.append(gout[:, o0:o0 + mul1 * p.ir_out.dim].reshape(b, mul1, p.ir_out.dim))
+            gg = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]  # (B, m1, S)
+            kg = self.const(f"cwk{g}", x1.dtype)
+            m = (x2 @ kg).view(b, d1, s_tot)
+            wexp = self._cw_wexp(w, g, gg)
+            gw = gg if wexp is None else gg * wexp
+            u = self._blk1(x1, i1)
+            _add(gx1, i1, torch.bmm(gw, m.transpose(1, 2)))  # (B, m1, d1)
+            gm = torch.bmm(u.transpose(1, 2), gw).reshape(b, d1 * s_tot)
+            t = gm @ kg.t()
+            gx2 = t if gx2 is None else gx2 + t
+            if w is not None:
+                y = torch.bmm(u, m)
+                gm_cols.append((gg * y).sum(dim=0))  # (m1, S)
+        parts1 = []
+        for i, (mul, ir) in enumerate(d.irreps_in1):
+            t = gx1.get(i)
+            parts1.append(x1.new_zeros((b, mul * ir.dim)) if t is None
+                          else t.reshape(b, mul * ir.dim))
+        g1 = torch.cat(parts1, dim=1) if len(parts1) > 1 else parts1[0]
+        g2 = gx2 if gx2 is not None else torch.zeros_like(x2)
+        gwt = None
+        if w is not None:
+            gwt = torch.zeros_like(w)
+            if self._cw_wgrad:  # sorted by weight offset at construction
+                full = torch.cat([gm_cols[g][:, c0:c1].sum(dim=1)
+                                  for g, c0, c1, _ in self._cw_wgrad])
+                gwt = gwt.index_add(0, self.cw_wpos, full)
+        return g1, g2, gwt
 
     # ----------------------------------------------------------------- grouped plan
     def _init_grouped(self) -> None:
