@@ -8,6 +8,13 @@ Claims (Xie et al., "The Price of Freedom", ICML 2025; MIMO workload, float32, b
    L = 7).
 3. dense vs sparse CGTP: sparse needs about 3x fewer FLOPs but runs about 3x slower.
 4. SISO / SIMO: dense CGTP is the fastest at every L.
+
+And the project's own target for the MTP (issue 6), against the anchor that computes the same
+operation (e3x ``FusedTensor`` through the verified change of basis of
+:mod:`benchmarks.e3x_mtp`):
+
+5. MTP sparse is at least as fast as e3x ``FusedTensor`` at equal L and channels (every pass
+   measured: forward, backward, double backward).
 """
 
 from __future__ import annotations
@@ -129,6 +136,26 @@ def claims(record: dict[str, Any]) -> list[dict[str, str]]:
                          "ours": ours,
                          "verdict": "reproduced" if len(wins) == len(common) else
                          "not reproduced" if not wins else "partly"})
+    # 5. MTP sparse vs e3x FusedTensor (same operation, same L and channels)
+    for pass_ in ("fwd", "bwd", "dbl"):
+        mtp = _times(record, "MIMO", "mtp", pass_)
+        e3x = mtp.get("e3x/mtp", {})
+        for subject in ("tp_jax/sparse", "tp_torch/sparse"):
+            ours_t = mtp.get(subject, {})
+            common = sorted(set(ours_t) & set(e3x))
+            if not common:
+                continue
+            ratio = {L: e3x[L] / ours_t[L] for L in common}
+            wins = [L for L in common if ratio[L] >= 1]
+            ours = ", ".join(f"L={L}: {ratio[L]:.2g}x" for L in common)
+            verdict = ("holds at every L" if len(wins) == len(common) else
+                       "does not hold" if not wins else
+                       f"holds at L={', '.join(map(str, wins))} only")
+            rows.append({"claim": f"MTP sparse vs e3x FusedTensor, {subject}, {pass_} (e3x time "
+                                  "/ our time, MIMO, one channel)",
+                         "paper": "project target (issue 6): at least as fast as e3x at equal "
+                                  "L and channels",
+                         "ours": ours, "verdict": verdict})
     return rows
 
 

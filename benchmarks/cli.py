@@ -20,13 +20,23 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["main"]
+__all__ = ["default_pass", "main"]
 
+#: The default (main job) suite times the forward at every L, and the backward and the double
+#: backward (force training) at these L only, to fit in minutes on 2 cores.
 DEFAULT_BWD_L = (2,)
-DEFAULT_BUDGET_S = 150.0
+DEFAULT_DBL_L = (1,)
+DEFAULT_BUDGET_S = 185.0
 #: Left out of the default (main job) run to fit in minutes on 2 cores; all run with --subjects.
 DEFAULT_EXCLUDED = ("numpy/reference", "cueq-torch/cgtp", "cueq-jax/cgtp", "tp_torch/cueq",
                     "tp_jax/cueq")
+
+
+def default_pass(wl: Any, pass_: str) -> bool:
+    """The main job's slice: forward at every L, backward and double backward at
+    ``DEFAULT_BWD_L`` / ``DEFAULT_DBL_L`` only (fits in minutes on 2 cores)."""
+    return (pass_ == "fwd" or (pass_ == "bwd" and wl.L in DEFAULT_BWD_L)
+            or (pass_ == "dbl" and wl.L in DEFAULT_DBL_L))
 
 
 def _csv(text: str | None, conv: Any = str) -> tuple[Any, ...] | None:
@@ -110,8 +120,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     device = _device(args.device)
     ops = _csv(args.ops) or OPS
-    passes = _csv(args.passes) or (("fwd", "bwd") if args.suite == "default" else
-                                   ("fwd", "bwd", "dbl"))
+    passes = _csv(args.passes) or ("fwd", "bwd", "dbl")
     workloads = suite_workloads(args.suite, Ls=_csv(args.L, int), batch=args.batch, ops=ops,
                                 kinds=_csv(args.kinds), device=device)
     subjects = all_subjects(_csv(args.subjects))
@@ -119,9 +128,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         subjects = [s for s in subjects if s.name not in DEFAULT_EXCLUDED]
     pass_filter = None
     if args.suite == "default" and args.passes is None:
-        # the main job: forward everywhere, backward at two sizes (fits in minutes on 2 cores)
-        def pass_filter(wl: Any, p: str) -> bool:
-            return p == "fwd" or (p == "bwd" and wl.L in DEFAULT_BWD_L)
+        pass_filter = default_pass
     timing = {"target_s": args.target_s, "min_repeats": args.min_repeats,
               "max_repeats": args.max_repeats, "warmup": args.warmup}
     budget = args.budget
@@ -197,7 +204,9 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--kinds", help="comma list of SISO,SIMO,MIMO (paper suite)")
     r.add_argument("--batch", type=int, help="batch size (overrides the suite's)")
     r.add_argument("--passes", help="comma list of fwd,bwd,dbl (default: all; the default "
-                   "suite times fwd everywhere and bwd at L=2,4)")
+                   "suite times fwd at every L, bwd at L="
+                   f"{','.join(map(str, DEFAULT_BWD_L))} and dbl at L="
+                   f"{','.join(map(str, DEFAULT_DBL_L))} only)")
     r.add_argument("--subjects", help="comma list of subject name prefixes, e.g. "
                    "tp_jax,tp_torch/dense,e3nn-jax (default: all)")
     r.add_argument("--dtype", default="float32", choices=("float32", "float64"))

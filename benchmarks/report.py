@@ -155,6 +155,18 @@ def speedups(record: dict[str, Any]) -> dict[tuple[Any, ...], dict[str, float]]:
     return out
 
 
+def _pass_ordered(groups: dict[tuple[Any, ...], list[dict[str, Any]]]
+                  ) -> list[tuple[tuple[Any, ...], list[dict[str, Any]]]]:
+    """``groups`` keyed ``(suite, name, pass, dtype)``: first-seen order of (suite, name), then
+    the passes as fwd, bwd, dbl."""
+    first: dict[tuple[Any, ...], int] = {}
+    for key in groups:
+        first.setdefault(key[:2], len(first))
+    order = {"fwd": 0, "bwd": 1, "dbl": 2}
+    return sorted(groups.items(), key=lambda kv: (first[kv[0][:2]], order.get(kv[0][2], 3),
+                                                  str(kv[0][3])))
+
+
 def markdown(record: dict[str, Any], *, max_rows: int | None = None) -> str:
     """Pivot tables (one per suite/workload/pass): rows op/subject, columns the swept size;
     cells ``median (xS_torch | xS_jax)`` with speedups against the op's anchors of this run."""
@@ -173,7 +185,7 @@ def markdown(record: dict[str, Any], *, max_rows: int | None = None) -> str:
     for r in ok:
         w = r["workload"]
         groups[(w["suite"], w["name"], r["pass"], r["dtype"])].append(r)
-    for (suite, name, pass_, dtype), rs in groups.items():
+    for (suite, name, pass_, dtype), rs in _pass_ordered(groups):
         def xval(r: dict[str, Any], name: str = name) -> Any:
             w = r["workload"]
             if name.endswith("-batch"):
@@ -250,7 +262,7 @@ def plots(record: dict[str, Any], out_dir: str | Path) -> list[Path]:
               ("GFLOPs (minimal count x pass factor)", lambda r: r.get("gflops")),
               ("achieved GFLOP/s", lambda r: r.get("gflops_per_s")),
               ("time / expressivity [s]", lambda r: r.get("time_per_expressivity_s")))
-    for (suite, name, pass_, dtype), rs in groups.items():
+    for (suite, name, pass_, dtype), rs in _pass_ordered(groups):
         if name.endswith("-batch"):
             xlabel, xf = "batch", (lambda r: r["workload"]["batch"])
         elif name.endswith("-channels"):

@@ -61,6 +61,17 @@ def _native_args(built: Built, args: list[np.ndarray]) -> list[np.ndarray]:
     return args[:2] + [conv(args[2]) if conv else args[2]]
 
 
+def _native(built: Built, args: list[np.ndarray]) -> list[np.ndarray]:
+    """The arguments of ``built.fn``: weights converted, then the subject's own layout."""
+    args = _native_args(built, args)
+    return built.to_native(args) if built.to_native is not None else args
+
+
+def _spec_output(built: Built, out: np.ndarray) -> np.ndarray:
+    """``built.fn``'s output in the tp_spec layout ``(B, irreps_out.dim)``."""
+    return built.from_native(out) if built.from_native is not None else out
+
+
 def check_subject(built: Built, wl: Any, dtype: str, device: str, seed: int = 1,
                   args: list[np.ndarray] | None = None, out: np.ndarray | None = None
                   ) -> dict[str, Any]:
@@ -76,8 +87,8 @@ def check_subject(built: Built, wl: Any, dtype: str, device: str, seed: int = 1,
     d = wl.descriptor
     if args is None or out is None:
         args = _inputs(d, CHECK_BATCH, wl.per_sample_weights, seed)
-        out = engine(built.framework, device).forward_numpy(
-            built.fn, _native_args(built, args), dtype)
+        out = _spec_output(built, engine(built.framework, device).forward_numpy(
+            built.fn, _native(built, args), dtype))
     else:
         n = CHECK_BATCH
         out = np.asarray(out)[:n]
@@ -267,14 +278,14 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
         try:
             built = subject.build(wl, dtype, device)
             raw = _inputs(wl.descriptor, wl.batch, wl.per_sample_weights, seed)
-            args = _native_args(built, raw)
+            args = _native(built, raw)
             if "fwd" in my_passes and "fwd" in built.passes and not getattr(
                     built, "convert_weights", None):
                 # check the very forward that will be timed (one compile, not two)
                 m = eng.prepare(built.fn, "fwd", args, dtype, seed)
                 prepared["fwd"] = m
                 check = check_subject(built, wl, dtype, device, args=raw,
-                                      out=eng.to_numpy(m.call()))
+                                      out=_spec_output(built, eng.to_numpy(m.call())))
             else:
                 check = check_subject(built, wl, dtype, device, seed + 1)
         except (Unavailable, NotApplicable) as exc:

@@ -14,7 +14,8 @@ Subjects (``name`` = ``<library>/<method>``):
   ``e3nn-jax/cgtp`` (e3nn-jax ``legacy.FunctionalTensorProduct``, vmapped), ``e3nn-jax/grid``
   (e3nn-jax ``to_s2grid``/``from_s2grid``, as the paper ran grid GTP), ``cueq-torch/cgtp`` and
   ``cueq-jax/cgtp`` (cuEquivariance: ``naive`` on CPU, its kernels on GPU), ``oeq/cgtp``
-  (OpenEquivariance, GPU only), ``e3x/mtp`` (e3x ``FusedTensor``).
+  (OpenEquivariance, GPU only), ``e3x/mtp`` (e3x ``FusedTensor`` on its own layout, through
+  the verified change of basis of :mod:`benchmarks.e3x_mtp`).
 """
 
 from __future__ import annotations
@@ -56,7 +57,12 @@ class NotApplicable(Exception):
 @dataclass
 class Built:
     """A framework callable ``fn(x1, x2, w)`` (``w`` omitted when ``takes_weights`` is false)
-    on tp_spec layouts, plus how it was built."""
+    on tp_spec layouts, plus how it was built.
+
+    A subject whose library has its own layout may time ``fn`` on that layout instead: then
+    ``to_native`` maps the tp_spec NumPy arguments to ``fn``'s (once, before timing) and
+    ``from_native`` maps ``fn``'s output back to ``(B, irreps_out.dim)`` for the reference
+    check. Both run outside the timed call."""
 
     framework: str
     fn: Callable[..., Any]
@@ -64,6 +70,8 @@ class Built:
     setup_s: float
     passes: tuple[str, ...] = ("fwd", "bwd", "dbl")
     note: str = ""
+    to_native: Callable[[list[np.ndarray]], list[np.ndarray]] | None = None
+    from_native: Callable[[np.ndarray], np.ndarray] | None = None
 
 
 def _import(name: str) -> Any:
@@ -152,6 +160,9 @@ class BackendSubject(Subject):
                 return f"{self.package} has no method {self.method!r} for {wl.op}"
             if methods[self.method] is not None:
                 return str(methods[self.method])
+        if self.name == "tp_jax/s2fft" and not _jax_x64():
+            return "tp_jax s2fft needs jax_enable_x64 (JAX_ENABLE_X64=1): its float32 " \
+                   "transforms are inaccurate"
         return None
 
     def build(self, wl: Any, dtype: str, device: str) -> Built:
@@ -177,6 +188,15 @@ class BackendSubject(Subject):
             return {self.package: str(getattr(_import(self.package), "__version__", "?"))}
         except Unavailable:
             return {}
+
+
+def _jax_x64() -> bool:
+    try:
+        import jax
+
+        return bool(jax.config.jax_enable_x64)
+    except Exception:
+        return False
 
 
 # ----------------------------------------------------------------------------- reference
@@ -626,9 +646,12 @@ class OeqCGTP(Subject):
 
 # ----------------------------------------------------------------------------- e3x
 class E3xMTP(Subject):
-    """e3x ``FusedTensor`` (the MTP). Not wired yet: e3x stores features as
-    ``(parity, (L+1)^2, F)`` in its own real-SH basis, and its per-irrep weights and basis
-    need a verified conversion before its output can pass the reference check."""
+    """e3x ``FusedTensor``: the MTP, timed on e3x's own layout ``(B, P, (L+1)^2, C)``.
+
+    Verified change of basis (:mod:`benchmarks.e3x_mtp`): with input kernels 1 and output
+    kernels ``sqrt(2 lt + 1)``, ``FusedTensor(M x1, M x2) = M mtp(x1, x2)`` per irrep, ``M_l``
+    an orthogonal (rotation + reordering) matrix; the conversions run outside the timed call.
+    """
 
     name = "e3x/mtp"
     library = "e3x"
@@ -639,8 +662,50 @@ class E3xMTP(Subject):
 
     def _check_import(self) -> None:
         _import("e3x")
-        raise Unavailable("adapter not implemented (e3x feature layout and SH basis differ; "
-                          "no verified conversion yet)")
+
+    def applicable(self, wl: Any, device: str) -> str | None:
+        reason = super().applicable(wl, device)
+        if reason:
+            return reason
+        from .e3x_mtp import plan
+
+        try:
+            plan(wl.descriptor)
+        except ValueError as exc:
+            return str(exc)
+        return None
+
+    def build(self, wl: Any, dtype: str, device: str) -> Built:
+        import jax.numpy as jnp
+
+        from .e3x_mtp import from_e3x, fused_tensor_params, plan, to_e3x
+
+        e3x = _import("e3x")
+        t0 = time.perf_counter()
+        try:
+            p = plan(wl.descriptor)
+        except ValueError as exc:
+            raise NotApplicable(str(exc)) from exc
+        jdt = {"float32": jnp.float32, "float64": jnp.float64}[dtype]
+        module = e3x.nn.FusedTensor(max_degree=p.L3, include_pseudotensors=True,
+                                    cartesian_order=True, param_dtype=jdt)
+        params = fused_tensor_params(p, jdt)
+
+        def fn(x1: Any, x2: Any) -> Any:
+            return module.apply(params, x1, x2)
+
+        def to_native(args: list[np.ndarray]) -> list[np.ndarray]:
+            return [to_e3x(p, 1, args[0]), to_e3x(p, 2, args[1])]
+
+        note = (f"e3x layout (P={p.P1},{p.P2}; max_degree {p.L3}; lt {p.lt}); basis change "
+                "outside the timed call")
+        if p.channels_in2 != p.channels:
+            note += "; x2 repeated to C channels (e3x needs equal feature counts)"
+        return Built("jax", fn, False, time.perf_counter() - t0, note=note,
+                     to_native=to_native, from_native=lambda z: from_e3x(p, z))
+
+    def versions(self) -> dict[str, str]:
+        return {"e3x": str(getattr(_import("e3x"), "__version__", "?"))}
 
 
 # ----------------------------------------------------------------------------- registry

@@ -1,0 +1,67 @@
+"""The default suite's pass slice, the MTP-vs-e3x claim and the results page (dbl tables, the
+e3x anchor), on synthetic records: fake NumPy subjects renamed, timings set by hand."""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import pytest
+
+from benchmarks import claims, report, runner
+from benchmarks.cli import DEFAULT_BWD_L, DEFAULT_DBL_L, default_pass
+from benchmarks.workloads import suite_workloads
+
+from .conftest import FAST, FakeSubject
+
+
+def test_default_suite_times_all_three_passes() -> None:
+    wls = [w for w in suite_workloads("default", ops=("cgtp",))]
+    chosen = {(w.L, p) for w in wls for p in ("fwd", "bwd", "dbl") if default_pass(w, p)}
+    Ls = {w.L for w in wls}
+    assert {p for _, p in chosen} == {"fwd", "bwd", "dbl"}
+    assert {L for L, p in chosen if p == "fwd"} == Ls
+    assert {L for L, p in chosen if p == "dbl"} == set(DEFAULT_DBL_L) and DEFAULT_DBL_L
+    assert {L for L, p in chosen if p == "bwd"} == set(DEFAULT_BWD_L)
+
+
+def _mtp_record(e3x_factor: float) -> dict[str, Any]:
+    """MIMO MTP at L = 1, 2: 'tp_jax/sparse' timed, 'e3x/mtp' = e3x_factor x its time; the
+    same rows copied as bwd and dbl."""
+    wls = [w for w in suite_workloads("default", Ls=(1, 2), batch=8, ops=("mtp",))]
+    rec = runner.run(wls, [FakeSubject("tp_jax/sparse")], passes=("fwd",), progress=False,
+                     timing=FAST)
+    extra = []
+    for r in rec["results"]:
+        e = copy.deepcopy(r)
+        e.update(subject="e3x/mtp", library="e3x", framework="jax", anchor=True)
+        e["stats"] = {k: (v * e3x_factor if k != "n" else v) for k, v in e["stats"].items()}
+        e["samples_s"] = [s * e3x_factor for s in e["samples_s"]]
+        extra.append(e)
+    rec["results"] += extra
+    for p in ("dbl", "bwd"):  # appended out of order on purpose (the page sorts passes)
+        rec["results"] += [{**copy.deepcopy(r), "pass": p} for r in list(rec["results"])
+                           if r["pass"] == "fwd"]
+    report.validate(rec)
+    return rec
+
+
+@pytest.mark.parametrize("factor, verdict", [(2.0, "holds at every L"), (0.5, "does not hold")])
+def test_mtp_vs_e3x_claim(factor: float, verdict: str) -> None:
+    rows = [r for r in claims.claims(_mtp_record(factor)) if "e3x" in r["claim"]]
+    assert [next(p for p in ("fwd", "bwd", "dbl") if f", {p} (" in r["claim"]) for r in rows] \
+        == ["fwd", "bwd", "dbl"]
+    for r in rows:
+        assert r["verdict"] == verdict
+        assert f"L=1: {factor:.2g}x" in r["ours"] and f"L=2: {factor:.2g}x" in r["ours"]
+
+
+def test_docs_page_has_dbl_tables_and_e3x_anchor() -> None:
+    page = claims.docs_page([("x.json", _mtp_record(2.0))])
+    heads = [page.index(f"### default / MIMO / {p}") for p in ("fwd", "bwd", "dbl")]
+    assert heads == sorted(heads)  # tables in pass order
+    assert "| mtp | e3x/mtp (anchor) |" in page
+    # our subject's cells carry the speedup against the e3x anchor measured alongside
+    line = next(x for x in page.splitlines() if x.startswith("| mtp | tp_jax/sparse |"))
+    assert line.count("(x2)") == 2
+    assert "MTP sparse vs e3x FusedTensor" in page
