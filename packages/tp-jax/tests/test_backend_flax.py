@@ -33,7 +33,7 @@ def test_protocol_and_entry_point():
 
 @pytest.mark.parametrize("dtype,tol", [("float64", 1e-11), ("float32", 2e-5)])
 def test_apply_vjp_force(dtype, tol):
-    x1, x2, w = random_inputs(D, (2,))
+    x1, x2, w = (a.astype(dtype) for a in random_inputs(D, (2,)))
     c = np.random.default_rng(9).normal(size=(2, D.irreps_out.dim))
     out = backend.apply(D, "fused", x1, x2, w, dtype=dtype)
     assert out.dtype == np.dtype(dtype)
@@ -74,6 +74,8 @@ def test_unweighted_and_errors():
         backend.apply(d, "fused", x1, x2)
     with pytest.raises(DTypeError):
         backend.apply(d, "dense", x1.astype(np.float32), x2)
+    with pytest.raises(DTypeError, match="no silent casts"):
+        backend.apply(d, "dense", x1, x2, dtype="float32")
     with pytest.raises(DTypeError):
         backend.apply(d, "dense", x1, x2, dtype="float16")
     with pytest.raises(DeviceError):
@@ -103,3 +105,19 @@ def test_flax_module():
     # a GTP without weights has no parameters
     g = TensorProduct(spec.gtp("0e+1o", "0e+1o"))
     assert not g.init(jax.random.PRNGKey(0), jnp.ones((2, 4)), jnp.ones((2, 4)))
+
+
+def test_batch_shapes_share_one_executable():
+    """Leading batch dims are flattened and padded to a power of two (>= 8): batch shapes
+    (), (5,) and (2, 3) reuse one compiled forward; (9,) needs the next bucket."""
+    from tp_jax._backend import _compiled, bucket
+
+    assert [bucket(n) for n in (0, 1, 8, 9, 16, 17)] == [8, 8, 8, 16, 16, 32]
+    d = spec.cgtp("2x0e+1o", "0e+1o", "0e+1o+1e", mode="uvu")
+    fn = _compiled(d, "dense", "apply", "batched")
+    for batch in ((), (5,), (2, 3), (0,), (9,)):
+        x1, x2, w = random_inputs(d, batch)
+        out = backend.apply(d, "dense", x1, x2, w)
+        assert out.shape == batch + (d.irreps_out.dim,)
+        np.testing.assert_allclose(out, spec.reference.apply(d, x1, x2, w), atol=1e-12)
+    assert fn._cache_size() == 2

@@ -88,3 +88,34 @@ def test_large_mimo_fused_vs_reference():
     x1, x2, w = random_inputs(d, (2,), shared=True)
     ref = spec.reference.apply(d, x1, x2, w)
     assert _rel(tp_jax.tensor_product(d, "fused")(x1, x2, w), ref) < 1e-10
+
+
+@pytest.mark.parametrize("method", ["fused", "dense"])
+def test_chunked_batch_vs_reference(method):
+    """Batches larger than the kernels' chunk (and not a multiple of it) go through the
+    chunked loop with padding; shared weights fold into the order-blocked GEMMs."""
+    ir = "+".join(f"{l}{'eo'[l % 2]}" for l in range(3))
+    iro = "+".join(f"{l}{'eo'[l % 2]}" for l in range(5)) + "+1e+2o+3e"
+    d = spec.cgtp(ir, ir, iro, mode="uvw")
+    x1, x2, w = random_inputs(d, (301,), shared=True, seed=11)
+    ref = spec.reference.apply(d, x1, x2, w)
+    assert _rel(tp_jax.tensor_product(d, method)(x1, x2, w), ref) < 1e-10
+
+
+def test_fused_duplicate_paths_and_unweighted():
+    """Two instructions on the same (in1, in2, out) triple (the folded CG matrix gets two
+    weights at one position) plus an unweighted path and an output no path reaches."""
+    d = spec.cgtp("0e+1o+2e", "1o+2e", "1e+2e+1o+0o", instructions=[
+        (1, 0, 0, "uvw", True), (1, 0, 0, "uvw", True, 3.0), (2, 1, 1, "uvw", False),
+        (0, 0, 2, "uvw", True)])
+    x1, x2, w = random_inputs(d, (300,), shared=True, seed=12)
+    ref = spec.reference.apply(d, x1, x2, w)
+    assert _rel(tp_jax.tensor_product(d, "fused")(x1, x2, w), ref) < 1e-10
+
+
+@pytest.mark.parametrize("method", ["dense", "sparse"])
+def test_mtp_chunked_batch_vs_reference(method):
+    d = spec.mtp("2x0e+2x1o+2x1e+2x2e", "0e+1o+1e+2e", per_degree_weights=True)
+    x1, x2, w = random_inputs(d, (1030,), seed=13)
+    ref = spec.reference.apply(d, x1, x2, w)
+    assert _rel(tp_jax.tensor_product(d, method)(x1, x2, w), ref) < 1e-10

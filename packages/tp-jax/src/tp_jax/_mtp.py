@@ -5,9 +5,11 @@ Per channel, each input splits by parity ``p`` into ``X_p = sum x_lm B^(l)_m`` (
 ``Z_o = X1e X2o + X1o X2e``; ``z_(l,p) = sqrt(n) <B^(l)_m, Z_p>``.
 
 ``dense``: embedding and read-out are GEMMs with the dense ``(rows, n^2)`` basis (O(L^4)).
-``sparse``: both are block-sparse: the basis columns are grouped by their row support and each
-group is one small dense GEMM, so the work equals the nonzeros of ``C(lt, lt, l)`` (O(n^3) in
-all) instead of the dense O(L^4).
+``sparse``: both are block-sparse: the basis columns are grouped by their row support (each
+group one small dense block, so the work is the nonzeros of ``C(lt, lt, l)``, O(n^3) in all,
+instead of the dense O(L^4)); blocks of similar size are padded into a few batched GEMMs.
+Both methods run the batch in chunks of ``CHUNK`` rows (``lax.map``) so the ``n x n``
+intermediates stay in cache.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ from ._api import Method, const, ix, register
 from ._channels import (
     ChannelLayout,
     block_index,
+    buckets,
     channel_layout,
     finish,
     scale_inputs,
@@ -56,23 +59,35 @@ def _basis_rows(d: MTPDescriptor, rows: list[tuple[int, int]]) -> np.ndarray:
 
 
 def _block_sparse(mat: np.ndarray, tol: float = 1e-14) -> tuple:
-    """Block-sparse form of ``mat (R, Q)`` for ``out = mat.T @ v``: the columns are grouped by
-    their row support ``S``; each group is one small dense GEMM ``mat[S][:, cols].T @ v[S]``
-    (so the MACs equal the nonzeros). Returns ``(groups, perm)`` with ``groups`` a list of
-    ``(S, block)`` and ``perm`` mapping column ``q`` to its row in the concatenated result."""
+    """Block-sparse form of ``mat (R, Q)`` for ``out = mat.T @ v``.
+
+    The columns are grouped by their row support ``S`` (each group one small dense block
+    ``mat[S][:, cols].T``, so the MACs equal the nonzeros); groups of similar size are padded
+    into buckets, one batched GEMM each. Returns ``(buckets, perm)``: ``buckets`` a list of
+    ``(rows (G * Rp,), blocks (G, Cp, Rp))`` (row index ``R`` is a zero row) and ``perm``
+    mapping column ``q`` to its row in the concatenated bucket outputs (plus a final zero
+    row for all-zero columns)."""
     support: dict[tuple[int, ...], list[int]] = {}
     for q in range(mat.shape[1]):
         support.setdefault(tuple(np.nonzero(np.abs(mat[:, q]) > tol)[0]), []).append(q)
-    groups, order = [], []
-    for rows, cols in support.items():
-        if not rows:
-            continue
-        groups.append((np.array(rows, dtype=np.int64), mat[np.ix_(rows, cols)].T.copy()))
-        order.extend(cols)
-    zero_cols = [q for q in range(mat.shape[1]) if q not in set(order)]
-    perm = np.zeros(mat.shape[1], dtype=np.int64)
-    perm[np.array(order + zero_cols, dtype=np.int64)] = np.arange(mat.shape[1])
-    return groups, perm, len(zero_cols)
+    groups = [(list(rows), cols) for rows, cols in support.items() if rows]
+    total = 0
+    perm = np.full(mat.shape[1], -1, dtype=np.int64)
+    out = []
+    for members in buckets([(len(r), len(c)) for r, c in groups]):
+        rp = max(len(groups[i][0]) for i in members)
+        cp = max(len(groups[i][1]) for i in members)
+        rows = np.full((len(members), rp), mat.shape[0], dtype=np.int64)
+        blocks = np.zeros((len(members), cp, rp))
+        for gi, i in enumerate(members):
+            r, c = groups[i]
+            rows[gi, :len(r)] = r
+            blocks[gi, :len(c), :len(r)] = mat[np.ix_(r, c)].T
+            perm[c] = total + gi * cp + np.arange(len(c))
+        out.append((rows.reshape(-1), blocks))
+        total += len(members) * cp
+    perm[perm < 0] = total
+    return out, perm
 
 
 @dataclass
@@ -122,18 +137,45 @@ def _build(d: MTPDescriptor, sparse: bool) -> _MTPPlan:
     return plan
 
 
-def _apply_sparse(vt: jax.Array, groups: list, perm: np.ndarray, n_zero: int, dt) -> jax.Array:
+def _apply_sparse(vt: jax.Array, blocks_: list, perm: np.ndarray, dt) -> jax.Array:
     """Transposed layout: ``vt (R, B)`` -> ``(Q, B)``, ``out = mat.T @ vt`` block-sparse."""
-    parts = [const(blk, dt) @ vt[ix(rows)] for rows, blk in groups]
-    if n_zero:
-        parts.append(jnp.zeros((n_zero, vt.shape[1]), dt))
-    cat = jnp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-    return cat[ix(perm)]
+    b = vt.shape[1]
+    zero = jnp.zeros((1, b), dt)
+    vz = jnp.concatenate([vt, zero], axis=0)
+    parts = []
+    for rows, blocks in blocks_:
+        g, cp, rp = blocks.shape
+        y = jnp.einsum("gcr,grb->gcb", const(blocks, dt), vz[ix(rows)].reshape(g, rp, b))
+        parts.append(y.reshape(g * cp, b))
+    parts.append(zero)
+    return jnp.concatenate(parts, axis=0)[ix(perm)]
+
+
+#: Batch rows per chunk (``lax.map``): the per-chunk intermediates stay in cache.
+CHUNK = 512
 
 
 def _run(plan: _MTPPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
-    d, nb, dt, n = plan.d, x1.shape[0], x1.dtype, plan.d.n
     x1, x2, mult = scale_inputs(plan.layout, x1, x2, w)
+    out = chunked(lambda a, b: _core(plan, a, b), x1, x2, CHUNK)
+    return finish(out, mult)
+
+
+def chunked(fn, x1: jax.Array, x2: jax.Array, chunk: int) -> jax.Array:
+    """``fn`` (row-wise, ``(B, d1), (B, d2) -> (B, d)``) over batch chunks of ``chunk`` rows."""
+    n = x1.shape[0]
+    if n <= chunk:
+        return fn(x1, x2)
+    nc = -(-n // chunk)
+    pad = nc * chunk - n
+    a = jnp.pad(x1, ((0, pad), (0, 0))).reshape(nc, chunk, x1.shape[1])
+    b = jnp.pad(x2, ((0, pad), (0, 0))).reshape(nc, chunk, x2.shape[1])
+    out = jax.lax.map(lambda ab: fn(*ab), (a, b))
+    return out.reshape(nc * chunk, out.shape[-1])[:n]
+
+
+def _core(plan: _MTPPlan, x1: jax.Array, x2: jax.Array) -> jax.Array:
+    d, nb, dt, n = plan.d, x1.shape[0], x1.dtype, plan.d.n
     x1e, x2e = with_zero_column(x1), with_zero_column(x2)
 
     def embed(xe, idx, emb) -> dict[int, jax.Array]:
@@ -175,7 +217,7 @@ def _run(plan: _MTPPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
     if not parts:
         return jnp.zeros((nb, 0), dt)
     cat = jnp.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
-    return finish(cat[:, ix(plan.out_index)], mult)
+    return cat[:, ix(plan.out_index)]
 
 
 register(Method("mtp", "dense", _mtp_available, lambda d: _build(d, False), _run,
