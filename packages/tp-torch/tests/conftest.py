@@ -20,6 +20,13 @@ def _cgtp_cases():
                                 "0e+1o+2e+3o+4e+1e+0o+2o+3e+5o", mode="uvw"),
         "uvu_sh": spec.cgtp("3x0e+3x1o+3x2e", "0e+1o+2e+3o", mode="uvu"),
         "uvu_mul": spec.cgtp("3x0e+3x1o", "2x0e+2x1o", mode="uvu"),
+        # channelwise with 32 channels: the fused plan zero-pads some matmuls (see _pad_to)
+        "uvu_pad": spec.cgtp("32x0e+32x1o+32x1e", "0e+1o", mode="uvu"),
+        # channelwise with two paths into one output and unweighted paths
+        "uvu_shared_out": spec.cgtp(
+            "32x0e+32x1o", "0e+1o", "32x0e+32x1o+32x2e",
+            instructions=[(0, 0, 0, "uvu", True), (1, 1, 0, "uvu", False),
+                          (0, 1, 1, "uvu", False), (1, 0, 1, "uvu", True)]),
         "uvv": spec.cgtp("2x0e+2x1o", "3x0e+3x1o", mode="uvv"),
         "uuw": spec.cgtp("2x0e+2x1o", "2x0e+2x1o", "3x0e+1x1e", mode="uuw"),
         "uuu": spec.cgtp("2x0e+2x1o+1x2e", "2x0e+2x1o+1x2e", mode="uuu"),

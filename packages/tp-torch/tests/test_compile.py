@@ -15,6 +15,7 @@ from conftest import CASES, random_inputs, tensors
 # the default inductor backend. TP_TORCH_COMPILE_ALL=1 runs every case with inductor.
 CASES_COMPILED = [("mimo", "fused", False), ("mimo_split", "fused", False),
                   ("uvu_sh", "fused", True), ("uvu_sh", "fused", False),
+                  ("uvu_pad", "fused", False), ("uvu_shared_out", "fused", False),
                   ("uvw", "dense", True),
                   ("gtp_broadcast_w", "grid", False), ("mtp_all", "dense", False),
                   ("mtp_broadcast_w", "sparse", True)]

@@ -41,8 +41,8 @@ def test_fused_plans_cover_cases(name):
         d = CASES[name]
         big = d.irreps_in1.dim * d.irreps_in2.dim * d.irreps_out.dim >= _SPLIT_MIN
         assert CGTPFused(d)._permute == big == (name == "mimo_split")
-    expected = {"mimo": "scalar", "mimo_split": "scalar", "uvu_sh": "channelwise"}.get(
-        name, "grouped")
+    expected = {"mimo": "scalar", "mimo_split": "scalar", "uvu_sh": "channelwise",
+                "uvu_pad": "channelwise", "uvu_shared_out": "channelwise"}.get(name, "grouped")
     assert plan == expected
 
 

@@ -16,8 +16,11 @@ contraction is organised:
     (per-sample weights: one matmul with the stacked CG, then one small batched contraction
     per output block).
   - ``"channelwise"`` (every path ``uvu`` with ``mul_in2 == 1``, the MACE/NequIP shape): per
-    path, contract ``x2`` with the CG first (a tiny matmul, ``(B, d1, d3)``), fold the weights
-    into ``x1`` and finish with one batched matmul that writes the output block directly.
+    x1 block, contract ``x2`` with all its paths' CG blocks in one matmul (``M``,
+    ``(B, kp, S)``); per path one batched matmul ``(B, m1, kp) @ (B, kp, d3)`` whose result is
+    multiplied by the weights straight into the output block. The contraction is zero padded
+    (``kp >= d1``) where that moves a small matmul from torch's scalar loop to MKL
+    (:func:`_pad_to`). Shared weights use a hand-written backward (:class:`_ChannelwiseFn`).
   - ``"grouped"`` (anything else): paths sharing the same input pair are contracted with their
     concatenated CG blocks in one go, then the weights are applied per path.
 """
@@ -37,6 +40,21 @@ __all__ = ["CGTPDense", "CGTPFused", "CGTPSparse", "fused_plan"]
 _UU = ("uuw", "uuu")
 #: fused "scalar" plan: split W by parity from this many dense entries (dim1 * dim2 * dim_out).
 _SPLIT_MIN = 20_000
+#: torch's CPU bmm uses MKL from this many multiply-adds per matrix (k * m * n), a scalar loop
+#: below; the fused "channelwise" plan pads the contraction up to it, by at most _PAD_MAX.
+_BMM_MIN = 400
+_PAD_MAX = 16
+#: ... but only for matrices from this many multiply-adds (below, the scalar loop is cheaper
+#: than MKL's per-matrix overhead of ~0.2 us).
+_PAD_FROM = 64
+
+
+def _pad_to(mul1: int, d1: int, d3: int) -> int:
+    """Contraction size for a ``(mul1, d1) @ (d1, d3)`` batched matmul (see _BMM_MIN)."""
+    if mul1 * d1 * d3 >= _BMM_MIN or mul1 * d1 * d3 < _PAD_FROM or d3 == 1:
+        return d1
+    kp = -(-_BMM_MIN // (mul1 * d3))
+    return kp if kp <= max(_PAD_MAX, d1) else d1
 
 
 def _cg(p: Path) -> np.ndarray:
@@ -187,25 +205,33 @@ class CGTPSparse(_CGTPKernel):
 
 class _ChannelwiseFn(torch.autograd.Function):
     """Channelwise ``fused`` plan (shared or no weights) with a hand-written backward that
-    reuses the forward's grouping (a few batched matmuls instead of autograd through every
-    slice). The backward is made of differentiable torch ops, so double backward works."""
+    reuses the forward's grouping: per path two batched matmuls reading the output gradient in
+    place, the weight gradient from the forward's saved unweighted products, the forward's
+    ``M`` and padded x1 blocks reused. The backward is made of differentiable torch ops and
+    recomputes what it reuses when the graph is recorded (``create_graph``), so double backward
+    is exact."""
 
     @staticmethod
     def forward(ctx, x1, x2, w, kernel):
-        out = kernel._cw_forward(x1, x2, w)
+        # the unweighted path products give the weight gradient: kept only when it is needed
+        keep = w is not None and ctx.needs_input_grad[2]
+        out, y0s, mus = kernel._cw_forward(x1, x2, w, keep)
         ctx.kernel = kernel
-        if w is None:
-            ctx.save_for_backward(x1, x2)
-        else:
-            ctx.save_for_backward(x1, x2, w)
+        ctx.has_w = w is not None
+        ctx.n_mu = len(mus)
+        ctx.save_for_backward(x1, x2, *(() if w is None else (w,)), *mus, *y0s)
         return out
 
     @staticmethod
     def backward(ctx, gout):
         saved = ctx.saved_tensors
         x1, x2 = saved[0], saved[1]
-        w = saved[2] if len(saved) > 2 else None
-        g1, g2, gw = ctx.kernel._cw_backward(x1, x2, w, gout)
+        k = 3 if ctx.has_w else 2
+        w = saved[2] if ctx.has_w else None
+        mus = list(saved[k:k + ctx.n_mu])
+        y0s = list(saved[k + ctx.n_mu:])
+        g1, g2, gw = ctx.kernel._cw_backward(x1, x2, w, gout, y0s, mus,
+                                             ctx.needs_input_grad[2])
         return g1, g2, gw, None
 
 
@@ -386,48 +412,50 @@ class CGTPFused(_CGTPKernel):
             # K[j, (i, k)] so that (x2 @ K).view(B, d1, d3) = sum_j C[i, j, k] x2[j]
             self.add_const(f"k{n}", np.transpose(c, (1, 0, 2)).reshape(c.shape[1], -1))
         # Shared / no weights: paths grouped by their x1 block. Per group one matmul
-        # ``M = x2 @ K_g`` -> (B, d1, S) (S = sum of the paths' d3, every x2 block at once),
-        # one batched matmul ``y = x1_blk @ M`` -> (B, m1, S) and one multiply by the expanded
-        # weights (m1, S); the backward (_ChannelwiseFn) reuses the same grouping.
+        # ``M = x2 @ K_g`` -> (B, kp, S) (S = sum of the paths' d3, every x2 block at once);
+        # per path one batched matmul ``(B, m1, kp) @ (B, kp, d3)`` writes its output block.
+        # Torch's CPU bmm runs matrices under _BMM_MIN multiply-adds in a scalar loop
+        # (~4 ns per multiply-add, 10-30x slower than MKL): the contraction dimension is
+        # zero padded (x1 block and rows of K_g) from d1 to kp so that every path's matmul
+        # reaches MKL; the padding rows of K_g are zero, so the padded x1 values never count.
         groups: dict[int, list[int]] = defaultdict(list)
         for n, p in enumerate(d.paths):
             groups[p.i_in1].append(n)
         numel = d.weight_numel
-        self._cw_groups: list[tuple[int, list[tuple[int, int, int]], int]] = []
+        self._cw_groups: list[
+            tuple[int, int, int, int, list[tuple[int, int, int, int, int]]]] = []
+        widx_l: list[np.ndarray] = []
+        wpos_l: list[tuple[int, np.ndarray]] = []
+        w0 = 0
         for g, (i1, idx) in enumerate(groups.items()):
             mul1, ir1 = d.irreps_in1[i1]
             d1 = ir1.dim
+            kps = {n: _pad_to(mul1, d1, d.paths[n].ir_out.dim) for n in idx}
+            kp = max(kps.values())
             s_tot = sum(d.paths[n].ir_out.dim for n in idx)
-            kg = np.zeros((dim2, d1, s_tot))
-            widx = np.zeros((mul1, s_tot), dtype=np.int64)
+            kg = np.zeros((dim2, kp, s_tot))
             cols, c0 = [], 0
             for n in idx:
                 p = d.paths[n]
                 c = _cg(p)
                 d3 = c.shape[2]
-                kg[off2[p.i_in2]:off2[p.i_in2] + c.shape[1], :, c0:c0 + d3] = np.transpose(
+                kg[off2[p.i_in2]:off2[p.i_in2] + c.shape[1], :d1, c0:c0 + d3] = np.transpose(
                     c, (1, 0, 2))
                 if p.has_weight:  # weight shape (mul1, 1): flat offset + u
-                    widx[:, c0:c0 + d3] = p.weight_offset + np.arange(mul1)[:, None]
+                    wu = p.weight_offset + np.arange(mul1)
+                    wpos_l.append((p.weight_offset, wu))
                 else:
-                    widx[:, c0:c0 + d3] = numel
-                cols.append((n, c0, c0 + d3))
+                    wu = np.full(mul1, numel)
+                widx_l.append(np.repeat(wu, d3))
+                cols.append((n, c0, c0 + d3, w0, kps[n]))
                 c0 += d3
-            self.add_const(f"cwk{g}", kg.reshape(dim2, d1 * s_tot))
-            self.add_index(f"cww{g}", widx.reshape(-1))
-            self._cw_groups.append((i1, cols, s_tot))
-        # grad of the shared weights: column sums of (m1, S) per path -> weight order
-        self._cw_wgrad: list[tuple[int, int, int, int]] = []  # (group, c0, c1, weight offset)
-        for g, (_, cols, _) in enumerate(self._cw_groups):
-            for n, c0, c1 in cols:
-                p = d.paths[n]
-                if p.has_weight:
-                    self._cw_wgrad.append((g, c0, c1, p.weight_offset))
-        self._cw_wgrad.sort(key=lambda t: t[3])
-        mul_of = {g: d.irreps_in1[i1].mul for g, (i1, _, _) in enumerate(self._cw_groups)}
-        self.add_index("cw_wpos", np.concatenate(
-            [np.arange(off, off + mul_of[g]) for g, _, _, off in self._cw_wgrad])
-            if self._cw_wgrad else np.zeros(0, np.int64))
+                w0 += mul1 * d3
+            self.add_const(f"cwk{g}", kg.reshape(dim2, kp * s_tot))
+            self._cw_groups.append((i1, mul1, kp, s_tot, cols))
+        self.add_index("cw_widx", np.concatenate(widx_l))
+        wpos_l.sort(key=lambda t: t[0])
+        self.add_index("cw_wpos", np.concatenate([t for _, t in wpos_l]) if wpos_l
+                       else np.zeros(0, np.int64))
 
     def _fwd_channelwise(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None):
         if w is None or w.dim() == 1:
@@ -445,68 +473,115 @@ class CGTPFused(_CGTPKernel):
             _add(blocks, p.i_out, torch.bmm(u, m))
         return _assemble(self.d, blocks, b, x1)
 
-    def _cw_wexp(self, w: torch.Tensor | None, g: int, like: torch.Tensor) -> torch.Tensor | None:
-        """Expanded weights of group ``g``: (m1, S), or None if no weights."""
+    def _cw_x1(self, x1: torch.Tensor, i1: int, kp: int) -> torch.Tensor:
+        """x1 block ``i1`` as ``(B, m1, kp)``, zero padded from ``d1`` to ``kp`` columns."""
+        u = self._blk1(x1, i1)
+        return u if kp == u.shape[2] else torch.nn.functional.pad(u, (0, kp - u.shape[2]))
+
+    def _cw_wexp(self, w: torch.Tensor | None) -> torch.Tensor | None:
+        """All paths' weights expanded to their output blocks ``(m1, d3)``, concatenated in
+        path order (None if no weights); unweighted paths read ones."""
         if w is None:
             return None
-        wext = torch.cat([w, w.new_ones(1)])
-        i1, _, s_tot = self._cw_groups[g]
-        return wext.index_select(0, getattr(self, f"cww{g}")).view(
-            self.d.irreps_in1[i1].mul, s_tot)
+        return torch.cat([w, w.new_ones(1)]).index_select(0, self.cw_widx)
 
-    def _cw_forward(self, x1, x2, w):
-        """Forward: one ``M`` per group, then per path one batched matmul on a column slice
-        of ``M`` writing a contiguous (B, m1, d3) block (no copies before the final cat)."""
-        b = x1.shape[0]
-        blocks: dict[int, torch.Tensor] = {}
-        for g, (i1, cols, s_tot) in enumerate(self._cw_groups):
-            d1 = self.d.irreps_in1[i1].ir.dim
-            m = (x2 @ self.const(f"cwk{g}", x1.dtype)).view(b, d1, s_tot)
-            u = self._blk1(x1, i1)
-            for n, c0, c1 in cols:
-                p = self.d.paths[n]
-                wp = _path_weight(p, w)
-                if wp is None:
-                    y = torch.bmm(u, m[:, :, c0:c1])
-                elif c1 - c0 < d1:
-                    y = torch.bmm(u, m[:, :, c0:c1]) * wp
-                else:
-                    y = torch.bmm(u * wp, m[:, :, c0:c1])
-                _add(blocks, p.i_out, y)
-        return _assemble(self.d, blocks, b, x1)
-
-    def _cw_backward(self, x1, x2, w, gout):
-        """Gradients of the channelwise product, grouped by x1 block: per group one ``M``,
-        two batched matmuls (and one more for the weight gradient) and one matmul back to
-        ``x2``. Differentiable ops only: with ``create_graph`` they are recorded, so double
-        backward works."""
+    def _cw_forward(self, x1, x2, w, keep=False):
+        """Forward: per x1 block one ``M = x2 @ K_g`` ``(B, kp, S)``; per path one batched
+        matmul on a column slice of ``M`` -> ``(B, m1, d3)``, multiplied by the expanded
+        weights straight into its block of the output (one pass over the output). Returns the
+        output, if ``keep`` the unweighted products ``(B, m1 * d3)`` of the weighted paths
+        (for the weight gradient), and each group's ``M`` and padded x1 block."""
         d = self.d
         b = x1.shape[0]
+        wexp = self._cw_wexp(w)
         offo = [s.start for s in d.irreps_out.slices()]
+        out = x1.new_empty((b, d.irreps_out.dim))
+        seen: set[int] = set()
+        y0s: list[torch.Tensor] = []
+        mus: list[torch.Tensor] = []
+        for g, (i1, mul1, kp, s_tot, cols) in enumerate(self._cw_groups):
+            m = (x2 @ self.const(f"cwk{g}", x1.dtype)).view(b, kp, s_tot)
+            u = self._cw_x1(x1, i1, kp)
+            mus += [m, u]
+            for n, c0, c1, w0, kq in cols:
+                p = d.paths[n]
+                size = mul1 * (c1 - c0)
+                y = torch.bmm(u[:, :, :kq], m[:, :kq, c0:c1]).view(b, size)
+                if keep and p.has_weight:
+                    y0s.append(y)
+                o = out[:, offo[p.i_out]:offo[p.i_out] + size]
+                if p.i_out in seen:
+                    if wexp is None:
+                        o.add_(y)
+                    else:
+                        o.addcmul_(y, wexp[w0:w0 + size])
+                elif wexp is None:
+                    o.copy_(y)
+                elif torch.compiler.is_compiling():  # dynamo refuses a strided out=
+                    o.copy_(y * wexp[w0:w0 + size])
+                else:
+                    torch.mul(y, wexp[w0:w0 + size], out=o)
+                seen.add(p.i_out)
+        for i, s in enumerate(d.irreps_out.slices()):
+            if i not in seen:
+                out[:, s.start:s.stop] = 0
+        return out, y0s, mus
+
+    def _cw_backward(self, x1, x2, w, gout, y0s, mus, need_w=True):
+        """Gradients of the channelwise product, per path reading its output-gradient block
+        in place: with ``g = w * g_p``, ``h = g @ M_p^T`` (x1 gradient, ``(B, m1, kp)``) and
+        ``g_M = x1^T @ g``; the weight gradient is ``sum_(b,k) g_p * y0`` with the forward's
+        unweighted product ``y0`` (``y0s``; ``mus``: the forward's ``M`` and padded x1 blocks;
+        all recomputed when the graph is recorded, so that it reaches the inputs); per x1
+        block one matmul back to ``x2``. Differentiable ops only: with ``create_graph`` they
+        are recorded, so double backward works."""
+        d = self.d
+        b = x1.shape[0]
+        gout = gout.contiguous()
+        offo = [s.start for s in d.irreps_out.slices()]
+        wexp = self._cw_wexp(w)
+        recompute = torch.is_grad_enabled() or not mus
+        recompute_y0 = recompute or not y0s
         gx1: dict[int, torch.Tensor] = {}
         gx2 = None
-        gm_cols: list[torch.Tensor] = []
-        for g, (i1, cols, s_tot) in enumerate(self._cw_groups):
-            mul1, ir1 = d.irreps_in1[i1]
-            d1 = ir1.dim
-            parts = []
-            for n, _, _ in cols:
-                p = d.paths[n]
-                o0 = offo[p.i_out]
-                parts.append(gout[:, o0:o0 + mul1 * p.ir_out.dim].reshape(b, mul1, p.ir_out.dim))
-            gg = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]  # (B, m1, S)
+        gw_parts: list[tuple[int, torch.Tensor]] = []
+        k0 = 0
+        for g, (i1, mul1, kp, s_tot, cols) in enumerate(self._cw_groups):
+            d1 = d.irreps_in1[i1].ir.dim
             kg = self.const(f"cwk{g}", x1.dtype)
-            m = (x2 @ kg).view(b, d1, s_tot)
-            wexp = self._cw_wexp(w, g, gg)
-            gw = gg if wexp is None else gg * wexp
-            u = self._blk1(x1, i1)
-            _add(gx1, i1, torch.bmm(gw, m.transpose(1, 2)))  # (B, m1, d1)
-            gm = torch.bmm(u.transpose(1, 2), gw).reshape(b, d1 * s_tot)
-            t = gm @ kg.t()
+            if recompute:
+                m = (x2 @ kg).view(b, kp, s_tot)
+                u = self._cw_x1(x1, i1, kp)
+            else:
+                m, u = mus[2 * g], mus[2 * g + 1]
+            acc = None
+            gms = []
+            for n, c0, c1, w0, kq in cols:
+                p = d.paths[n]
+                size = mul1 * (c1 - c0)
+                gp = gout[:, offo[p.i_out]:offo[p.i_out] + size]
+                if wexp is not None and p.has_weight and need_w:
+                    if recompute_y0:
+                        y0 = torch.bmm(u[:, :, :kq], m[:, :kq, c0:c1]).view(b, size)
+                    else:
+                        y0 = y0s[k0]
+                    k0 += 1
+                    # sum over the batch first: a column sum of contiguous rows vectorizes
+                    gw = (gp * y0).sum(dim=0)
+                    gw_parts.append((p.weight_offset, gw.view(mul1, c1 - c0).sum(dim=1)))
+                if wexp is not None and p.has_weight:
+                    gp = gp * wexp[w0:w0 + size]
+                gp = gp.view(b, mul1, c1 - c0)
+                if c1 - c0 == 1:  # an outer product: a broadcast beats bmm's scalar loop
+                    h = gp * m[:, :, c0].unsqueeze(1)  # (B, m1, kp)
+                else:
+                    h = torch.bmm(gp, m[:, :, c0:c1].transpose(1, 2))
+                acc = h if acc is None else acc + h
+                gms.append(torch.bmm(u.transpose(1, 2), gp))  # (B, kp, d3)
+            gm = torch.cat(gms, dim=2) if len(gms) > 1 else gms[0]
+            t = gm.reshape(b, kp * s_tot) @ kg.t()
             gx2 = t if gx2 is None else gx2 + t
-            if w is not None:
-                y = torch.bmm(u, m)
-                gm_cols.append((gg * y).sum(dim=0))  # (m1, S)
+            _add(gx1, i1, acc[:, :, :d1])
         parts1 = []
         for i, (mul, ir) in enumerate(d.irreps_in1):
             t = gx1.get(i)
@@ -515,12 +590,11 @@ class CGTPFused(_CGTPKernel):
         g1 = torch.cat(parts1, dim=1) if len(parts1) > 1 else parts1[0]
         g2 = gx2 if gx2 is not None else torch.zeros_like(x2)
         gwt = None
-        if w is not None:
+        if w is not None and need_w:
             gwt = torch.zeros_like(w)
-            if self._cw_wgrad:  # sorted by weight offset at construction
-                full = torch.cat([gm_cols[g][:, c0:c1].sum(dim=1)
-                                  for g, c0, c1, _ in self._cw_wgrad])
-                gwt = gwt.index_add(0, self.cw_wpos, full)
+            if gw_parts:
+                gw_parts.sort(key=lambda t: t[0])
+                gwt = gwt.index_add(0, self.cw_wpos, torch.cat([t for _, t in gw_parts]))
         return g1, g2, gwt
 
     # ----------------------------------------------------------------- grouped plan
