@@ -21,10 +21,12 @@ from pathlib import Path
 
 import pytest
 from tp_conformance.cases import Case, cases
-from tp_spec.backend import load_backends
+from tp_spec.backend import load_backends, registered_backend_names
 
+# Filled in pytest_configure with the selected backends only (testing tp_jax does not import
+# torch, and the other way round).
 _LOAD_ERRORS: dict[str, str] = {}
-_BACKENDS = load_backends(_LOAD_ERRORS)
+_BACKENDS: dict = {}
 _RECORDS: dict[str, dict[str, str]] = {}
 _KEYS: dict[str, tuple[str, str, str]] = {}
 
@@ -64,6 +66,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    _BACKENDS.update(load_backends(_LOAD_ERRORS, names=selected_backends(config)))
     config.addinivalue_line(
         "markers",
         "conformance(families=None, small=False, oracle=False, weighted=False, tag=None): "
@@ -78,7 +81,7 @@ def selected_backends(config: pytest.Config) -> list[str]:
         env = os.environ.get("TP_CONFORMANCE_BACKENDS", "numpy")
         names = [n.strip() for n in env.split(",") if n.strip()]
     if "all" in names:
-        names = sorted(set(_BACKENDS) | set(_LOAD_ERRORS))
+        names = registered_backend_names()
     return names
 
 
@@ -99,7 +102,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             why = (f"backend {name!r} failed to import: {_LOAD_ERRORS[name]}"
                    if name in _LOAD_ERRORS else
                    f"backend {name!r} is not installed (no 'tp_spec.backends' entry point; "
-                   f"registered: {sorted(set(_BACKENDS) | set(_LOAD_ERRORS))})")
+                   f"registered: {registered_backend_names()})")
             params.append(pytest.param(Target(name, "-", "-", None),
                                        marks=pytest.mark.skip(reason=why), id=f"{name}|-|-"))
             continue
@@ -121,7 +124,12 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                 methods = backend.methods(case.descriptor, device)
                 for method, reason in methods.items():
                     t = Target(name, device, method, case)
-                    marks = [pytest.mark.skip(reason=reason)] if reason else []
+                    # Under pytest-xdist (--dist loadgroup) every test of one (backend, device,
+                    # method, case) runs in one worker, which reuses what the backend cached
+                    # for it (JAX executables, torch modules).
+                    marks = [pytest.mark.xdist_group(str(t))]
+                    if reason:
+                        marks.append(pytest.mark.skip(reason=reason))
                     params.append(pytest.param(t, marks=marks, id=str(t)))
     metafunc.parametrize("target", params)
 
@@ -143,12 +151,16 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             _KEYS[item.nodeid] = (t.backend_name, op, t.method)
         else:
             _KEYS[item.nodeid] = ("(suite)", "-", item.module.__name__.split(".")[-1])
+        # The key travels with the test reports: under pytest-xdist the controller, which
+        # writes the summary, does not collect the items itself.
+        item.user_properties.append(("conformance_key", _KEYS[item.nodeid]))
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
-    key = _KEYS.get(report.nodeid)
+    key = _KEYS.get(report.nodeid) or dict(report.user_properties).get("conformance_key")
     if key is None:
         return
+    key = tuple(key)
     rec = _RECORDS.get(report.nodeid)
     if report.skipped:
         reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else str(
@@ -167,6 +179,8 @@ def pytest_runtest_logreport(report: pytest.TestReport) -> None:
 def pytest_terminal_summary(terminalreporter, exitstatus, config) -> None:  # noqa: ANN001
     from tp_conformance.summary import format_table
 
+    if hasattr(config, "workerinput"):  # an xdist worker: the controller writes the summary
+        return
     records = list(_RECORDS.values())
     if not records:
         return

@@ -20,6 +20,7 @@ signature in :class:`Backend`).
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from importlib.metadata import entry_points
 from typing import Protocol, runtime_checkable
 
@@ -27,7 +28,7 @@ import numpy as np
 
 from .descriptor import TensorProductDescriptor
 
-__all__ = ["ENTRY_POINT_GROUP", "Backend", "load_backends"]
+__all__ = ["ENTRY_POINT_GROUP", "Backend", "load_backends", "registered_backend_names"]
 
 ENTRY_POINT_GROUP = "tp_spec.backends"
 
@@ -112,14 +113,26 @@ class Backend(Protocol):
     #     ``(h1, h2, hw)``, computed by the backend's own second-order autodiff."""
 
 
-def load_backends(errors: dict[str, str] | None = None) -> dict[str, Backend]:
-    """All registered backends that import on this machine, by name (import errors skipped).
+def registered_backend_names() -> list[str]:
+    """Names of every backend registered in the entry-point group (nothing is imported)."""
+    return sorted({ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
 
+
+def load_backends(errors: dict[str, str] | None = None,
+                  names: Iterable[str] | None = None) -> dict[str, Backend]:
+    """The registered backends that import on this machine, by name (import errors skipped).
+
+    ``names``: load only these entry points (default: all). Loading imports the backend's
+    framework, so callers that test one backend should not load the others (importing torch
+    and jax into one process costs time and memory for nothing).
     ``errors``: if given, filled with ``{entry point name: "ExcType: message"}`` for every
-    registered backend that failed to load, so callers can report why it is unavailable.
+    requested backend that failed to load, so callers can report why it is unavailable.
     """
+    wanted = None if names is None else set(names)
     found: dict[str, Backend] = {}
     for ep in entry_points(group=ENTRY_POINT_GROUP):
+        if wanted is not None and ep.name not in wanted:
+            continue
         try:
             backend = ep.load()
         except Exception as exc:  # a backend whose framework is missing is simply not available
