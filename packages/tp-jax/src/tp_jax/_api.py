@@ -43,9 +43,10 @@ _REGISTRY: dict[str, dict[str, Method]] = {"cgtp": {}, "gtp": {}, "mtp": {}}
 
 # Default choice per family on CPU (float32, batch 10,000, one XLA thread, medians; numbers and
 # commands in the package README's performance section, script scripts/bench_cpu.py): CGTP
-# "fused" ran 2.9-6.3x faster than e3nn-jax's tensor_product forward on MIMO L = 3..10 (dense
-# per path is on par with e3nn-jax); GTP "grid" beat "fourier" 7-35x at L = 1..10; MTP "dense"
-# was level with or ahead of "sparse" (0.85-1.25x of e3x's FusedTensor vs 0.85-0.96x).
+# "fused" ran 2.9-6.3x faster than e3nn-jax's tensor_product forward on MIMO L = 3..10 and
+# 1.7-3.1x faster backward (dense per path is on par with e3nn-jax); GTP "grid" beat "fourier"
+# 7-35x at L = 1..10; MTP "dense" was level with or ahead of "sparse" (0.93-1.25x of e3x's
+# FusedTensor vs 0.85-0.96x).
 _DEFAULTS = {"cgtp": "fused", "gtp": "grid", "mtp": "dense"}
 
 

@@ -18,6 +18,9 @@ channels according to the e3nn mode (DESIGN section 3). Unweighted paths use ``W
   (``dot_general`` with a batch dimension: few HLO ops, fast compiles). The batch runs through
   ``lax.map`` in chunks of ``CHUNK`` rows, transposed to ``(features, rows)``, so that the
   products of one chunk stay in cache (that, not the MACs, bounds the speed on CPU).
+  Reverse mode: every fixed row gather is a ``row_take`` (``_channels``) whose transpose is a
+  gather + reshape-sum, not a scatter-add, and the chunk step is ``jax.checkpoint``ed (the
+  backward recomputes a chunk's products in cache instead of storing them for the batch).
 * otherwise: paths sharing the input blocks ``(i1, i2)`` are contracted with one concatenated
   CG tensor ``(d1, d2, sum d3)`` (one GEMM per pair instead of one per path), then the
   per-path channel weights are applied by mode.
@@ -35,7 +38,7 @@ import tp_spec
 from tp_spec import CGTPDescriptor
 
 from ._api import Method, const, ix, register
-from ._channels import buckets
+from ._channels import buckets, row_take
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -232,6 +235,8 @@ class _Bucket:
     n_cols: int  # C (padded)
     k_start: int  # offset of this bucket's K (G, C, R), row-major, in the flat K
     out_start: int  # offset of this bucket's (G * C) output rows in the concatenated output
+    take1: object = None  # row_take of x1 rows [i1; j1] (or i1 alone without signs)
+    take2: object = None  # row_take of x2 rows [i2; j2]
 
 
 @dataclass
@@ -244,6 +249,8 @@ class _FusedPlan:
     k_size: int = 0
     k_layers: list[tuple[np.ndarray, np.ndarray]] = field(default_factory=list)  # (val, widx)
     k_const: np.ndarray | None = None  # whole K when there is nothing to fold
+    k_takes: list = field(default_factory=list)  # per layer: row_take of the weights
+    out_take: object = None  # row_take: standard layout <- concatenated bucket outputs
     # grouped regime
     groups: list[tuple[int, int, bool, np.ndarray, list[tuple[tp_spec.Path, int, int]]]] = \
         field(default_factory=list)
@@ -363,8 +370,12 @@ def _build_scalar(d: CGTPDescriptor, plan: _FusedPlan) -> None:
                     layers[layer][1].append(v)
                     layers[layer][2].append(wi)
         flat = rows.reshape(5, -1)
-        plan.buckets.append(_Bucket(flat[:4].copy(), flat[4].astype(np.float64), len(members),
-                                    nr, nc, k_start, out_start))
+        bk = _Bucket(flat[:4].copy(), flat[4].astype(np.float64), len(members),
+                     nr, nc, k_start, out_start)
+        paired = bool(np.any(bk.sign != 0))
+        bk.take1 = row_take(np.concatenate([flat[0], flat[2]]) if paired else flat[0], z1)
+        bk.take2 = row_take(np.concatenate([flat[1], flat[3]]) if paired else flat[1], z2)
+        plan.buckets.append(bk)
         k_start += len(members) * nc * nr
         out_start += len(members) * nc
     plan.k_size = k_start
@@ -376,8 +387,10 @@ def _build_scalar(d: CGTPDescriptor, plan: _FusedPlan) -> None:
         plan.k_layers.append((val, wix))
     if numel == 0 or all((wix == numel).all() for _, wix in plan.k_layers):
         plan.k_const = sum((v for v, _ in plan.k_layers), np.zeros(k_start))
-    out_index[out_index < 0] = out_start  # never reached: a zero row appended at the end
+    out_index[out_index < 0] = out_start  # never reached: a zero row
     plan.out_index = out_index
+    plan.out_take = row_take(out_index, out_start)
+    plan.k_takes = [row_take(wix, numel) for _, wix in plan.k_layers]
 
 
 def _run_scalar(plan: _FusedPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
@@ -385,10 +398,13 @@ def _run_scalar(plan: _FusedPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | N
     if plan.k_const is not None:
         kflat = const(plan.k_const, dt)
     else:
-        wext = jnp.concatenate([w, jnp.ones((1,), dt)])
+        # unweighted entries (index numel) read a zero row: add their values separately
         kflat = None
-        for val, wix in plan.k_layers:
-            part = const(val, dt) * wext[ix(wix)]
+        for (val, wix), take in zip(plan.k_layers, plan.k_takes, strict=True):
+            v = const(val, dt)
+            part = v * take(w[:, None])[:, 0]
+            if np.any(wix == w.shape[0]):
+                part = part + const(np.where(wix == w.shape[0], val, 0.0), dt)
             kflat = part if kflat is None else kflat + part
     ks = [kflat[b.k_start:b.k_start + b.n_groups * b.n_cols * b.n_rows]
           .reshape(b.n_groups, b.n_cols, b.n_rows) for b in plan.buckets]
@@ -396,21 +412,19 @@ def _run_scalar(plan: _FusedPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | N
     def body(x1t: jax.Array, x2t: jax.Array) -> jax.Array:
         """One batch chunk, transposed: ``(d1, B), (d2, B) -> (dim_out, B)``."""
         bsz = x1t.shape[1]
-        zero = jnp.zeros((1, bsz), dt)
-        x1z = jnp.concatenate([x1t, zero], axis=0)
-        x2z = jnp.concatenate([x2t, zero], axis=0)
         parts = []
         for b, k in zip(plan.buckets, ks, strict=True):
-            i1, i2, j1, j2 = (ix(a) for a in b.rows)
-            rows = x1z[i1] * x2z[i2]
-            if np.any(b.sign != 0):
-                rows = rows + const(b.sign, dt)[:, None] * (x1z[j1] * x2z[j2])
+            a1, a2 = b.take1(x1t), b.take2(x2t)
+            nrow = b.rows.shape[1]
+            if a1.shape[0] > nrow:  # sign-paired rows
+                rows = a1[:nrow] * a2[:nrow] + const(b.sign, dt)[:, None] * (a1[nrow:] * a2[nrow:])
+            else:
+                rows = a1 * a2
             rows = rows.reshape(b.n_groups, b.n_rows, bsz)
             y = jnp.einsum("gcr,grb->gcb", k, rows)
             parts.append(y.reshape(b.n_groups * b.n_cols, bsz))
-        parts.append(zero)
-        cat = jnp.concatenate(parts, axis=0)
-        return cat[ix(plan.out_index)]
+        cat = jnp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
+        return plan.out_take(cat)
 
     if n <= CHUNK:
         return body(x1.T, x2.T).T
@@ -418,7 +432,10 @@ def _run_scalar(plan: _FusedPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | N
     pad = nc * CHUNK - n
     a = jnp.pad(x1, ((0, pad), (0, 0))).reshape(nc, CHUNK, -1).transpose(0, 2, 1)
     b = jnp.pad(x2, ((0, pad), (0, 0))).reshape(nc, CHUNK, -1).transpose(0, 2, 1)
-    out = jax.lax.map(lambda ab: body(*ab), (a, b))  # (nc, dim_out, CHUNK)
+    # checkpoint: reverse mode recomputes a chunk's products (cheap, in cache) instead of
+    # stacking them for the whole batch as scan residuals (memory bound)
+    step = jax.checkpoint(lambda ab: body(*ab))
+    out = jax.lax.map(step, (a, b))  # (nc, dim_out, CHUNK)
     return out.transpose(0, 2, 1).reshape(nc * CHUNK, -1)[:n]
 
 
