@@ -121,3 +121,22 @@ def test_batch_shapes_share_one_executable():
         assert out.shape == batch + (d.irreps_out.dim,)
         np.testing.assert_allclose(out, spec.reference.apply(d, x1, x2, w), atol=1e-12)
     assert fn._cache_size() == 2
+
+
+def test_live_executables_are_bounded():
+    """Beyond MAX_LIVE_PAIRS (descriptor, method) pairs every cache is dropped, so a long run
+    (the conformance suite) does not accumulate executables (each holds memory mappings)."""
+    from tp_jax import _backend as b
+
+    d0 = spec.cgtp("0e+1o", "0e+1o", "0e+1o", mode="uvw")
+    x1, x2, w = random_inputs(d0, (2,))
+    b.backend.apply(d0, "dense", x1, x2, w)
+    assert (d0, "dense") in b._LIVE_PAIRS
+    for k in range(b.MAX_LIVE_PAIRS):
+        d = spec.cgtp(f"{k + 2}x0e", "0e", "0e", mode="uvw")
+        x1, x2, w = random_inputs(d, (2,))
+        out = b.backend.apply(d, "dense", x1, x2, w)
+        np.testing.assert_allclose(out, spec.reference.apply(d, x1, x2, w), atol=1e-12)
+    assert len(b._LIVE_PAIRS) <= b.MAX_LIVE_PAIRS
+    assert (d0, "dense") not in b._LIVE_PAIRS
+    assert b._compiled.cache_info().currsize <= b.MAX_LIVE_PAIRS * 4 * 3

@@ -271,12 +271,22 @@ class JaxOracle(OracleBase):
     def _jax_fn(self, d, dtype):
         raise NotImplementedError
 
+    #: Descriptors whose compiled functions are kept; the next new one drops every JAX cache
+    #: (XLA:CPU executables hold memory mappings; thousands of them exceed Linux's
+    #: vm.max_map_count and a later compile segfaults; see tp_jax._backend.MAX_LIVE_PAIRS).
+    max_live_descriptors = 8
+
     def _compiled(self, d, dtype, kind):
         key = (id(d), dtype, kind)
         if key in self._jit_cache:
             return self._jit_cache[key][1]
         import jax
         import jax.numpy as jnp
+
+        live = {k[0] for k in self._jit_cache}
+        if id(d) not in live and len(live) >= self.max_live_descriptors:
+            self._jit_cache.clear()
+            jax.clear_caches()
 
         fn = self._jax_fn(d, dtype)
 
