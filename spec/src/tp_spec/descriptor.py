@@ -18,10 +18,45 @@ from .irreps import Irrep, Irreps
 if TYPE_CHECKING:  # pragma: no cover
     from .cgtp import CGTPDescriptor
 
-__all__ = ["MODES", "Path", "TensorProductDescriptor", "mode_weight_shape"]
+__all__ = ["MODES", "Path", "TensorProductDescriptor", "mode_subscripts", "mode_weight_shape",
+           "segment_subscripts"]
 
 #: The e3nn connection modes. ``u``/``v`` index the multiplicity of input 1/2, ``w`` the output.
 MODES = ("uvw", "uvu", "uvv", "uuw", "uuu", "uvuv")
+
+
+#: Channel indices per e3nn connection mode: (x1, x2, output, weight).
+_MODE_CHANNELS = {
+    "uvw": ("u", "v", "w", "uvw"),
+    "uvu": ("u", "v", "u", "uv"),
+    "uvv": ("u", "v", "v", "uv"),
+    "uuw": ("u", "u", "w", "uw"),
+    "uuu": ("u", "u", "u", "u"),
+    "uvuv": ("u", "v", "uv", "uv"),
+}
+
+
+def mode_subscripts(mode: str) -> tuple[str, str, str, str]:
+    """Channel indices ``(x1, x2, output, weight)`` of an e3nn connection mode.
+
+    >>> mode_subscripts("uvu")
+    ('u', 'v', 'u', 'uv')
+    """
+    if mode not in _MODE_CHANNELS:
+        raise InstructionError(f"unknown connection mode {mode!r}; expected one of {MODES}")
+    return _MODE_CHANNELS[mode]
+
+
+def segment_subscripts(mode: str, weighted: bool = True) -> str:
+    """One path in segmented-einsum notation (operands ``[weight,] x1, x2, out``; ``ijk`` the
+    Clebsch-Gordan indices), as cuEquivariance's ``SegmentedTensorProduct.from_subscripts``
+    reads it.
+
+    >>> segment_subscripts("uvw"), segment_subscripts("uvu", weighted=False)
+    ('uvw,ui,vj,wk+ijk', 'ui,vj,uk+ijk')
+    """
+    a, b, o, w = mode_subscripts(mode)
+    return f"{w + ',' if weighted else ''}{a}i,{b}j,{o}k+ijk"
 
 
 def mode_weight_shape(mode: str, mul1: int, mul2: int, mul_out: int) -> tuple[int, ...]:

@@ -12,15 +12,7 @@ import math
 
 import cuequivariance as cue
 import numpy as np
-
-SUBSCRIPTS = {
-    "uvw": "uvw,ui,vj,wk+ijk",
-    "uvu": "uv,ui,vj,uk+ijk",
-    "uvv": "uv,ui,vj,vk+ijk",
-    "uuw": "uw,ui,uj,wk+ijk",
-    "uuu": "u,ui,uj,uk+ijk",
-    "uvuv": "uv,ui,vj,uvk+ijk",
-}
+from tp_spec.descriptor import segment_subscripts
 
 
 def path_polynomials(cg) -> list[tuple[object, cue.SegmentedPolynomial]]:
@@ -29,7 +21,7 @@ def path_polynomials(cg) -> list[tuple[object, cue.SegmentedPolynomial]]:
     for p in cg.paths:
         if p.mul_in1 == 0 or p.mul_in2 == 0 or p.mul_out == 0:
             continue  # an empty block contributes nothing
-        stp = cue.SegmentedTensorProduct.from_subscripts(SUBSCRIPTS[p.mode])
+        stp = cue.SegmentedTensorProduct.from_subscripts(segment_subscripts(p.mode))
         d1, d2, d3 = p.ir_in1.dim, p.ir_in2.dim, p.ir_out.dim
         from tp_spec.descriptor import mode_weight_shape
 
@@ -63,4 +55,4 @@ def ones_if_unweighted(p, w, batch: int, xp, dtype):
     return xp.ones((batch, n), dtype=dtype)
 
 
-__all__ = ["SUBSCRIPTS", "ones_if_unweighted", "path_polynomials", "weight_blocks", "np"]
+__all__ = ["ones_if_unweighted", "path_polynomials", "weight_blocks", "np"]

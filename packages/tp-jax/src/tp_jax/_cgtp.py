@@ -36,6 +36,7 @@ import jax.numpy as jnp
 import numpy as np
 import tp_spec
 from tp_spec import CGTPDescriptor
+from tp_spec.descriptor import mode_subscripts
 
 from ._api import Method, const, ix, register
 from ._channels import buckets, row_take
@@ -57,15 +58,6 @@ def _block(x: jax.Array, irreps: tp_spec.Irreps, i: int) -> jax.Array:
     return x[:, s].reshape(x.shape[0], mul, ir.dim)
 
 
-# (x1 channels, x2 channels, output channels, weight subscripts) per mode
-_MODE_SUBSCRIPTS = {
-    "uvw": ("u", "v", "w", "uvw"),
-    "uvu": ("u", "v", "u", "uv"),
-    "uvv": ("u", "v", "v", "uv"),
-    "uuw": ("u", "u", "w", "uw"),
-    "uuu": ("u", "u", "u", "u"),
-    "uvuv": ("u", "v", "uv", "uv"),
-}
 
 
 def _path_weight(p: tp_spec.Path, w: jax.Array | None, dtype) -> tuple[jax.Array, bool]:
@@ -107,15 +99,11 @@ def _add(blocks: dict[int, jax.Array], i: int, v: jax.Array) -> None:
 
 def _apply_mode(p: tp_spec.Path, z: jax.Array, w: jax.Array | None, dtype) -> jax.Array:
     """Channel weights of path ``p`` on ``z``: ``(N, u, v, k)`` or ``(N, u, k)`` (uu modes)."""
-    a, b, o, ws = _mode_subscripts_p(p)
+    a, b, o, ws = mode_subscripts(p.mode)
     W, batched = _path_weight(p, w, dtype)
     zin = "n" + (a if a == b else a + b) + "k"
     res = jnp.einsum(f"{zin},{'n' if batched else ''}{ws}->n{o}k", z, W)
     return res.reshape(z.shape[0], p.mul_out, p.ir_out.dim)
-
-
-def _mode_subscripts_p(p: tp_spec.Path) -> tuple[str, str, str, str]:
-    return _MODE_SUBSCRIPTS[p.mode]
 
 
 # ----------------------------------------------------------------------------- dense
@@ -137,7 +125,7 @@ def _run_dense(plan: _DensePlan, x1: jax.Array, x2: jax.Array, w: jax.Array | No
     for p, c in zip(d.paths, plan.cg, strict=True):
         if p.mul_in1 * p.mul_in2 * p.mul_out == 0:
             continue
-        a, b, o, ws = _MODE_SUBSCRIPTS[p.mode]
+        a, b, o, ws = mode_subscripts(p.mode)
         W, batched = _path_weight(p, w, dt)
         x = _block(x1, d.irreps_in1, p.i_in1)
         y = _block(x2, d.irreps_in2, p.i_in2)

@@ -20,17 +20,9 @@ import jax.numpy as jnp
 import numpy as np
 import tp_spec
 from tp_spec import CGTPDescriptor
+from tp_spec.descriptor import MODES, segment_subscripts
 
 from ._api import Method, register
-
-_SUBSCRIPTS = {
-    "uvw": "uvw,ui,vj,wk+ijk",
-    "uvu": "uv,ui,vj,uk+ijk",
-    "uvv": "uv,ui,vj,vk+ijk",
-    "uuw": "uw,ui,uj,wk+ijk",
-    "uuu": "u,ui,uj,uk+ijk",
-    "uvuv": "uv,ui,vj,uvk+ijk",
-}
 
 
 def _available(d) -> str | None:
@@ -62,11 +54,11 @@ def _build(d: CGTPDescriptor) -> _CueqPlan:
     import cuequivariance as cue
 
     groups = []
-    for mode, sub in _SUBSCRIPTS.items():
+    for mode in MODES:
         paths = [p for p in d.paths if p.mode == mode]
         if not paths:
             continue
-        stp = cue.SegmentedTensorProduct.from_subscripts(sub)
+        stp = cue.SegmentedTensorProduct.from_subscripts(segment_subscripts(mode))
         for mul, ir in d.irreps_in1:
             stp.add_segment(1, (mul, ir.dim))
         for mul, ir in d.irreps_in2:

@@ -22,21 +22,15 @@ import importlib.util
 import numpy as np
 import torch
 from tp_spec import CGTPDescriptor, clebsch_gordan
+from tp_spec.descriptor import segment_subscripts
 
 from ._common import Kernel
 
 __all__ = ["CGTPCueq", "cueq_unsupported_reason"]
 
-_SUBSCRIPTS = {
-    "uvw": "uvw,ui,vj,wk+ijk",
-    "uvu": "uv,ui,vj,uk+ijk",
-    "uvv": "uv,ui,vj,vk+ijk",
-    "uuw": "uw,ui,uj,wk+ijk",
-    "uuu": "u,ui,uj,uk+ijk",
-    "uvuv": "uv,ui,vj,uvk+ijk",
-}
-_UNWEIGHTED = {"uvu": "ui,vj,uk+ijk", "uvv": "ui,vj,vk+ijk", "uuu": "ui,uj,uk+ijk",
-               "uvuv": "ui,vj,uvk+ijk"}
+#: Modes whose unweighted form has no output-only channel index (cuEquivariance needs every
+#: output index to appear in an input).
+_UNWEIGHTED = ("uvu", "uvv", "uuu", "uvuv")
 
 
 def cueq_unsupported_reason(d) -> str | None:
@@ -76,7 +70,7 @@ def build_polynomial(d: CGTPDescriptor):
     mode = d.paths[0].mode
     weighted = d.paths[0].has_weight
     stp = cue.SegmentedTensorProduct.from_subscripts(
-        _SUBSCRIPTS[mode] if weighted else _UNWEIGHTED[mode])
+        segment_subscripts(mode, weighted))
     o = 1 if weighted else 0
     for mul, ir in d.irreps_in1:
         stp.add_segment(o, (mul, ir.dim))
