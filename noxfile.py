@@ -80,15 +80,20 @@ def _conformance(session: nox.Session, label: str, backends: list[str],
 
 
 def _package_tests(session: nox.Session, pkg: str) -> None:
+    """A backend's own tests, on every core (tp-jax's are XLA-compile-bound)."""
     tests = ROOT / "packages" / pkg / "tests"
     if tests.is_dir():
-        _pytest(session, str(tests), "-q", "-p", "no:cacheprovider")
+        _pytest(session, str(tests), "-q", "-p", "no:cacheprovider", "-n", "auto")
     else:
         session.warn(f"packages/{pkg}/tests not found: skipped")
 
 
 # ----------------------------------------------------------------------------- installs
-TEST_TOOLS = ["pytest>=8", "pytest-xdist>=3", "scipy", "sympy"]
+# pytest < 9.2: from 9.2 on, pytest-xdist's ``--dist loadgroup`` silently stops grouping
+# (pytest-xdist issue #1386); the conformance run then recompiles what another worker built
+# (tp_jax: 30 -> 19 CPU-minutes with grouping). conformance/tests/conftest.py fails loudly if
+# grouping is lost.
+TEST_TOOLS = ["pytest>=8,<9.2", "pytest-xdist>=3", "scipy", "sympy"]
 
 
 def install_spec(session: nox.Session) -> None:

@@ -14,6 +14,7 @@ device, method, case) for every case of the catalogue and every method that the 
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 from dataclasses import dataclass
@@ -127,7 +128,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                     # Under pytest-xdist (--dist loadgroup) every test of one (backend, device,
                     # method, case) runs in one worker, which reuses what the backend cached
                     # for it (JAX executables, torch modules).
-                    marks = [pytest.mark.xdist_group(str(t))]
+                    marks = [pytest.mark.xdist_group(str(t).replace("@", ":"))]
                     if reason:
                         marks.append(pytest.mark.skip(reason=reason))
                     params.append(pytest.param(t, marks=marks, id=str(t)))
@@ -154,6 +155,25 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         # The key travels with the test reports: under pytest-xdist the controller, which
         # writes the summary, does not collect the items itself.
         item.user_properties.append(("conformance_key", _KEYS[item.nodeid]))
+
+
+def _check_groups(config: pytest.Config, nodeids: list[str]) -> None:
+    """Under ``--dist loadgroup`` every test of one (backend, device, method, case) must run in
+    one worker (which reuses what the backend compiled for it). pytest-xdist marks a group by a
+    node-id suffix that pytest >= 9.2 silently drops (pytest-xdist issue #1386): the tests are
+    then scattered and every worker recompiles. Stop with a clear message instead."""
+    if config.getvalue("dist") != "loadgroup" or not nodeids:
+        return
+    if not any("@" in i.rsplit("]", 1)[-1] for i in nodeids):
+        pytest.exit(f"pytest-xdist --dist loadgroup is not grouping (pytest {pytest.__version__} "
+                    "drops xdist's group suffix, pytest-xdist issue #1386): install pytest<9.2, "
+                    "as noxfile.py does, or run without --dist loadgroup", returncode=4)
+
+
+if importlib.util.find_spec("xdist") is not None:
+
+    def pytest_xdist_node_collection_finished(node, ids: list[str]) -> None:  # noqa: ANN001
+        _check_groups(node.config, ids)
 
 
 def pytest_runtest_logreport(report: pytest.TestReport) -> None:
