@@ -64,4 +64,4 @@ def test_docs_page_has_dbl_tables_and_e3x_anchor() -> None:
     # our subject's cells carry the speedup against the e3x anchor measured alongside
     line = next(x for x in page.splitlines() if x.startswith("| mtp | tp_jax/sparse |"))
     assert line.count("(x2)") == 2
-    assert "MTP sparse vs e3x FusedTensor" in page
+    assert "MTP vs e3x FusedTensor, tp_jax/sparse" in page

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -114,8 +115,19 @@ def test_fused_duplicate_paths_and_unweighted():
 
 
 @pytest.mark.parametrize("method", ["dense", "sparse"])
-def test_mtp_chunked_batch_vs_reference(method):
-    d = spec.mtp("2x0e+2x1o+2x1e+2x2e", "0e+1o+1e+2e", per_degree_weights=True)
+def test_mtp_chunked_batch_vs_reference(method, monkeypatch):
+    """A batch over the chunking bound runs in checkpointed chunks (the last one padded)."""
+    from tp_jax import _mtp
+
+    monkeypatch.setattr(_mtp, "CHUNK_ELEMENTS", 1)  # 256-sample chunks
+    d = spec.mtp("2x0e+2x1o+2x1e+2x2e", "0e+1o+1e+2e", per_degree_weights=True, lt=2)
     x1, x2, w = random_inputs(d, (1030,), seed=13)
     ref = spec.reference.apply(d, x1, x2, w)
-    assert _rel(tp_jax.tensor_product(d, method)(x1, x2, w), ref) < 1e-10
+    f = tp_jax.tensor_product(d, method)
+    assert _rel(f(x1, x2, w), ref) < 1e-10
+    # The product is linear in x1: <grad_x1 <c, f>, v> = <c, f(v, x2)> for any v.
+    rng = np.random.default_rng(14)
+    c, v = rng.standard_normal(ref.shape), rng.standard_normal(x1.shape)
+    g = jax.grad(lambda a: jnp.sum(c * f(a, x2, w)))(jnp.asarray(x1))
+    want = np.sum(c * spec.reference.apply(d, v, x2, w))
+    assert abs(float(np.sum(np.asarray(g) * v)) - want) < 1e-10 * np.abs(want).max()

@@ -38,7 +38,7 @@ import tp_spec
 from tp_spec import CGTPDescriptor
 from tp_spec.descriptor import mode_subscripts
 
-from ._api import Method, const, ix, register
+from ._api import Method, const, einsum, ix, register
 from ._channels import buckets, row_take
 
 # ----------------------------------------------------------------------------- helpers
@@ -102,7 +102,7 @@ def _apply_mode(p: tp_spec.Path, z: jax.Array, w: jax.Array | None, dtype) -> ja
     a, b, o, ws = mode_subscripts(p.mode)
     W, batched = _path_weight(p, w, dtype)
     zin = "n" + (a if a == b else a + b) + "k"
-    res = jnp.einsum(f"{zin},{'n' if batched else ''}{ws}->n{o}k", z, W)
+    res = einsum(f"{zin},{'n' if batched else ''}{ws}->n{o}k", z, W)
     return res.reshape(z.shape[0], p.mul_out, p.ir_out.dim)
 
 
@@ -130,7 +130,7 @@ def _run_dense(plan: _DensePlan, x1: jax.Array, x2: jax.Array, w: jax.Array | No
         x = _block(x1, d.irreps_in1, p.i_in1)
         y = _block(x2, d.irreps_in2, p.i_in2)
         spec = f"n{a}i,n{b}j,ijk,{'n' if batched else ''}{ws}->n{o}k"
-        z = jnp.einsum(spec, x, y, const(c, dt), W, optimize="optimal")
+        z = einsum(spec, x, y, const(c, dt), W, optimize="optimal")
         _add(blocks, p.i_out, z.reshape(n, p.mul_out, p.ir_out.dim))
     return _assemble(d, blocks, n, dt)
 
@@ -409,7 +409,7 @@ def _run_scalar(plan: _FusedPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | N
             else:
                 rows = a1 * a2
             rows = rows.reshape(b.n_groups, b.n_rows, bsz)
-            y = jnp.einsum("gcr,grb->gcb", k, rows)
+            y = einsum("gcr,grb->gcb", k, rows)
             parts.append(y.reshape(b.n_groups * b.n_cols, bsz))
         cat = jnp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
         return plan.out_take(cat)
@@ -435,9 +435,9 @@ def _run_grouped(plan: _FusedPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | 
         y = _block(x2, d.irreps_in2, i2)
         cc = const(c, dt)
         if diag:
-            z = jnp.einsum("nui,nuj,ijk->nuk", x, y, cc, optimize="optimal")
+            z = einsum("nui,nuj,ijk->nuk", x, y, cc, optimize="optimal")
         else:
-            z = jnp.einsum("nui,nvj,ijk->nuvk", x, y, cc, optimize="optimal")
+            z = einsum("nui,nvj,ijk->nuvk", x, y, cc, optimize="optimal")
         for p, s, e in members:
             _add(blocks, p.i_out, _apply_mode(p, z[..., s:e], w, dt))
     return _assemble(d, blocks, n, dt)

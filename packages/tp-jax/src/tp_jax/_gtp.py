@@ -21,7 +21,7 @@ import tp_spec
 from tp_spec.gtp import GTPDescriptor, parity_class
 from tp_spec.s2grid import S2Grid, legendre_matrices, phi_matrix
 
-from ._api import Method, const, ix, register
+from ._api import Method, const, einsum, ix, register
 from ._channels import (
     ChannelLayout,
     block_index,
@@ -157,14 +157,14 @@ def _to_grid(x: jax.Array, lmax: int, p: jax.Array, t: jax.Array) -> jax.Array:
     """``x (N, (2L+1)(L+1), C)`` -> grid values ``(n_theta, n_phi, N, C)``."""
     n, _, c = x.shape
     x = x.reshape(n, 2 * lmax + 1, lmax + 1, c)
-    a = jnp.einsum("mji,nmjc->minc", p, x)
-    return jnp.einsum("minc,mp->ipnc", a, t)
+    a = einsum("mji,nmjc->minc", p, x)
+    return einsum("minc,mp->ipnc", a, t)
 
 
 def _from_grid(g: jax.Array, pf: jax.Array, tf: jax.Array) -> jax.Array:
     """Grid values ``(n_theta, n_phi, N, C)`` -> ``(N, (2Lo+1)(Lo+1), C)``."""
-    b = jnp.einsum("ipnc,pm->minc", g, tf)
-    z = jnp.einsum("minc,mij->nmjc", b, pf)
+    b = einsum("ipnc,pm->minc", g, tf)
+    z = einsum("minc,mij->nmjc", b, pf)
     return z.reshape(z.shape[0], -1, z.shape[-1])
 
 
@@ -215,7 +215,7 @@ def _run_fourier(plan: _GTPPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | No
     size = 2 * (d.irreps_in1.lmax + d.irreps_in2.lmax) + 1
 
     def spectrum(x: jax.Array, table: jax.Array) -> jax.Array:
-        f = jnp.einsum("nsc,suv->ncuv", x.astype(cdt), table)
+        f = einsum("nsc,suv->ncuv", x.astype(cdt), table)
         return jnp.fft.fft2(f, s=(size, size))
 
     f1 = {q: spectrum(_gather(x1e, i), s1) for q, i in plan.idx1.items()}
@@ -227,7 +227,7 @@ def _run_fourier(plan: _GTPPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | No
             prod = f1[q1] * f2[q2]
             h = prod if h is None else h + prod
         g = jnp.fft.ifft2(h)
-        per_class[q] = jnp.einsum("ncuv,suv->nsc", g, pr).real.astype(dt)
+        per_class[q] = einsum("ncuv,suv->nsc", g, pr).real.astype(dt)
     return _output(plan, per_class, n, dt, mult)
 
 

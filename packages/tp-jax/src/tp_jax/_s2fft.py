@@ -25,7 +25,7 @@ import tp_spec
 from tp_spec.errors import DTypeError
 from tp_spec.gtp import GTPDescriptor
 
-from ._api import Method, register
+from ._api import HIGHEST, Method, einsum, register
 from ._channels import ChannelLayout, channel_layout, scale_inputs, with_zero_column
 
 #: Largest s2fft band limit we allow. Measured (s2fft 1.5.0, jax 0.10.2, 2-core CPU): tracing
@@ -125,7 +125,7 @@ def _run(plan: _S2fftPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None) ->
     x1e, x2e = with_zero_column(x1), with_zero_column(x2)
 
     def to_grid(x: jax.Array, a: np.ndarray) -> jax.Array:  # (N, rows, C) -> (N, C, nt, np)
-        flm = jnp.einsum("nsc,sk->nck", x.astype(cdt), jnp.asarray(a.astype(cdt)))
+        flm = einsum("nsc,sk->nck", x.astype(cdt), jnp.asarray(a.astype(cdt)))
         flm = flm.reshape(-1, ls, 2 * ls - 1)
         g = jax.vmap(lambda f: s2fft.inverse(f, ls, sampling="gl", method="jax"))(flm)
         return g.reshape(x.shape[0], x.shape[2], ls, 2 * ls - 1)
@@ -140,7 +140,8 @@ def _run(plan: _S2fftPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None) ->
             h = prod if h is None else h + prod
         flm = jax.vmap(lambda f: s2fft.forward(f, ls, sampling="gl", method="jax"))(
             h.reshape(-1, ls, 2 * ls - 1))
-        z = flm.reshape(n, d.channels, -1) @ jnp.asarray(plan.proj.astype(cdt))
+        z = jnp.matmul(flm.reshape(n, d.channels, -1), jnp.asarray(plan.proj.astype(cdt)),
+                       precision=HIGHEST)
         per_class[q] = jnp.swapaxes(z.real.astype(dt), 1, 2)  # (N, rows, C)
     return _output(plan.base, per_class, n, dt, mult)
 
