@@ -4,10 +4,19 @@ Each channel of an input is split by parity into an even and an odd ``n x n`` ma
 ``X = sum x_lm B^(l)_m``; the products ``Z_e = X1e X2e + X1o X2o``, ``Z_o = X1e X2o + X1o X2e``
 are read out as ``z_lm = sqrt(n) <B^(l)_m, Z>_F``.
 
-Product (both methods): when all four parity pairs occur, two matmuls replace the four:
+Product (both methods, :func:`tp_torch._bmm.matprod`, whose backward is the same product so
+first and second derivatives stay fast): for ``n <= 7`` the matrices are laid out batch-last,
+``(n, n, s, C, B)``, and multiplied as ``n`` broadcast multiply-adds over the batch (ATen's CPU
+``bmm`` runs a naive per-matrix loop below ``n^3 = 400``); for ``n >= 9`` batch-first,
+``(B, C, s, n, n)``, with MKL's batched GEMM. Embedding and read-out are plain matmuls in either
+layout (the transposes ride on the GEMM flags).
+
+When all four parity pairs occur, two matmuls replace the four:
 with ``X = Xe + Xo`` and ``X' = Xe - Xo``, ``P = X1 X2`` and ``Q = X1' X2'`` give
 ``Z_e = (P + Q) / 2`` and ``Z_o = (P - Q) / 2`` (the 1/2 is folded into the read-out). Otherwise
-one matmul per parity pair.
+one matmul per parity pair. With all four pairs and one channel (both methods), the read-out is
+one matmul from ``[P, Q]`` straight into the flat output (``readout_pq``): no ``P +- Q``, per-class
+matmuls, concatenation or gather, in the forward or the backward.
 
 * ``dense``: the change of basis is one dense matmul with the full ``((L+1)^2, n^2)`` basis
   matrix (every degree ``0..L``, zero rows for absent ones; features gathered into that layout),
@@ -32,6 +41,7 @@ import numpy as np
 import torch
 from tp_spec.mtp import mtp_basis
 
+from ._bmm import matprod, use_batch_last
 from ._gtp import ChannelFunctionKernel
 from ._layout import class_index
 
@@ -55,10 +65,11 @@ def _basis_matrix(lt: int, lmax: int) -> np.ndarray:
 class _MTPBase(ChannelFunctionKernel):
     """Shared pipeline: ``embed`` -> parity products -> ``readout``.
 
-    ``embed(x, which)`` returns ``(B, ch, s, n, n)``: with ``self.pq`` (all four parity pairs)
-    ``s = 2`` holding ``[X, X']``, else one matrix per class of ``self.cls1`` / ``self.cls2``.
-    ``readout(zs)`` takes one ``(B, C, n, n)`` per output class of ``self.clso`` and returns the
-    flat output ``(B, dim_out)``; with ``self.pq`` its constants carry the factor 1/2.
+    ``embed(x, which)`` returns ``(B, ch, s, n, n)`` (``self.batch_last``: ``(n, n, s, ch, B)``):
+    with ``self.pq`` (all four parity pairs) ``s = 2`` holding ``[X, X']``, else one matrix per
+    class of ``self.cls1`` / ``self.cls2``. ``readout(zs)`` takes one ``(B, C, n, n)``
+    (``(n, n, C, B)``) per output class of ``self.clso`` and returns the flat output
+    ``(B, dim_out)``; with ``self.pq`` its constants carry the factor 1/2.
     """
 
     def __init__(self, d) -> None:
@@ -68,22 +79,55 @@ class _MTPBase(ChannelFunctionKernel):
         self.pq = len(self.pairs) == 4
         #: read-out factor: 1/2 for the (P + Q) / 2, (P - Q) / 2 products
         self.half = 0.5 if self.pq else 1.0
+        #: product layout (module docstring); may be switched at any time (tests do)
+        self.batch_last = use_batch_last(self.n)
+        #: one channel and all four parity pairs: read ``[P, Q]`` out with ONE matmul straight
+        #: into the flat output (``readout_pq``) instead of ``P + Q``, ``P - Q``, a matmul per
+        #: class, cat and gather: twice the read-out multiply-adds of the per-class matmuls
+        #: (as many as ``dense``'s), but a third of the ops and their backward; measured faster
+        #: for n = 3 .. 13 (MIMO, one channel, CPU). May be switched off at any time (tests do).
+        self.fused_out = self.active and self.pq and self.C == 1
+        if self.fused_out:
+            n2 = self.n * self.n
+            rpq = np.zeros((n2, 2, d.irreps_out.dim))
+            for (_, ir), sl in zip(d.irreps_out, d.irreps_out.slices(), strict=True):
+                bl = self.half * d.scale * mtp_basis(d.lt, ir.l).reshape(n2, ir.dim)
+                rpq[:, 0, sl] = bl  # Z_e = (P + Q) / 2, Z_o = (P - Q) / 2
+                rpq[:, 1, sl] = ir.p * bl
+            # rows (a, b, s) for batch-last [P, Q], (s, a, b) for batch-first
+            self.add_const("rpq_bl", rpq.reshape(2 * n2, -1))
+            self.add_const("rpq_bf", rpq.transpose(1, 0, 2).reshape(2 * n2, -1))
+
+    def readout_pq(self, pq: torch.Tensor) -> torch.Tensor:
+        """``[P, Q]``: ``(n, n, 2, 1, B)`` or ``(B, 1, 2, n, n)`` -> ``(B, dim_out)``."""
+        if self.batch_last:
+            n2 = self.n * self.n
+            return torch.mm(pq.reshape(2 * n2, pq.shape[-1]).t(),
+                            self.const("rpq_bl", pq.dtype))
+        return torch.mm(pq.reshape(pq.shape[0], 2 * self.n * self.n),
+                        self.const("rpq_bf", pq.dtype))
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
         b = x1.shape[0]
         if not self.active:
             return x1.new_zeros((b, self.d.irreps_out.dim))
         x1, x2 = self.weighted_inputs(x1, x2, w)
-        m1 = self.embed(x1, 1)  # (B, C, s, n, n)
-        m2 = self.embed(x2, 2)  # (B, C2, s, n, n); one x2 channel broadcasts
+        bl = self.batch_last
+        m1 = self.embed(x1, 1)  # (B, C, s, n, n) or (n, n, s, C, B)
+        m2 = self.embed(x2, 2)  # (B, C2, s, n, n) or (n, n, s, C2, B); one channel broadcasts
         if self.pq:
-            pq = torch.matmul(m1, m2)  # (B, C, 2, n, n): P = X1 X2, Q = X1' X2'
-            p, q = pq[:, :, 0], pq[:, :, 1]
+            # (B, C, 2, n, n) or (n, n, 2, C, B): P = X1 X2, Q = X1' X2'; unbind, not select:
+            # its backward stacks instead of zero-filling
+            pq = matprod(m1, m2, bl)
+            if self.fused_out:
+                return self.weighted_output(self.readout_pq(pq), w)
+            p, q = pq.unbind(2)
             zs = [p + q, p - q]  # 2 Z_e, 2 Z_o (clso = [1, -1])
         else:
+            a1, a2 = m1.unbind(2), m2.unbind(2)
             acc: list[torch.Tensor | None] = [None] * len(self.clso)
             for k1, k2, ko in self.pairs:
-                t = torch.matmul(m1[:, :, k1], m2[:, :, k2])
+                t = matprod(a1[k1], a2[k2], bl)
                 acc[ko] = t if acc[ko] is None else acc[ko] + t
             zs = [z for z in acc if z is not None]
         return self.weighted_output(self.readout(zs), w)
@@ -96,10 +140,11 @@ class MTPDense(_MTPBase):
         super().__init__(d)
         if not self.active:
             return
-        self.add_index("g1", class_index(d.irreps_in1, self.cls1, _parity, self.L1, self.C)
-                       .reshape(-1))
-        self.add_index("g2", class_index(d.irreps_in2, self.cls2, _parity, self.L2, self.C2)
-                       .reshape(-1))
+        for which, irreps, classes, L, ch in ((1, d.irreps_in1, self.cls1, self.L1, self.C),
+                                              (2, d.irreps_in2, self.cls2, self.L2, self.C2)):
+            idx = class_index(irreps, classes, _parity, L, ch)  # (ncls, ch, K)
+            self.add_index(f"g{which}", idx.reshape(-1))
+            self.add_index(f"gt{which}", idx.transpose(2, 0, 1).reshape(-1))  # (K, ncls, ch)
         Lo = self.Lo
         nrow = len(self.clso) * self.C * (Lo + 1) ** 2
         go = np.full(d.irreps_out.dim, nrow, dtype=np.int64)
@@ -122,6 +167,14 @@ class MTPDense(_MTPBase):
         ch = self.C if which == 1 else self.C2
         ncls = len(self.cls1 if which == 1 else self.cls2)
         k = (L + 1) ** 2
+        if self.batch_last:
+            xt = torch.cat([x.t(), x.new_zeros((1, b))], dim=0)  # (dim + 1, B)
+            c = xt.index_select(0, getattr(self, f"gt{which}")).reshape(k, ncls, ch, b)
+            if self.pq:
+                c = torch.stack([c[:, 0] + c[:, 1], c[:, 0] - c[:, 1]], dim=1)
+            s = c.shape[1]
+            mats = torch.mm(self.const(f"e{which}", x.dtype).t(), c.reshape(k, s * ch * b))
+            return mats.reshape(self.n, self.n, s, ch, b)
         xp = torch.cat([x, x.new_zeros((b, 1))], dim=1)
         c = xp.index_select(1, g).reshape(b, ncls, ch, k).transpose(1, 2)  # (B, ch, ncls, K)
         if self.pq:
@@ -130,10 +183,17 @@ class MTPDense(_MTPBase):
         return mats.reshape(b, ch, c.shape[2], self.n, self.n)
 
     def readout(self, zs: list[torch.Tensor]) -> torch.Tensor:
-        b = zs[0].shape[0]
-        z = torch.stack(zs, dim=1).reshape(-1, self.n * self.n)  # (B*ncls_o*C, n^2)
-        z = (z @ self.const("eo", z.dtype)).reshape(
-            b, len(self.clso) * self.C * (self.Lo + 1) ** 2)
+        ko = (self.Lo + 1) ** 2
+        eo = self.const("eo", zs[0].dtype)
+        if self.batch_last:
+            b = zs[0].shape[-1]
+            z = torch.stack(zs, dim=2).reshape(self.n * self.n, len(zs) * self.C * b)
+            z = torch.mm(z.t(), eo).reshape(len(self.clso), self.C, b, ko)
+            z = z.permute(2, 0, 1, 3).reshape(b, len(self.clso) * self.C * ko)
+        else:
+            b = zs[0].shape[0]
+            z = torch.stack(zs, dim=1).reshape(-1, self.n * self.n)  # (B*ncls_o*C, n^2)
+            z = (z @ eo).reshape(b, len(self.clso) * self.C * ko)
         if self.needs_zero_row:
             z = torch.cat([z, z.new_zeros((b, 1))], dim=1)
         return z.index_select(1, self.go)
@@ -174,9 +234,13 @@ class MTPSparse(_MTPBase):
                 w = full
             else:
                 self.add_index(f"g{which}", pos_a.T.reshape(-1))  # (ch*K,) channel-major
+                self.add_index(f"gt{which}", pos_a.reshape(-1))  # (K*ch,) feature-major
             setattr(self, f"_gather{which}", gather)
             setattr(self, f"_s{which}", s)
             self.add_const(f"w{which}", w)
+            # batch-last: rows ordered (a, b, s) so that W^T x^T is (n, n, s, ch*B)
+            self.add_const(f"wt{which}", w.reshape(-1, s, n2).transpose(2, 1, 0)
+                           .reshape(n2 * s, -1))
         # read-out: per output class, the present degrees only
         ktot = 0
         offs = []
@@ -208,8 +272,15 @@ class MTPSparse(_MTPBase):
 
     def embed(self, x: torch.Tensor, which: int) -> torch.Tensor:
         b = x.shape[0]
-        wm = self.const(f"w{which}", x.dtype)
         s = getattr(self, f"_s{which}")
+        if self.batch_last:
+            wt = self.const(f"wt{which}", x.dtype)  # (n^2 s, K or dim)
+            if getattr(self, f"_gather{which}"):
+                ch = self.C if which == 1 else self.C2
+                xg = x.t().index_select(0, getattr(self, f"gt{which}")).reshape(wt.shape[1], ch * b)
+                return torch.mm(wt, xg).reshape(self.n, self.n, s, ch, b)
+            return torch.mm(wt, x.t()).reshape(self.n, self.n, s, 1, b)
+        wm = self.const(f"w{which}", x.dtype)
         if getattr(self, f"_gather{which}"):
             ch = self.C if which == 1 else self.C2
             xg = x.index_select(1, getattr(self, f"g{which}")).reshape(b * ch, wm.shape[0])
@@ -217,14 +288,23 @@ class MTPSparse(_MTPBase):
         return (x @ wm).reshape(b, 1, s, self.n, self.n)
 
     def readout(self, zs: list[torch.Tensor]) -> torch.Tensor:
-        b = zs[0].shape[0]
         n2 = self.n * self.n
         parts = []
-        for k, z in enumerate(zs):
-            r = self.const(f"r{k}", z.dtype)
-            parts.append((z.reshape(-1, n2) @ r).reshape(b, self.C, r.shape[1]))
-        out = (torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]).reshape(
-            b, self.C * self._ktot)
+        if self.batch_last:  # zs: (n, n, C, B)
+            b = zs[0].shape[-1]
+            for k, z in enumerate(zs):
+                r = self.const(f"r{k}", z.dtype)
+                zf = z.reshape(n2, self.C * b)
+                parts.append(torch.mm(zf.t(), r).reshape(self.C, b, r.shape[1]))
+            out = torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]  # (C, B, ktot)
+            out = (out if self.C == 1 else out.transpose(0, 1)).reshape(b, self.C * self._ktot)
+        else:
+            b = zs[0].shape[0]
+            for k, z in enumerate(zs):
+                r = self.const(f"r{k}", z.dtype)
+                parts.append((z.reshape(-1, n2) @ r).reshape(b, self.C, r.shape[1]))
+            out = (torch.cat(parts, dim=2) if len(parts) > 1 else parts[0]).reshape(
+                b, self.C * self._ktot)
         if self._identity_out:
             return out
         if self.needs_zero_row:
