@@ -28,7 +28,7 @@ from tp_spec.mtp import MTPDescriptor
 
 from ._api import HIGHEST, Method, const, einsum, register
 from ._bmm import bmm
-from ._channels import buckets, channel_layout, finish, row_take, scale_inputs
+from ._channels import ChannelLayout, buckets, channel_layout, finish, row_take, scale_inputs
 
 
 def _mtp_available(d) -> str | None:
@@ -104,7 +104,7 @@ class _Side:
 @dataclass
 class _MTPPlan:
     d: MTPDescriptor
-    layout: object
+    layout: ChannelLayout
     in1: dict[int, _Side]  # parity -> part of x1
     in2: dict[int, _Side]
     read: dict[int, _Linear]  # output parity -> read-out (rows of that parity's blocks)
