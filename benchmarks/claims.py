@@ -13,7 +13,7 @@ And the project's own target for the MTP (issue 6), against the anchor that comp
 operation (e3x ``FusedTensor`` through the verified change of basis of
 :mod:`benchmarks.e3x_mtp`):
 
-5. MTP sparse (and tp_jax's default, dense) is at least as fast as e3x ``FusedTensor`` at
+5. MTP sparse (the default of both frameworks) is at least as fast as e3x ``FusedTensor`` at
    equal L and channels (every pass measured: forward, backward, double backward).
 """
 
@@ -140,9 +140,7 @@ def claims(record: dict[str, Any]) -> list[dict[str, str]]:
     for pass_ in ("fwd", "bwd", "dbl"):
         mtp = _times(record, "MIMO", "mtp", pass_)
         e3x = mtp.get("e3x/mtp", {})
-        # sparse: the target's method; tp_jax/dense: tp_jax's default (on CPU its per-parity
-        # GEMMs over the present degrees beat the block-sparse gathers, see tp_jax._mtp).
-        for subject in ("tp_jax/sparse", "tp_jax/dense", "tp_torch/sparse"):
+        for subject in ("tp_jax/sparse", "tp_torch/sparse"):
             ours_t = mtp.get(subject, {})
             common = sorted(set(ours_t) & set(e3x))
             if not common:

@@ -12,7 +12,7 @@ Examples (from the repository root)::
     python packages/tp-jax/scripts/bench_cpu.py --op gtp --L 1 2 3 10 --subjects \
         tp_jax/grid e3nn-jax/grid
     python packages/tp-jax/scripts/bench_cpu.py --op mtp --L 3 6 --subjects \
-        tp_jax/dense tp_jax/sparse e3x/fused --pass fwd bwd
+        tp_jax/dense tp_jax/sparse e3x/mtp --pass fwd bwd
 """
 
 from __future__ import annotations
@@ -33,31 +33,13 @@ def _setup(threads: int) -> None:
     sys.path.insert(0, str(root))
 
 
-def _e3x_mtp(L: int, batch: int):
-    """e3x ``FusedTensor`` on features ``(B, 2, (L+1)^2, 1)``: timing only (its layout and
-    weights differ; the product is the same size: max degree L in, L out)."""
-    import e3x
-    import jax
-    import numpy as np
-
-    mod = e3x.nn.FusedTensor(max_degree=L, include_pseudotensors=True)
-    rng = np.random.default_rng(0)
-    a = rng.standard_normal((batch, 2, (L + 1) ** 2, 1)).astype(np.float32)
-    b = rng.standard_normal((batch, 2, (L + 1) ** 2, 1)).astype(np.float32)
-    params = mod.init(jax.random.PRNGKey(0), a, b)
-
-    def fn(x1, x2):
-        return mod.apply(params, x1, x2)
-
-    return fn, [a, b]
-
-
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--op", default="cgtp", choices=("cgtp", "gtp", "mtp"))
     ap.add_argument("--kind", default="MIMO", choices=("SISO", "SIMO", "MIMO", "E3X"),
                     help="E3X: both parities up to L on the inputs and the output (MTP only; "
-                         "the shape e3x FusedTensor(max_degree=L) computes)")
+                         "the shape e3x FusedTensor(max_degree=L) computes; e3x/mtp is e3x "
+                         "on the same descriptor through benchmarks.e3x_mtp)")
     ap.add_argument("--L", type=int, nargs="+", default=[3, 4, 6])
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--subjects", nargs="+", default=["tp_jax/fused", "e3nn-jax/cgtp"])
@@ -71,7 +53,7 @@ def main() -> None:
 
     from benchmarks import subjects as subj
     from benchmarks import timing
-    from benchmarks.runner import _inputs, _native_args
+    from benchmarks.runner import _inputs, _native
     from benchmarks.workloads import paper_workloads
 
     eng = timing.engine("jax", "cpu")
@@ -91,11 +73,8 @@ def main() -> None:
             calls, info = {}, {}
             for name in args.subjects:
                 try:
-                    if name == "e3x/fused":
-                        fn, xs = _e3x_mtp(L, args.batch)
-                    else:
-                        built = byname[name].build(wl, "float32", "cpu")
-                        fn, xs = built.fn, _native_args(built, base)
+                    built = byname[name].build(wl, "float32", "cpu")
+                    fn, xs = built.fn, _native(built, base)
                     m = eng.prepare(fn, pass_, xs, "float32")
                 except Exception as exc:  # noqa: BLE001 - report and go on
                     print(f"L={L} {pass_} {name}: skipped ({type(exc).__name__}: {exc})")

@@ -131,3 +131,27 @@ def test_mtp_chunked_batch_vs_reference(method, monkeypatch):
     g = jax.grad(lambda a: jnp.sum(c * f(a, x2, w)))(jnp.asarray(x1))
     want = np.sum(c * spec.reference.apply(d, v, x2, w))
     assert abs(float(np.sum(np.asarray(g) * v)) - want) < 1e-10 * np.abs(want).max()
+
+
+@pytest.mark.parametrize("args", [
+    ("0e+1o+2e", "0e+1o+2e", None),  # all four parity pairs: one [P, Q] product
+    ("0e+2e", "1o", None),  # one class each side
+    ("0e+1o+2e", "0e+1o", "0e+1e+2e"),  # two pairs summed into one output class
+    ("1o+2e", "0o+1e", "1e+2o+3e"),  # explicit output, odd-led classes
+], ids=["pq", "one-class", "summed-pairs", "explicit-out"])
+@pytest.mark.parametrize("weights", [False, True], ids=["plain", "per_degree"])
+def test_mtp_one_channel_folded_vs_reference(args, weights):
+    """One channel, ``sparse``: the folded three-GEMM pipeline (value and gradient)."""
+    from tp_jax import _mtp
+
+    d = spec.mtp(*args[:2], args[2], per_degree_weights=weights)
+    assert _mtp._build(d, full=False).folded is not None
+    x1, x2, w = random_inputs(d, (7,), seed=21)
+    f = tp_jax.tensor_product(d, "sparse")
+    ref = spec.reference.apply(d, x1, x2, w)
+    assert _rel(f(x1, x2, w), ref) < 1e-10
+    rng = np.random.default_rng(22)
+    c, v = rng.standard_normal(ref.shape), rng.standard_normal(x2.shape)
+    g = jax.grad(lambda b: jnp.sum(c * f(x1, b, w)))(jnp.asarray(x2))
+    want = np.sum(c * spec.reference.apply(d, x1, v, w))
+    assert abs(float(np.sum(np.asarray(g) * v)) - want) < 1e-10 * max(abs(want), 1.0)

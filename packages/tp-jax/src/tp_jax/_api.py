@@ -47,7 +47,7 @@ _REGISTRY: dict[str, dict[str, Method]] = {"cgtp": {}, "gtp": {}, "mtp": {}}
 # 1.7-3.1x faster backward (dense per path is on par with e3nn-jax); GTP "grid" beat "fourier"
 # 7-35x at L = 1..10; MTP "dense" was level with or ahead of "sparse" (0.93-1.25x of e3x's
 # FusedTensor vs 0.85-0.96x).
-_DEFAULTS = {"cgtp": "fused", "gtp": "grid", "mtp": "dense"}
+_DEFAULTS = {"cgtp": "fused", "gtp": "grid", "mtp": "sparse"}
 
 
 def register(method: Method) -> Method:

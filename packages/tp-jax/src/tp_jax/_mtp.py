@@ -9,82 +9,43 @@ transposed once to ``(features, C, samples)``, so the embedding and the read-out
 long dimension is ``C x samples``, and the ``n x n`` products are :func:`tp_jax._bmm.bmm`
 (``n`` fused multiply-adds over whole rows, vectorised along the samples, whose derivatives are
 again ``bmm``) instead of a batch of tiny matmuls. Reverse mode has no scatter: the transposes of
-slices, reshapes and of :func:`row_take` gathers are slices, reshapes and gathers.
+slices, reshapes and concatenations are slices, reshapes and concatenations.
 
-``dense``: embedding and read-out multiply by the dense ``(n^2, rows)`` basis (O(L^4) per
-sample). ``sparse``: both are block-sparse: the basis rows are grouped by their column support
-(each group one small dense block, so the work is the nonzeros of ``C(lt, lt, l)``, O(n^3) in
-all); blocks of similar size are padded into a few batched GEMMs.
+The two methods are the ones ``tp_torch`` has under the same names:
+
+* ``sparse`` (default): per input parity, one GEMM with the basis of the degrees present only
+  (natural-parity irreps: the even part holds the even degrees, the odd part the odd ones, so
+  about half the multiply-adds of ``dense``); per output parity, one read-out GEMM onto the
+  degrees present. With one channel the feature gathers, the parity sums and the output
+  assembly are folded into the matrices: three GEMMs around one ``bmm`` (:class:`_Folded`).
+* ``dense``: per input parity, the full basis of every degree ``0..L`` (absent ones as zero
+  rows), and per output parity the full read-out: O(L^4) per sample either way, with the zero
+  blocks multiplied.
+
+An O(L^3) form (basis rows grouped by column support, one small GEMM per group, so the work is
+the nonzeros of ``C(lt, lt, l)``) was measured and dropped: on CPU its gathers cost more than the
+multiply-adds it saved up to L = 10 (backward 0.4-0.55x e3x ``FusedTensor`` where ``sparse`` is
+0.8-2.2x; a gather / segment-sum form was 9-30x slower than the GEMM).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tp_spec.mtp import MTPDescriptor
 
-from ._api import HIGHEST, Method, const, einsum, register
+from ._api import HIGHEST, Method, const, register
 from ._bmm import bmm
-from ._channels import ChannelLayout, buckets, channel_layout, finish, row_take, scale_inputs
+from ._channels import ChannelLayout, channel_layout, finish, scale_inputs
 
 
 def _mtp_available(d) -> str | None:
     if not isinstance(d, MTPDescriptor):
         return f"not an MTP descriptor ({type(d).__name__})"
     return None
-
-
-@dataclass
-class _Linear:
-    """``v (R, M) -> mat @ v (Q, M)`` for a constant ``mat (Q, R)``, dense or block-sparse."""
-
-    shape: tuple[int, int]
-    dense: np.ndarray | None = None
-    blocks: list[tuple] = field(default_factory=list)  # (gather rows of v, (G, Cp, Rp) blocks)
-    perm: np.ndarray | None = None  # output row q -> row of the concatenated block outputs
-
-    @classmethod
-    def build(cls, mat: np.ndarray, sparse: bool, tol: float = 1e-14) -> _Linear:
-        if not sparse:
-            return cls(mat.shape, dense=mat)
-        q, r = mat.shape
-        support: dict[tuple[int, ...], list[int]] = {}
-        for row in range(q):
-            support.setdefault(tuple(np.nonzero(np.abs(mat[row]) > tol)[0]), []).append(row)
-        groups = [(list(cols), rows) for cols, rows in support.items() if cols]
-        out, total = [], 0
-        perm = np.full(q, -1, dtype=np.int64)
-        for members in buckets([(len(c), len(rw)) for c, rw in groups]):
-            rp = max(len(groups[i][0]) for i in members)
-            cp = max(len(groups[i][1]) for i in members)
-            take = np.full((len(members), rp), r, dtype=np.int64)  # r: a zero row
-            blocks = np.zeros((len(members), cp, rp))
-            for gi, i in enumerate(members):
-                cols, rows = groups[i]
-                take[gi, :len(cols)] = cols
-                blocks[gi, :len(rows), :len(cols)] = mat[np.ix_(rows, cols)]
-                perm[rows] = total + gi * cp + np.arange(len(rows))
-            out.append((take.reshape(-1), blocks))
-            total += len(members) * cp
-        perm[perm < 0] = total  # all-zero rows of mat read the zero row
-        return cls(mat.shape, blocks=out, perm=perm)
-
-    def __call__(self, v: jax.Array) -> jax.Array:
-        dt = v.dtype
-        if self.dense is not None:
-            return jnp.matmul(const(self.dense, dt), v, precision=HIGHEST)
-        r, m = v.shape
-        parts = []
-        for take, blocks in self.blocks:
-            g, cp, rp = blocks.shape
-            rows = row_take(take, r)(v).reshape(g, rp, m)
-            y = einsum("gcr,grm->gcm", const(blocks, dt), rows)
-            parts.append(y.reshape(g * cp, m))
-        cat = jnp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
-        return row_take(self.perm, cat.shape[0])(cat)
 
 
 def _basis_matrix(d: MTPDescriptor, degrees: list[int]) -> np.ndarray:
@@ -95,10 +56,11 @@ def _basis_matrix(d: MTPDescriptor, degrees: list[int]) -> np.ndarray:
 
 @dataclass
 class _Side:
-    """One input's parity part: its blocks (flat offset, degree) and its embedding."""
+    """One input's parity part: its blocks ``(flat offset or None for a zero block, degree)`` and
+    the embedding matrix ``(n*n, sum(2l+1))`` of those degrees."""
 
-    blocks: list[tuple[int, int]]
-    embed: _Linear
+    blocks: list[tuple[int | None, int]]
+    embed: np.ndarray
 
 
 @dataclass
@@ -107,33 +69,89 @@ class _MTPPlan:
     layout: ChannelLayout
     in1: dict[int, _Side]  # parity -> part of x1
     in2: dict[int, _Side]
-    read: dict[int, _Linear]  # output parity -> read-out (rows of that parity's blocks)
+    read: dict[int, np.ndarray]  # output parity -> read-out matrix (rows, n*n)
     out_blocks: list[tuple[int, int, int]]  # per output block: (parity, first row, degree)
+    folded: _Folded | None = None  # one-channel ``sparse``: the whole pipeline as three GEMMs
 
 
-def _sides(d: MTPDescriptor, irreps, sparse: bool) -> dict[int, _Side]:
+@dataclass
+class _Folded:
+    """One channel (``C = C2 = 1``), ``sparse``: the feature gathers folded into the matrices.
+
+    ``embed1 (R1, dim1)``, ``embed2 (R2, dim2)`` map the flat features straight to the stacked
+    matrices, ``read (Ro, dim_out)`` maps the stacked products straight to the flat output; no
+    concatenation, transpose or per-parity sum around them. With all four parity pairs
+    (``pq``) the rows are ordered ``(a, b, s)``, ``s`` in ``[X, X'] = [Xe + Xo, Xe - Xo]``, so
+    ``[P, Q]`` is ONE :func:`bmm` over ``(n, n, 2, S)`` and the read-out takes
+    ``Z_e = (P + Q) / 2``, ``Z_o = (P - Q) / 2`` through its signs; else rows ``(k, a, b)``, one
+    ``n x n`` matrix per parity class ``k`` (``classes1/2/out``), one product per parity pair.
+    """
+
+    pq: bool
+    embed1: np.ndarray
+    embed2: np.ndarray
+    read: np.ndarray
+    classes1: tuple[int, ...]
+    classes2: tuple[int, ...]
+    classes_out: tuple[int, ...]
+
+
+def _degrees(present: list[int], lmax: int, full: bool) -> list[int]:
+    """The degrees a parity part embeds: those present, or (``full``) every ``0..lmax``."""
+    return list(range(lmax + 1)) if full else present
+
+
+def _sides(d: MTPDescriptor, irreps, full: bool) -> dict[int, _Side]:
     out = {}
     offsets = [s.start for s in irreps.slices()]
     for p in (1, -1):
-        blocks = [(offsets[i], ir.l) for i, (_, ir) in enumerate(irreps) if ir.p == p]
-        if blocks:
-            mat = _basis_matrix(d, [l for _, l in blocks])
-            out[p] = _Side(blocks, _Linear.build(mat, sparse))
+        at = {ir.l: offsets[i] for i, (_, ir) in enumerate(irreps) if ir.p == p}
+        if at:
+            degrees = _degrees(list(at), irreps.lmax, full)
+            out[p] = _Side([(at.get(l), l) for l in degrees], _basis_matrix(d, degrees))
     return out
 
 
-def _build(d: MTPDescriptor, sparse: bool) -> _MTPPlan:
-    read, rows_of, out_blocks = {}, {}, []
+def _build(d: MTPDescriptor, full: bool) -> _MTPPlan:
+    read, first_row, out_blocks = {}, {}, []
     for p in (1, -1):
-        degrees = [ir.l for _, ir in d.irreps_out if ir.p == p]
-        if degrees:
-            read[p] = _Linear.build(d.scale * _basis_matrix(d, degrees).T, sparse)
-            rows_of[p] = 0
+        present = [ir.l for _, ir in d.irreps_out if ir.p == p]
+        if present:
+            degrees = _degrees(present, d.irreps_out.lmax, full)
+            read[p] = d.scale * _basis_matrix(d, degrees).T
+            first_row[p] = {}
+            for l in degrees:
+                first_row[p][l] = sum(2 * k + 1 for k in degrees[:degrees.index(l)])
     for _, ir in d.irreps_out:
-        out_blocks.append((ir.p, rows_of[ir.p], ir.l))
-        rows_of[ir.p] += ir.dim
-    return _MTPPlan(d, channel_layout(d), _sides(d, d.irreps_in1, sparse),
-                    _sides(d, d.irreps_in2, sparse), read, out_blocks)
+        out_blocks.append((ir.p, first_row[ir.p][ir.l], ir.l))
+    plan = _MTPPlan(d, channel_layout(d), _sides(d, d.irreps_in1, full),
+                    _sides(d, d.irreps_in2, full), read, out_blocks)
+    if not full and d.channels == 1 and d.channels_in2 == 1 and read:
+        plan.folded = _fold(plan)
+    return plan
+
+
+def _stacked(d: MTPDescriptor, irreps, classes: tuple[int, ...], pq: bool) -> np.ndarray:
+    """``(rows, dim)``: flat features of ``irreps`` -> the stacked matrices (:class:`_Folded`)."""
+    n2 = d.n * d.n
+    out = np.zeros((n2, 2, irreps.dim) if pq else (len(classes), n2, irreps.dim))
+    for (_, ir), sl in zip(irreps, irreps.slices(), strict=True):
+        basis = d.basis(ir.l).reshape(n2, ir.dim)
+        if pq:
+            out[:, 0, sl], out[:, 1, sl] = basis, ir.p * basis
+        elif ir.p in classes:
+            out[classes.index(ir.p), :, sl] = basis
+    return out.reshape(-1, irreps.dim)
+
+
+def _fold(plan: _MTPPlan) -> _Folded:
+    d = plan.d
+    cls1, cls2 = tuple(plan.in1), tuple(plan.in2)
+    pq = len(cls1) == 2 and len(cls2) == 2 and set(plan.read) == {1, -1}
+    # pq reads (P + Q) / 2 and (P - Q) / 2: the 1/2 goes into the read-out
+    read = (0.5 if pq else 1.0) * d.scale * _stacked(d, d.irreps_out, tuple(plan.read), pq)
+    return _Folded(pq, _stacked(d, d.irreps_in1, cls1, pq), _stacked(d, d.irreps_in2, cls2, pq),
+                   read, cls1, cls2, tuple(plan.read))
 
 
 #: Chunking bound: the batch runs in one piece while its ``n x n x C x batch`` matrices have at
@@ -174,11 +192,13 @@ def chunked(fn, x1: jax.Array, x2: jax.Array, chunk: int) -> jax.Array:
 
 def _embed(side: _Side, xt: jax.Array, channels: int, n: int) -> jax.Array:
     """``xt (dim, S)`` -> ``X (n, n, channels, S)``."""
-    s = xt.shape[1]
-    rows = [jnp.swapaxes(xt[o:o + channels * (2 * l + 1)].reshape(channels, 2 * l + 1, s), 0, 1)
+    s, dt = xt.shape[1], xt.dtype
+    rows = [jnp.zeros((2 * l + 1, channels, s), dt) if o is None else
+            jnp.swapaxes(xt[o:o + channels * (2 * l + 1)].reshape(channels, 2 * l + 1, s), 0, 1)
             for o, l in side.blocks]  # (2l+1, channels, S) each
     v = jnp.concatenate(rows, axis=0) if len(rows) > 1 else rows[0]
-    return side.embed(v.reshape(v.shape[0], channels * s)).reshape(n, n, channels, s)
+    x = jnp.matmul(const(side.embed, dt), v.reshape(v.shape[0], channels * s), precision=HIGHEST)
+    return x.reshape(n, n, channels, s)
 
 
 def _products(m1: dict, m2: dict, wanted: set[int]) -> dict[int, jax.Array]:
@@ -197,13 +217,40 @@ def _products(m1: dict, m2: dict, wanted: set[int]) -> dict[int, jax.Array]:
     return out
 
 
+def _rows_times(mat: np.ndarray, x: jax.Array) -> jax.Array:
+    """``mat (R, dim) @ x (S, dim)^T -> (R, S)`` (the transpose rides on the GEMM)."""
+    return jax.lax.dot_general(const(mat, x.dtype), x, (((1,), (1,)), ((), ())),
+                               precision=HIGHEST)
+
+
+def _folded_core(f: _Folded, n: int, x1: jax.Array, x2: jax.Array) -> jax.Array:
+    s = x1.shape[0]
+    m1, m2 = _rows_times(f.embed1, x1), _rows_times(f.embed2, x2)
+    if f.pq:
+        z = bmm(m1.reshape(n, n, 2, s), m2.reshape(n, n, 2, s))  # [P, Q]
+    else:
+        a1, a2 = m1.reshape(-1, n, n, s), m2.reshape(-1, n, n, s)
+        zs = []
+        for p in f.classes_out:
+            terms = [bmm(a1[k1], a2[f.classes2.index(p * p1)])
+                     for k1, p1 in enumerate(f.classes1) if p * p1 in f.classes2]
+            zs.append(sum(terms[1:], terms[0]))
+        z = jnp.stack(zs) if len(zs) > 1 else zs[0]
+    # (rows, S)^T @ read (rows, dim_out) -> (S, dim_out)
+    return jax.lax.dot_general(z.reshape(-1, s), const(f.read, x1.dtype),
+                               (((0,), (0,)), ((), ())), precision=HIGHEST)
+
+
 def _core(plan: _MTPPlan, x1: jax.Array, x2: jax.Array) -> jax.Array:
     d, s, dt, n = plan.d, x1.shape[0], x1.dtype, plan.d.n
+    if plan.folded is not None:
+        return _folded_core(plan.folded, n, x1, x2)
     c = d.channels
     x1t, x2t = x1.T, x2.T
     m1 = {p: _embed(side, x1t, c, n) for p, side in plan.in1.items()}
     m2 = {p: _embed(side, x2t, d.channels_in2, n) for p, side in plan.in2.items()}
-    read = {p: plan.read[p](z.reshape(n * n, c * s)).reshape(-1, c, s)
+    read = {p: jnp.matmul(const(plan.read[p], dt), z.reshape(n * n, c * s), precision=HIGHEST)
+            .reshape(-1, c, s)
             for p, z in _products(m1, m2, set(plan.read)).items()}
     parts = []
     for p, row, l in plan.out_blocks:
@@ -217,7 +264,8 @@ def _core(plan: _MTPPlan, x1: jax.Array, x2: jax.Array) -> jax.Array:
     return (jnp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]).T
 
 
-register(Method("mtp", "dense", _mtp_available, lambda d: _build(d, False), _run,
-                "dense change of basis GEMMs around n x n products"))
-register(Method("mtp", "sparse", _mtp_available, lambda d: _build(d, True), _run,
-                "block-sparse change of basis (GEMM per support group) around n x n products"))
+register(Method("mtp", "dense", _mtp_available, lambda d: _build(d, True), _run,
+                "change of basis with the full basis of degrees 0..L around n x n products"))
+register(Method("mtp", "sparse", _mtp_available, lambda d: _build(d, False), _run,
+                "change of basis with the nonzero (parity, degree) blocks only around n x n "
+                "products"))
