@@ -75,3 +75,26 @@ def test_default_methods():
     assert tp_torch.TensorProduct(CASES["mtp_all"]).method == "sparse"
     big = spec.mtp("0e+1o+2e+3o+4e+5o+6e", "0e+1o+2e+3o+4e+5o+6e", "0e+1o+2e+12e")
     assert tp_torch.default_method(big) == "sparse"  # see the choice table in _module.py
+
+
+@pytest.mark.parametrize("name", ["uvu_sh", "uvu_pad", "uvu_shared_out"])
+@pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
+def test_channelwise_degree0_shortcut(name, compiled, rng):
+    """Channelwise paths with a degree-0 ``x2`` block skip the matmul (``_cw_scale``) unless the
+    weight gradient needs the unweighted products: both cases against the reference."""
+    from tp_spec import reference
+    from tp_torch._cgtp import CGTPFused
+
+    d = CASES[name]
+    tp = tp_torch.TensorProduct(d, "fused")
+    kernel = next(m for m in tp.modules() if isinstance(m, CGTPFused))
+    assert kernel._cw_scale, "the case has degree-0 x2 paths"
+    fn = tp
+    if compiled:
+        torch._dynamo.reset()
+        fn = torch.compile(tp, fullgraph=True, dynamic=False, backend="aot_eager")
+    x1, x2, w = random_inputs(d, (6,), rng)
+    ref = reference.apply(d, x1, x2, w)
+    for grad in (False, True):
+        out = fn(*tensors(x1, x2, w, grad=grad))
+        np.testing.assert_allclose(out.detach().numpy(), ref, rtol=1e-12, atol=1e-12)
