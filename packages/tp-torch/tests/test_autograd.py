@@ -101,3 +101,14 @@ def test_first_and_second_order(name, method, per_sample, rng):
         fd = (gp[k] - gm[k]) / (2 * H)
         an = torch.zeros_like(fd) if hv[k] is None else hv[k]
         assert torch.allclose(an, fd, **_tol(tp)), ("hvp", k)
+
+
+@pytest.mark.parametrize("name", ["mimo", "mimo_split"])
+def test_scalar_plan_matvec_gradients(name, rng, monkeypatch):
+    """The scalar plan's outer-product gradients as batched matrix-vector products (the branch
+    that larger products take): first and second order as in the test above."""
+    from tp_torch import _cgtp
+
+    monkeypatch.setattr(_cgtp, "_MATVEC_MIN", 0)
+    monkeypatch.setattr(_cgtp, "_MATVEC_T_MIN", 0)
+    test_first_and_second_order(name, "fused", False, rng)
