@@ -75,3 +75,16 @@ def test_expressivity_small_cases():
     assert expressivity(d) == 6 * 4
     # no paths at all
     assert expressivity(spec.cgtp("0e", "0e", "1o", instructions=[])) == 0
+
+
+def test_expressivity_refuses_huge_jacobians_before_work():
+    """MACE-large shape: ~1e13 Jacobian entries; a clear error instead of hours of NumPy
+    (the models benchmark suite once spent 30 minutes here)."""
+    d = spec.cgtp("128x0e+128x1o+128x2e", "0e+1o+2e+3o", mode="uvu")
+    with pytest.raises(ValueError, match="max_entries"):
+        expressivity(d)
+    # a small one under an explicit bound still computes; the bound is exclusive of it
+    small = spec.gtp("0e + 1o", "0e + 1o")
+    assert expressivity(small, max_entries=None) == 5
+    with pytest.raises(ValueError, match="max_entries"):
+        expressivity(small, max_entries=1)

@@ -37,7 +37,7 @@ import numpy as np
 from .descriptor import Path, TensorProductDescriptor
 from .irreps import Irrep, Irreps
 
-__all__ = ["expressivity", "interactability", "path_counts"]
+__all__ = ["MAX_JACOBIAN_ENTRIES", "expressivity", "interactability", "path_counts"]
 
 Triple = tuple[tuple[int, int], tuple[int, int], tuple[int, int]]
 
@@ -153,10 +153,19 @@ class _Family:
         return np.concatenate(parts) if parts else np.zeros(0)
 
 
-def expressivity(d: TensorProductDescriptor, *, seed: int = 0, rtol: float = 1e-9) -> int:
+#: Largest Jacobian (entries) :func:`expressivity` builds by default: 2e7 float64 entries are
+#: 160 MB and a few seconds; model shapes with many channels (MACE's 128) would need ~1e13.
+MAX_JACOBIAN_ENTRIES = 20_000_000
+
+
+def expressivity(d: TensorProductDescriptor, *, seed: int = 0, rtol: float = 1e-9,
+                 max_entries: int | None = MAX_JACOBIAN_ENTRIES) -> int:
     """Dimension of ``{Lin_out o T o (Lin_1, Lin_2)}`` (module docstring): the rank of the
     Jacobian of (Lin matrices, T's weights) -> coefficients in the CG path basis, at a random
     point (``seed``), singular values above ``rtol * s_max``.
+
+    ``ValueError`` (before any work) when that Jacobian has more than ``max_entries`` entries
+    (``None``: no bound); its size grows as the sixth power of the multiplicities.
 
     >>> import tp_spec as spec
     >>> expressivity(spec.cgtp("0e + 1o", "0e + 1o", "0e + 1o + 1e + 2e", mode="uvw"))
@@ -167,6 +176,13 @@ def expressivity(d: TensorProductDescriptor, *, seed: int = 0, rtol: float = 1e-
     fam = _Family(d)
     if fam.size == 0 or not fam.triples:
         return 0
+    rows = sum(fam.t1[a] * fam.t2[b] * fam.t3[c] for a, b, c in fam.triples)
+    if max_entries is not None and rows * fam.size > max_entries:
+        raise ValueError(
+            f"expressivity: the Jacobian of this descriptor has {rows} x {fam.size} = "
+            f"{rows * fam.size:.3g} entries, over max_entries = {max_entries:.3g} (multiplicities "
+            f"{d.irreps_in1} x {d.irreps_in2} -> {d.irreps_out}); pass max_entries=None to "
+            "compute it anyway")
     rng = np.random.default_rng(seed)
     theta = rng.normal(size=fam.size)
     base = fam.coefficients(theta)
