@@ -18,7 +18,7 @@ channels according to the e3nn mode (DESIGN section 3). Unweighted paths use ``W
   (``dot_general`` with a batch dimension: few HLO ops, fast compiles). The batch runs through
   ``lax.map`` in chunks of ``CHUNK`` rows, transposed to ``(features, rows)``, so that the
   products of one chunk stay in cache (that, not the MACs, bounds the speed on CPU).
-  Reverse mode: every fixed row gather is a ``row_take`` (``_channels``) whose transpose is a
+  Reverse mode: every fixed row gather is a ``row_take`` (``_rows``) whose transpose is a
   gather + reshape-sum, not a scatter-add, and the chunk step is ``jax.checkpoint``ed (the
   backward recomputes a chunk's products in cache instead of storing them for the batch).
 * otherwise: paths sharing the input blocks ``(i1, i2)`` are contracted with one concatenated
@@ -39,7 +39,8 @@ from tp_spec import CGTPDescriptor
 from tp_spec.descriptor import mode_subscripts
 
 from ._api import Method, const, einsum, ix, register
-from ._channels import buckets, row_take
+from ._channels import buckets
+from ._rows import row_take
 
 # ----------------------------------------------------------------------------- helpers
 

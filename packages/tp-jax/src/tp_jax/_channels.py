@@ -6,7 +6,6 @@ Inputs are ``x1 (N, dim1)`` with blocks ``(C, 2l+1)`` and ``x2 (N, dim2)`` with 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import jax
@@ -110,94 +109,9 @@ def with_zero_column(x: jax.Array) -> jax.Array:
     return jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (1,), x.dtype)], axis=-1)
 
 
-# ----------------------------------------------------------------------------- row gathers
-
-
-def _gather_rows(x: jax.Array, idx: jax.Array, d: int) -> jax.Array:
-    """``x (d, ...) -> (len(idx), ...)``; index ``d`` reads a zero row."""
-    x = jnp.concatenate([x, jnp.zeros((1,) + x.shape[1:], x.dtype)], axis=0)
-    return jnp.take(x, idx, axis=0, mode="clip", indices_are_sorted=False)
-
-
-def _sum_rows(c: jax.Array, table: jax.Array) -> jax.Array:
-    """``c (R, ...) -> (d, ...)``: row ``i`` is the sum of the rows ``table[i]`` of ``c``
-    (index ``R`` reads a zero row): a gather and a reshape-sum, no scatter."""
-    d, m = table.shape
-    g = _gather_rows(c, table.reshape(-1), c.shape[0])
-    return g if m == 1 else g.reshape((d, m) + c.shape[1:]).sum(axis=1)
-
-
-def row_take(idx: np.ndarray, d: int) -> Callable[[jax.Array], jax.Array]:
-    """The linear map ``x (d, ...) -> x[idx] (R, ...)`` (``idx == d``: a zero row) whose
-    transpose is a gather and a sum over a padded ``(d, max count)`` table of the positions of
-    every row, not a scatter-add (slow on CPU). Both directions are ``linear_call``s, each the
-    other's transpose, so jvp, vjp and every higher order stay scatter-free."""
-    idx = np.asarray(idx, dtype=np.int64)
-    r = idx.size
-    counts = np.bincount(idx[idx < d], minlength=d)
-    table = np.full((d, max(1, int(counts.max(initial=0)))), r, dtype=np.int64)
-    order = np.argsort(idx, kind="stable")
-    start = 0
-    for i in range(d):
-        table[i, :counts[i]] = order[start:start + counts[i]]
-        start += counts[i]
-
-    res = (ix(idx), ix(table))  # operands, not constants: safe under nested traces
-
-    def fwd(r: tuple, x: jax.Array) -> jax.Array:
-        return _gather_rows(x, r[0], d)
-
-    def bwd(r: tuple, c: jax.Array) -> jax.Array:
-        return _sum_rows(c, r[1])
-
-    if _linear_call is None:  # pragma: no cover - JAX without linear_call
-        return lambda x: _gather_rows(x, ix(idx), d)
-    return lambda x: _linear_call(fwd, bwd, res, x)
-
-
-def _linear_call_batcher(axis_data, vals, dims, *, callee, transpose_thunk, num_callee_consts,
-                         num_res):
-    """vmap of a ``linear_call`` that keeps the custom transpose (vmapped as well)."""
-    nk = num_callee_consts + num_res
-    if all(dd is None for dd in dims):
-        out = _linear_call_p.bind(*vals, callee=callee, transpose_thunk=transpose_thunk,
-                                  num_callee_consts=num_callee_consts, num_res=num_res)
-        return out, [None] * len(out)
-    if any(dd is not None for dd in dims[:nk]):  # batched residuals: plain vmap of the callee
-        fun = jax.vmap(lambda *a: _eval_jaxpr(callee.jaxpr, (), *a), in_axes=tuple(dims))
-        out = fun(*vals)
-        return out, [0] * len(out)
-    consts, res = list(vals[:num_callee_consts]), list(vals[num_callee_consts:nk])
-    lin = vals[nk:]
-    lin = [jnp.broadcast_to(v, (axis_data.size,) + v.shape) if dd is None
-           else jnp.moveaxis(v, dd, 0) for v, dd in zip(lin, dims[nk:], strict=True)]
-
-    def f(r: list, xs: list) -> list:
-        return jax.vmap(lambda *a: _eval_jaxpr(callee.jaxpr, (), *consts, *r, *a))(*xs)
-
-    def t(r: list, cs: list) -> list:
-        tj, tc = transpose_thunk()
-        return jax.vmap(lambda *a: _eval_jaxpr(tj.jaxpr, (), *tc, *r, *a))(*cs)
-
-    out = _linear_call(f, t, res, lin)
-    return out, [0] * len(out)
-
-
-try:
-    from jax._src.core import eval_jaxpr as _eval_jaxpr
-    from jax._src.custom_derivatives import linear_call_p as _linear_call_p
-    from jax._src.interpreters import batching as _batching
-    from jax.custom_derivatives import linear_call as _linear_call
-
-    if _linear_call_p not in _batching.fancy_primitive_batchers:
-        _batching.fancy_primitive_batchers[_linear_call_p] = _linear_call_batcher
-except ImportError:  # pragma: no cover - older/newer JAX: plain gathers (scatter transposes)
-    _linear_call = None
-
-
 def finish(out: jax.Array, mult: jax.Array | None) -> jax.Array:
     return out if mult is None else out * mult
 
 
 __all__ = ["ChannelLayout", "block_index", "buckets", "channel_layout", "const", "finish",
-           "row_take", "scale_inputs", "with_zero_column"]
+           "scale_inputs", "with_zero_column"]
