@@ -715,5 +715,10 @@ class CGTPFused(_CGTPKernel):
                 s = torch.einsum("bui,bvix->buvx", a, t)
             for n, (c0, c1) in zip(idx, cols, strict=True):
                 p = self.d.paths[n]
-                _add(blocks, p.i_out, _apply_mode(p, s[..., c0:c1], _path_weight(p, w)))
+                sp = s[..., c0:c1]
+                if w is not None and w.dim() > 1 and len(idx) > 1:
+                    # per-sample weights: the batched einsum on a strided column slice runs
+                    # 1.6x slower than copy + einsum (DiffDock shapes, batch 2,000)
+                    sp = sp.contiguous()
+                _add(blocks, p.i_out, _apply_mode(p, sp, _path_weight(p, w)))
         return _assemble(self.d, blocks, b, x1)
