@@ -146,13 +146,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"benchmarks: suite {args.suite}, {len(workloads)} workloads, {len(subjects)} "
           f"subjects, passes {','.join(passes)}, device {device}, dtype {args.dtype}",
           file=sys.stderr)
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("benchmarks") / "out" / f"{stamp}-{args.suite}"
+    partial = out / "results.partial.json"
+
+    def checkpoint(rec: dict[str, Any]) -> None:
+        from .report import dump
+
+        out.mkdir(parents=True, exist_ok=True)
+        dump(rec, partial)
+
     record = run(workloads, subjects, passes=passes, dtype=args.dtype, device=device,
                  budget_s=budget, pass_filter=pass_filter, timing=timing,
                  progress=not args.no_progress, machine=args.machine, config=config,
-                 seed=args.seed)
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out) if args.out else Path("benchmarks") / "out" / f"{stamp}-{args.suite}"
+                 seed=args.seed, checkpoint=checkpoint)
     _write_outputs(record, out, plots=not args.no_plots)
+    partial.unlink(missing_ok=True)
     return 0
 
 

@@ -208,11 +208,14 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
         dtype: str = "float32", device: str = "cpu", budget_s: float | None = None,
         pass_filter: Callable[[Any, str], bool] | None = None, timing: dict[str, Any] | None = None,
         progress: bool = True, machine: str | None = None, config: dict[str, Any] | None = None,
-        seed: int = 0) -> dict[str, Any]:
+        seed: int = 0,
+        checkpoint: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
     """Run everything and return the JSON record (see :mod:`benchmarks.report` for the schema).
 
     ``budget_s``: wall-clock budget; tasks left when it runs out are recorded as
     ``skipped: time budget``. ``pass_filter(wl, pass)`` may drop (workload, pass) pairs.
+    ``checkpoint(record)``, if given, receives the record of the tasks done so far after each
+    task (so that a crash, e.g. the kernel's out-of-memory killer, does not lose the run).
     """
     for p in passes:
         if p not in PASSES:
@@ -224,6 +227,11 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
     tasks = [(wl, s) for wl in workloads for s in subjects if wl.op in s.ops]
     bar = _Progress(len(tasks), progress)
     results: list[dict[str, Any]] = []
+
+    def record() -> dict[str, Any]:
+        return _record(machine_start, device, config, passes, dtype, budget_s, timing, seed,
+                       start, results)
+
     avail: dict[str, str | None] = {}
     cost_cache: dict[Any, Any] = {}
     for wl, subject in tasks:
@@ -334,7 +342,15 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
         bar.update(label)
         # release big arrays before the next subject
         del args, built, prepared, raw
+        if checkpoint is not None:
+            checkpoint(record())
     bar.close()
+    return record()
+
+
+def _record(machine_start: dict[str, Any], device: str, config: dict[str, Any] | None,
+            passes: tuple[str, ...], dtype: str, budget_s: float | None, timing: dict[str, Any],
+            seed: int, start: float, results: list[dict[str, Any]]) -> dict[str, Any]:
     return {
         "schema": "tp-bench", "schema_version": SCHEMA_VERSION,
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),

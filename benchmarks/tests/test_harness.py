@@ -119,3 +119,17 @@ def test_plots_written(tiny_workload: Any, tmp_path: Path) -> None:
     rec = runner.run(wls, [FakeSubject()], passes=("fwd",), progress=False, timing=FAST)
     files = report.plots(rec, tmp_path)
     assert files and all(f.suffix == ".png" and f.stat().st_size > 1000 for f in files)
+
+
+def test_checkpoint_gets_a_valid_record_after_each_task(tiny_workload: Any) -> None:
+    """A run that dies midway (the OOM killer took a paper-suite run at L=8) keeps the tasks
+    done: the CLI writes each checkpoint to ``results.partial.json``."""
+    seen: list[dict[str, Any]] = []
+    rec = runner.run([tiny_workload], [FakeSubject("fake/a"), FakeSubject("fake/b")],
+                     passes=("fwd",), progress=False, timing=FAST,
+                     checkpoint=lambda r: seen.append(copy.deepcopy(r)))
+    assert [len(r["results"]) for r in seen] == [1, 2]
+    for r in seen:
+        report.validate(r)
+    assert seen[0]["results"][0]["subject"] == "fake/a"
+    assert seen[-1]["results"] == rec["results"]
