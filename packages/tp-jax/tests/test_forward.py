@@ -138,7 +138,8 @@ def test_mtp_chunked_batch_vs_reference(method, monkeypatch):
     ("0e+2e", "1o", None),  # one class each side
     ("0e+1o+2e", "0e+1o", "0e+1e+2e"),  # two pairs summed into one output class
     ("1o+2e", "0o+1e", "1e+2o+3e"),  # explicit output, odd-led classes
-], ids=["pq", "one-class", "summed-pairs", "explicit-out"])
+    ("0e+2e", "0e+2e", "0e+1o+2e"),  # an output parity no pair reaches: zeros
+], ids=["pq", "one-class", "summed-pairs", "explicit-out", "unreached-parity"])
 @pytest.mark.parametrize("weights", [False, True], ids=["plain", "per_degree"])
 def test_mtp_one_channel_folded_vs_reference(args, weights):
     """One channel, ``sparse``: the folded three-GEMM pipeline (value and gradient)."""

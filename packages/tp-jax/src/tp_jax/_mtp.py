@@ -119,9 +119,8 @@ def _build(d: MTPDescriptor, full: bool) -> _MTPPlan:
         if present:
             degrees = _degrees(present, d.irreps_out.lmax, full)
             read[p] = d.scale * _basis_matrix(d, degrees).T
-            first_row[p] = {}
-            for l in degrees:
-                first_row[p][l] = sum(2 * k + 1 for k in degrees[:degrees.index(l)])
+            starts = np.cumsum([0] + [2 * l + 1 for l in degrees])
+            first_row[p] = dict(zip(degrees, starts[:-1].tolist(), strict=False))
     for _, ir in d.irreps_out:
         out_blocks.append((ir.p, first_row[ir.p][ir.l], ir.l))
     plan = _MTPPlan(d, channel_layout(d), _sides(d, d.irreps_in1, full),
@@ -230,12 +229,11 @@ def _folded_core(f: _Folded, n: int, x1: jax.Array, x2: jax.Array) -> jax.Array:
         z = bmm(m1.reshape(n, n, 2, s), m2.reshape(n, n, 2, s))  # [P, Q]
     else:
         a1, a2 = m1.reshape(-1, n, n, s), m2.reshape(-1, n, n, s)
-        zs = []
-        for p in f.classes_out:
-            terms = [bmm(a1[k1], a2[f.classes2.index(p * p1)])
-                     for k1, p1 in enumerate(f.classes1) if p * p1 in f.classes2]
-            zs.append(sum(terms[1:], terms[0]))
-        z = jnp.stack(zs) if len(zs) > 1 else zs[0]
+        zs = _products(dict(zip(f.classes1, a1, strict=True)),
+                       dict(zip(f.classes2, a2, strict=True)), set(f.classes_out))
+        # an output parity that no parity pair reaches reads zeros
+        z = jnp.stack([zs[p] if p in zs else jnp.zeros((n, n, s), x1.dtype)
+                       for p in f.classes_out])
     # (rows, S)^T @ read (rows, dim_out) -> (S, dim_out)
     return jax.lax.dot_general(z.reshape(-1, s), const(f.read, x1.dtype),
                                (((0,), (0,)), ((), ())), precision=HIGHEST)
