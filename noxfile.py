@@ -155,6 +155,8 @@ def jax(session: nox.Session) -> None:
     """tp-jax tests; conformance of tp_jax and of the jax oracles (e3nn-jax, cuEquivariance)."""
     install_jax(session)
     _package_tests(session, "tp-jax")
+    session.install("-r", str(ROOT / "benchmarks" / "requirements.txt"))
+    _pytest(session, "benchmarks/tests/test_anchors.py", "-q", "-p", "no:cacheprovider")
     _conformance(session, "jax", ["tp_jax", *JAX_ORACLES], env=XLA_TEST_FLAGS)
 
 

@@ -3,9 +3,10 @@
 * ``run [--suite default|paper|models|scaling] [--ops cgtp,gtp,mtp] [--L 1,2,4]
   [--kinds SISO,SIMO,MIMO] [--batch N] [--passes fwd,bwd,dbl] [--subjects tp_jax,e3nn,...]
   [--dtype float32] [--device auto|cpu|cuda] [--budget SECONDS] [--target-s S]
-  [--machine NAME] [--out DIR]``: run, print the Markdown table (speedups against the anchors
-  measured in the same run) and the paper's headline claims, write ``results.json``,
-  ``results.md`` and PNG plots to ``DIR`` (default ``benchmarks/out/<timestamp>/``).
+  [--machine NAME] [--memory-cap auto|off|GIB] [--out DIR]``: run, print the Markdown table
+  (speedups against the anchors measured in the same run) and the paper's headline claims,
+  write ``results.json``, ``results.md`` and PNG plots to ``DIR`` (default
+  ``benchmarks/out/<timestamp>/``).
 * ``compare A.json B.json``: per-measurement ratios B / A.
 * ``report A.json [--out DIR]``: the table, claims and plots of an existing record.
 * ``docs-page A.json [B.json ...]``: the Markdown results page (stdout).
@@ -45,6 +46,18 @@ def _csv(text: str | None, conv: Any = str) -> tuple[Any, ...] | None:
     if text is None or text == "":
         return None
     return tuple(conv(t.strip()) for t in text.split(",") if t.strip())
+
+
+def _memory_cap(text: str) -> str | float:
+    if text in ("auto", "off"):
+        return text
+    try:
+        gib = float(text)
+    except ValueError:
+        gib = -1.0
+    if not gib > 0:
+        raise argparse.ArgumentTypeError(f"expected 'auto', 'off' or a positive GiB, got {text!r}")
+    return gib
 
 
 def _device(name: str) -> str:
@@ -146,6 +159,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"benchmarks: suite {args.suite}, {len(workloads)} workloads, {len(subjects)} "
           f"subjects, passes {','.join(passes)}, device {device}, dtype {args.dtype}",
           file=sys.stderr)
+    if args.memory_cap != "off" and device == "cpu":
+        from .memory import cap_address_space
+
+        extra = None if args.memory_cap == "auto" else int(args.memory_cap * 2**30)
+        cap = cap_address_space(extra)
+        config["memory_cap_bytes"] = cap
+        if cap:
+            print(f"benchmarks: address space capped at {cap / 2**30:.1f} GiB (an allocation "
+                  "that does not fit is recorded as an error; --memory-cap off to disable)",
+                  file=sys.stderr)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("benchmarks") / "out" / f"{stamp}-{args.suite}"
     partial = out / "results.partial.json"
@@ -235,6 +258,11 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--threads", type=int, help="CPU threads for torch and XLA (default 1: "
                    "both frameworks' pools share one process and spinning pools distort the "
                    "timings of the other)")
+    r.add_argument("--memory-cap", default="auto", type=_memory_cap,
+                   help="CPU runs: cap the address space so that an allocation that does not "
+                        "fit raises (recorded as an error) instead of the OOM killer ending "
+                        "the run; 'auto' (in use + 85%% of available memory), 'off', or the "
+                        "GiB to add to what is in use")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--no-plots", action="store_true")

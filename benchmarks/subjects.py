@@ -500,6 +500,17 @@ def _cue_fc_ok(wl: Any) -> str | None:
     return None
 
 
+def _mul_ir_to_ir_mul(irreps: Any) -> np.ndarray:
+    """Index array ``p`` with ``x_ir_mul = x_mul_ir[..., p]`` (each block ``(mul, d)`` to
+    ``(d, mul)``)."""
+    parts, offset = [], 0
+    for mul, ir in irreps:
+        block = np.arange(mul * ir.dim).reshape(mul, ir.dim)
+        parts.append(offset + block.T.reshape(-1))
+        offset += mul * ir.dim
+    return np.concatenate(parts) if parts else np.zeros(0, dtype=int)
+
+
 class CueqTorchCGTP(Subject):
     name = "cueq-torch/cgtp"
     library = "cuequivariance_torch"
@@ -565,6 +576,17 @@ class CueqJaxCGTP(Subject):
         method = "naive" if device == "cpu" else "uniform_1d"
         import jax
 
+        # The descriptor's operands are in cuEquivariance's ``ir_mul`` layout; the arrays are
+        # transposed to it (and the output back) outside the timed call.
+        p1, p2, po = (_mul_ir_to_ir_mul(irr) for irr in
+                      (d.irreps_in1, d.irreps_in2, d.irreps_out))
+
+        def to_native(args: list[np.ndarray]) -> list[np.ndarray]:
+            return [args[0][..., p1], args[1][..., p2], *args[2:]]
+
+        def from_native(out: np.ndarray) -> np.ndarray:
+            return np.asarray(out)[..., np.argsort(po)]
+
         def fn(x1: Any, x2: Any, w: Any) -> Any:
             wb = w if w.ndim == 2 else w[None, :]
             inputs = [cuex.RepArray(e.inputs[0], wb, cue.mul_ir),
@@ -575,7 +597,8 @@ class CueqJaxCGTP(Subject):
                 method=method)
             return out.array
 
-        return Built("jax", fn, True, time.perf_counter() - t0, note=method)
+        return Built("jax", fn, True, time.perf_counter() - t0, note=f"{method}, ir_mul layout",
+                     to_native=to_native, from_native=from_native)
 
     def versions(self) -> dict[str, str]:
         return {"cuequivariance": _import("cuequivariance").__version__}

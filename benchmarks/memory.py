@@ -1,0 +1,69 @@
+"""A memory cap for CPU runs: an allocation that does not fit raises instead of the kernel's
+out-of-memory killer ending the whole run.
+
+A paper-suite run was killed at L=8 by one subject's double backward (24 GB resident on a
+24 GB machine), losing every measurement before it. With the process's address space capped
+(``RLIMIT_AS``) at what it uses now plus a fraction of the memory the kernel reports available,
+NumPy raises ``MemoryError``, torch ``RuntimeError`` ("can't allocate memory") and XLA
+``RESOURCE_EXHAUSTED``: the runner records that task as an error and goes on.
+
+Not for GPU runs: the CUDA driver reserves address ranges far larger than physical memory, so
+a cap on the address space would refuse CUDA's own initialisation.
+"""
+
+from __future__ import annotations
+
+import resource
+
+__all__ = ["address_space_in_use", "available_memory", "cap_address_space"]
+
+#: Fraction of the available memory the run may add to its address space.
+DEFAULT_FRACTION = 0.85
+
+
+def _meminfo_kib(path: str, key: str) -> int | None:
+    try:
+        with open(path) as fh:
+            for line in fh:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except (OSError, ValueError, IndexError):
+        return None
+    return None
+
+
+def available_memory() -> int | None:
+    """Bytes the kernel reports available (``MemAvailable``), or ``None`` off Linux."""
+    kib = _meminfo_kib("/proc/meminfo", "MemAvailable")
+    return None if kib is None else kib * 1024
+
+
+def address_space_in_use() -> int | None:
+    """This process's virtual size in bytes (``VmSize``), or ``None`` off Linux."""
+    kib = _meminfo_kib("/proc/self/status", "VmSize")
+    return None if kib is None else kib * 1024
+
+
+def cap_address_space(extra_bytes: int | None = None,
+                      fraction: float = DEFAULT_FRACTION) -> int | None:
+    """Cap the address space at what is in use plus ``extra_bytes`` (default: ``fraction`` of
+    the available memory). Returns the cap in bytes, or ``None`` where it cannot be set (no
+    ``/proc``); never raises the limit above an existing one."""
+    if not 0 < fraction <= 1:
+        raise ValueError(f"fraction must be in (0, 1], got {fraction}")
+    used = address_space_in_use()
+    if extra_bytes is None:
+        avail = available_memory()
+        if avail is None:
+            return None
+        extra_bytes = int(avail * fraction)
+    if used is None or extra_bytes <= 0:
+        return None
+    soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    cap = used + int(extra_bytes)
+    if soft != resource.RLIM_INFINITY:
+        cap = min(cap, soft)
+    if hard != resource.RLIM_INFINITY:
+        cap = min(cap, hard)
+    resource.setrlimit(resource.RLIMIT_AS, (cap, hard))
+    return cap

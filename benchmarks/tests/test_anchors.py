@@ -1,0 +1,44 @@
+"""Anchor adapters pass the harness's reference check on multi-channel shapes (run in the torch
+and the jax nox sessions: each skips the anchors whose library is not installed)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import pytest
+
+from benchmarks import subjects
+from benchmarks.runner import check_subject
+from benchmarks.workloads import Workload
+
+
+def test_mul_ir_to_ir_mul_by_hand() -> None:
+    from tp_spec import Irreps
+
+    # 2x1o+1x0e: mul_ir [a0x a0y a0z a1x a1y a1z s] -> ir_mul [a0x a1x a0y a1y a0z a1z s]
+    p = subjects._mul_ir_to_ir_mul(Irreps("2x1o+1x0e"))
+    assert p.tolist() == [0, 3, 1, 4, 2, 5, 6]
+
+
+#: Fully connected shapes with multiplicities > 1 on l > 0 (where mul_ir and ir_mul differ),
+#: unsorted irreps and per-sample weights (DiffDock's), and shared weights.
+FC_CASES = [
+    Workload("models", "fc-unsorted-per-sample", "cgtp", "3x1o+2x1e+4x0e+2x0o", "1x0e+1x1o",
+             "3x1o+2x1e+4x0e+2x0o", batch=8, mode="uvw", per_sample_weights=True),
+    Workload("models", "fc-shared", "cgtp", "2x0e+3x1o+2x2e", "1x0e+1x1o+1x2e",
+             "2x0e+2x1o+2x2e", batch=8, mode="uvw"),
+]
+
+
+@pytest.mark.parametrize("anchor", ["CueqTorchCGTP", "CueqJaxCGTP"])
+@pytest.mark.parametrize("wl", FC_CASES, ids=lambda w: w.name)
+def test_cuequivariance_anchor_matches_reference(anchor: str, wl: Workload) -> None:
+    subject: Any = getattr(subjects, anchor)()
+    reason = subject.available()
+    if reason:
+        pytest.skip(reason)
+    assert subject.applicable(wl, "cpu") is None
+    check = check_subject(subject.build(wl, "float32", "cpu"), wl, "float32", "cpu")
+    assert check["ok"], check
+    assert np.isfinite(check["rel_err"])

@@ -1,0 +1,44 @@
+"""The CPU memory cap turns an allocation that does not fit into an exception, not a kill."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+
+from benchmarks import memory
+
+
+@pytest.mark.skipif(memory.address_space_in_use() is None, reason="needs Linux /proc")
+def test_allocation_over_the_cap_raises_and_the_process_lives() -> None:
+    # In a child process: the cap cannot be lifted again once set.
+    code = textwrap.dedent("""
+        import numpy as np
+        from benchmarks.memory import cap_address_space, address_space_in_use
+        cap = cap_address_space(512 * 2**20)
+        assert cap is not None and cap - address_space_in_use() <= 512 * 2**20
+        small = np.ones(2**20)  # 8 MiB fits
+        try:
+            np.ones(2**28)  # 2 GiB does not
+        except MemoryError:
+            print("refused", small.sum())
+    """)
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.split() == ["refused", str(float(2**20))]
+
+
+def test_fraction_is_validated() -> None:
+    with pytest.raises(ValueError, match="fraction"):
+        memory.cap_address_space(fraction=1.5)
+
+
+def test_cli_rejects_a_bad_cap() -> None:
+    from benchmarks.cli import build_parser
+
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["run", "--memory-cap", "lots"])
+    assert build_parser().parse_args(["run", "--memory-cap", "2.5"]).memory_cap == 2.5
