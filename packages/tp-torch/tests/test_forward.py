@@ -41,7 +41,7 @@ def test_fused_plans_cover_cases(name):
         d = CASES[name]
         big = d.irreps_in1.dim * d.irreps_in2.dim * d.irreps_out.dim >= _SPLIT_MIN
         assert CGTPFused(d)._permute == big == (name == "mimo_split")
-    expected = {"mimo": "scalar", "mimo_split": "scalar", "uvu_sh": "channelwise",
+    expected = {"mimo": "scalar", "mimo_split": "scalar", "uvu_sh": "folded",
                 "uvu_pad": "channelwise", "uvu_shared_out": "channelwise"}.get(name, "grouped")
     assert plan == expected
 
@@ -77,7 +77,35 @@ def test_default_methods():
     assert tp_torch.default_method(big) == "sparse"  # see the choice table in _module.py
 
 
-@pytest.mark.parametrize("name", ["uvu_sh", "uvu_pad", "uvu_shared_out"])
+@pytest.mark.parametrize("channels, plan", [(2, "folded"), (8, "folded"), (9, "channelwise")])
+def test_folded_plan_by_channel_count(channels, plan, rng):
+    """Channelwise products with few channels run per channel through the single-channel
+    ``scalar`` plan; the output (every channel in ``mul_ir`` order) and the gradients equal the
+    channelwise plan's, which the same descriptor gets when folding is switched off."""
+    import tp_spec as spec
+    from tp_torch import _cgtp
+
+    d = spec.cgtp(f"{channels}x0e+{channels}x1o+{channels}x2e", "0e+1o+2e", mode="uvu")
+    assert _cgtp.fused_plan(d) == plan
+    x1, x2, w = random_inputs(d, (7,), rng)
+    folded = _cgtp.CGTPFused(d).double()
+    try:
+        _cgtp._FOLD_MAX, saved = 1, _cgtp._FOLD_MAX
+        per_path = _cgtp.CGTPFused(d).double()
+    finally:
+        _cgtp._FOLD_MAX = saved
+    assert per_path.plan == "channelwise"
+    results = []
+    for kernel in (folded, per_path):
+        t = tensors(x1, x2, w, grad=True)
+        out = kernel(*t)
+        grads = torch.autograd.grad((out * out).sum(), t)
+        results.append([out.detach(), *grads])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize("name", ["uvu_pad", "uvu_shared_out"])
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 def test_channelwise_degree0_shortcut(name, compiled, rng):
     """Channelwise paths with a degree-0 ``x2`` block skip the matmul (``_cw_scale``) unless the

@@ -14,6 +14,7 @@ from __future__ import annotations
 from . import reference
 from .backend import Backend, load_backends
 from .cgtp import CGTPDescriptor, cgtp
+from .channel_fold import ChannelFold, channel_fold
 from .clebsch_gordan import ExactTable, clebsch_gordan, clebsch_gordan_exact
 from .descriptor import Path, TensorProductDescriptor
 from .errors import DeviceError, DTypeError, InstructionError, IrrepsError, ShapeError
@@ -32,6 +33,7 @@ __version__ = "0.1.0"
 __all__ = [
     "Backend",
     "CGTPDescriptor",
+    "ChannelFold",
     "DTypeError",
     "DeviceError",
     "ExactTable",
@@ -47,6 +49,7 @@ __all__ = [
     "SqrtRational",
     "TensorProductDescriptor",
     "cgtp",
+    "channel_fold",
     "clebsch_gordan",
     "clebsch_gordan_exact",
     "expressivity",
