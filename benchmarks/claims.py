@@ -194,6 +194,7 @@ def docs_page(records: list[tuple[str, dict[str, Any]]]) -> str:
                   f"{', '.join(rec['config'].get('passes', []))}; "
                   f"wall time {_fmt_t(rec.get('wall_s'))}; command "
                   f"`{rec['config'].get('command', '?')}`",
+                  *([f"- note: {rec['config']['note']}"] if rec["config"].get("note") else []),
                   "- versions: " + ", ".join(f"{k} {v}"
                                              for k, v in sorted(rec["versions"].items())),
                   "", "### Headline claims", "", claims_table(rec), "", "### Tables", "",

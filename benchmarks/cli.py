@@ -159,16 +159,20 @@ def cmd_run(args: argparse.Namespace) -> int:
     print(f"benchmarks: suite {args.suite}, {len(workloads)} workloads, {len(subjects)} "
           f"subjects, passes {','.join(passes)}, device {device}, dtype {args.dtype}",
           file=sys.stderr)
+    before_task = None
     if args.memory_cap != "off" and device == "cpu":
         from .memory import cap_address_space
 
         extra = None if args.memory_cap == "auto" else int(args.memory_cap * 2**30)
         cap = cap_address_space(extra)
-        config["memory_cap_bytes"] = cap
+        config["memory_cap_bytes"] = cap  # at the start; re-armed before each task
         if cap:
-            print(f"benchmarks: address space capped at {cap / 2**30:.1f} GiB (an allocation "
-                  "that does not fit is recorded as an error; --memory-cap off to disable)",
-                  file=sys.stderr)
+            def before_task() -> None:
+                cap_address_space(extra)
+
+            print(f"benchmarks: address space capped at {cap / 2**30:.1f} GiB (re-armed before "
+                  "each task; an allocation that does not fit is recorded as an error; "
+                  "--memory-cap off to disable)", file=sys.stderr)
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
     out = Path(args.out) if args.out else Path("benchmarks") / "out" / f"{stamp}-{args.suite}"
     partial = out / "results.partial.json"
@@ -182,7 +186,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     record = run(workloads, subjects, passes=passes, dtype=args.dtype, device=device,
                  budget_s=budget, pass_filter=pass_filter, timing=timing,
                  progress=not args.no_progress, machine=args.machine, config=config,
-                 seed=args.seed, checkpoint=checkpoint)
+                 seed=args.seed, checkpoint=checkpoint, before_task=before_task)
     _write_outputs(record, out, plots=not args.no_plots)
     partial.unlink(missing_ok=True)
     return 0

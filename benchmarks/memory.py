@@ -44,11 +44,22 @@ def address_space_in_use() -> int | None:
     return None if kib is None else kib * 1024
 
 
+#: The soft limit the process started with (the cap never goes above it).
+_START_SOFT: int | None = None
+
+
 def cap_address_space(extra_bytes: int | None = None,
                       fraction: float = DEFAULT_FRACTION) -> int | None:
     """Cap the address space at what is in use plus ``extra_bytes`` (default: ``fraction`` of
     the available memory). Returns the cap in bytes, or ``None`` where it cannot be set (no
-    ``/proc``); never raises the limit above an existing one."""
+    ``/proc``); never above the limit the process started with.
+
+    Call it again before each task (the runner's ``before_task``): after a refused allocation
+    the freed memory may stay mapped (glibc keeps heap pages), so a cap fixed at the start
+    would leave no room for the next task, not even for a compiler thread's stack (LLVM then
+    aborts the process); re-armed, the cap is again "in use now + a fraction of what the kernel
+    reports available"."""
+    global _START_SOFT
     if not 0 < fraction <= 1:
         raise ValueError(f"fraction must be in (0, 1], got {fraction}")
     used = address_space_in_use()
@@ -60,9 +71,11 @@ def cap_address_space(extra_bytes: int | None = None,
     if used is None or extra_bytes <= 0:
         return None
     soft, hard = resource.getrlimit(resource.RLIMIT_AS)
+    if _START_SOFT is None:
+        _START_SOFT = soft
     cap = used + int(extra_bytes)
-    if soft != resource.RLIM_INFINITY:
-        cap = min(cap, soft)
+    if _START_SOFT != resource.RLIM_INFINITY:
+        cap = min(cap, _START_SOFT)
     if hard != resource.RLIM_INFINITY:
         cap = min(cap, hard)
     resource.setrlimit(resource.RLIMIT_AS, (cap, hard))

@@ -209,13 +209,15 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
         pass_filter: Callable[[Any, str], bool] | None = None, timing: dict[str, Any] | None = None,
         progress: bool = True, machine: str | None = None, config: dict[str, Any] | None = None,
         seed: int = 0,
-        checkpoint: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
+        checkpoint: Callable[[dict[str, Any]], None] | None = None,
+        before_task: Callable[[], Any] | None = None) -> dict[str, Any]:
     """Run everything and return the JSON record (see :mod:`benchmarks.report` for the schema).
 
     ``budget_s``: wall-clock budget; tasks left when it runs out are recorded as
     ``skipped: time budget``. ``pass_filter(wl, pass)`` may drop (workload, pass) pairs.
     ``checkpoint(record)``, if given, receives the record of the tasks done so far after each
     task (so that a crash, e.g. the kernel's out-of-memory killer, does not lose the run).
+    ``before_task()``, if given, runs before each task is built (the CLI re-arms its memory cap).
     """
     for p in passes:
         if p not in PASSES:
@@ -281,6 +283,8 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
             emit("skipped", "time budget")
             bar.update(label)
             continue
+        if before_task is not None:
+            before_task()
         eng = engine(subject.framework, device)
         prepared: dict[str, Any] = {}
         try:

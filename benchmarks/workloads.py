@@ -197,17 +197,22 @@ def scaling_workloads(L: int = 3, batches: tuple[int, ...] = (1, 10, 100, 1_000,
                                                                100_000, 1_000_000),
                       channels: tuple[int, ...] = (1, 4, 16, 64), channel_batch: int = 10_000,
                       ops: tuple[str, ...] = OPS) -> list[Workload]:
-    """MIMO at fixed ``L``: a batch sweep (one channel) and a channel sweep (fixed batch)."""
-    out = []
+    """MIMO at fixed ``L``: a batch sweep (one channel) and a channel sweep (fixed batch).
+
+    Ordered by size: the batches up to ``channel_batch``, the channel sweep, then the larger
+    batches, so that a time budget cuts the most expensive cells, not a whole sweep."""
+    by_batch, big, by_channels = [], [], []
     for b in batches:
         for wl in paper_workloads(("MIMO",), (L,), ops, b, "scaling"):
-            out.append(Workload("scaling", "MIMO-batch", wl.op, wl.irreps_in1, wl.irreps_in2,
-                                wl.irreps_out, b, L, 1, wl.mode))
+            (by_batch if b <= channel_batch else big).append(
+                Workload("scaling", "MIMO-batch", wl.op, wl.irreps_in1, wl.irreps_in2,
+                         wl.irreps_out, b, L, 1, wl.mode))
     for c in channels:
         for wl in paper_workloads(("MIMO",), (L,), ops, channel_batch, "scaling", channels=c):
-            out.append(Workload("scaling", "MIMO-channels", wl.op, wl.irreps_in1, wl.irreps_in2,
-                                wl.irreps_out, channel_batch, L, c, wl.mode))
-    return out
+            by_channels.append(Workload("scaling", "MIMO-channels", wl.op, wl.irreps_in1,
+                                        wl.irreps_in2, wl.irreps_out, channel_batch, L, c,
+                                        wl.mode))
+    return by_batch + by_channels + big
 
 
 def suite_workloads(suite: str, *, Ls: tuple[int, ...] | None = None,
