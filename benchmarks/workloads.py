@@ -223,7 +223,7 @@ def suite_workloads(suite: str, *, Ls: tuple[int, ...] | None = None,
         return paper_workloads(kinds or PAPER_KINDS, Ls or tuple(range(1, 11)), ops,
                                batch or 10_000)
     if suite == "default":
-        return paper_workloads(kinds or ("MIMO",), Ls or (1, 2, 4, 6), ops, batch or 10_000,
+        return paper_workloads(kinds or ("MIMO",), Ls or (1, 2, 4), ops, batch or 10_000,
                                suite="default")
     if suite == "models":
         return model_workloads(batch or (50_000 if device != "cpu" else 2_000), ops)
