@@ -4,8 +4,11 @@ out-of-memory killer ending the whole run.
 A paper-suite run was killed at L=8 by one subject's double backward (24 GB resident on a
 24 GB machine), losing every measurement before it. With the process's address space capped
 (``RLIMIT_AS``) at what it uses now plus a fraction of the memory the kernel reports available,
-NumPy raises ``MemoryError``, torch ``RuntimeError`` ("can't allocate memory") and XLA
-``RESOURCE_EXHAUSTED``: the runner records that task as an error and goes on.
+NumPy raises ``MemoryError``, torch ``RuntimeError`` ("can't allocate memory") and XLA's
+buffer allocation ``RESOURCE_EXHAUSTED``: the runner records that task as an error and goes on.
+Not covered: XLA's JIT (LLVM) aborts the process when it cannot map code memory or start a
+thread under the cap (seen compiling right after a refused 20+ GB torch double backward), so
+subjects that need more memory than the machine has should still be left out of a run.
 
 Not for GPU runs: the CUDA driver reserves address ranges far larger than physical memory, so
 a cap on the address space would refuse CUDA's own initialisation.
