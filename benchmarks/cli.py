@@ -61,6 +61,16 @@ def _memory_cap(text: str) -> str | float:
     return gib
 
 
+def _positive(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        x = -1.0
+    if not x > 0:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return x
+
+
 def _device(name: str) -> str:
     if name != "auto":
         return name
@@ -156,7 +166,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         timing["target_s"] = 0.3
     config = {"suite": args.suite, "ops": list(ops), "L": args.L, "kinds": args.kinds,
               "batch": args.batch, "subjects": args.subjects,
-              "command": " ".join(["python -m benchmarks"] + sys.argv[1:]), **threads}
+              "command": " ".join(["python -m benchmarks"] + sys.argv[1:]),
+              "max_call_s": args.max_call_s, **threads}
     print(f"benchmarks: suite {args.suite}, {len(workloads)} workloads, {len(subjects)} "
           f"subjects, passes {','.join(passes)}, device {device}, dtype {args.dtype}",
           file=sys.stderr)
@@ -187,7 +198,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     record = run(workloads, subjects, passes=passes, dtype=args.dtype, device=device,
                  budget_s=budget, pass_filter=pass_filter, timing=timing,
                  progress=not args.no_progress, machine=args.machine, config=config,
-                 seed=args.seed, checkpoint=checkpoint, before_task=before_task)
+                 seed=args.seed, checkpoint=checkpoint, before_task=before_task,
+                 max_call_s=args.max_call_s)
     _write_outputs(record, out, plots=not args.no_plots)
     partial.unlink(missing_ok=True)
     return 0
@@ -268,6 +280,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "fit raises (recorded as an error) instead of the OOM killer ending "
                         "the run; 'auto' (in use + 85%% of available memory), 'off', or the "
                         "GiB to add to what is in use")
+    r.add_argument("--max-call-s", type=_positive, help="a pass whose first call takes "
+                   "longer is recorded as skipped (with that call's time) and the subject's "
+                   "later passes on the workload are not run (default: no limit)")
     r.add_argument("--seed", type=int, default=0)
     r.add_argument("--no-progress", action="store_true")
     r.add_argument("--no-plots", action="store_true")

@@ -217,11 +217,25 @@ def markdown(record: dict[str, Any], *, max_rows: int | None = None) -> str:
                          + " |")
     not_ok = [r for r in record["results"] if r["status"] not in ("ok", "skipped")]
     skipped = [r for r in record["results"] if r["status"] == "skipped"]
-    if skipped:
+    by_reason: dict[str, list[dict[str, Any]]] = {}
+    for r in skipped:
+        why = "slow call" if r["reason"].startswith("slow call") else r["reason"]
+        by_reason.setdefault(why, []).append(r)
+    for why, rs in by_reason.items():
         lines.append("")
-        lines.append(f"{len(skipped)} measurements skipped ({skipped[0]['reason']}), from "
-                     + ", ".join(sorted({f"{r['workload']['name']} L={r['workload'].get('L')}"
-                                         for r in skipped}, key=str)))
+        if why == "slow call":
+            lines.append(f"{len(rs)} measurements skipped (slow call: the first call took "
+                         "longer than the run's --max-call-s; first call in brackets): "
+                         + ", ".join(f"{r['subject']} {r['workload']['op']} "
+                                     f"{r['workload']['name']} L={r['workload'].get('L')} "
+                                     f"{r['pass']}"
+                                     + (f" ({r['first_call_s']:.0f} s)"
+                                        if r.get("first_call_s") else "")
+                                     for r in rs))
+        else:
+            lines.append(f"{len(rs)} measurements skipped ({why}), from "
+                         + ", ".join(sorted({f"{r['workload']['name']} L={r['workload'].get('L')}"
+                                             for r in rs}, key=str)))
     if not_ok:
         lines.append("")
         lines.append("Not timed (subject: status, reason):")

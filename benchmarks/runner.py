@@ -210,7 +210,8 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
         progress: bool = True, machine: str | None = None, config: dict[str, Any] | None = None,
         seed: int = 0,
         checkpoint: Callable[[dict[str, Any]], None] | None = None,
-        before_task: Callable[[], Any] | None = None) -> dict[str, Any]:
+        before_task: Callable[[], Any] | None = None,
+        max_call_s: float | None = None) -> dict[str, Any]:
     """Run everything and return the JSON record (see :mod:`benchmarks.report` for the schema).
 
     ``budget_s``: wall-clock budget; tasks left when it runs out are recorded as
@@ -218,6 +219,10 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
     ``checkpoint(record)``, if given, receives the record of the tasks done so far after each
     task (so that a crash, e.g. the kernel's out-of-memory killer, does not lose the run).
     ``before_task()``, if given, runs before each task is built (the CLI re-arms its memory cap).
+    ``max_call_s``: a pass whose first call takes longer is not timed further (``skipped``, its
+    first call and compile times kept), nor are the subject's later passes on the workload
+    (backward and double backward cost more than the forward). A call in progress cannot be
+    interrupted: the limit bounds a slow cell to one call instead of four.
     """
     for p in passes:
         if p not in PASSES:
@@ -313,9 +318,13 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
                  if check.get("rel_err") is not None else check.get("error", ""), check=check)
             bar.update(label)
             continue
+        too_slow = ""
         for p in my_passes:
             if p not in built.passes:
                 emit("not applicable", f"{subject.name} has no {p} pass", [p])
+                continue
+            if too_slow:
+                emit("skipped", too_slow, [p], check=check)
                 continue
             if budget_s is not None and time.perf_counter() - start > budget_s:
                 emit("skipped", "time budget", [p])
@@ -323,6 +332,12 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
             try:
                 eng.reset_memory()
                 m = prepared.pop(p, None) or eng.prepare(built.fn, p, args, dtype, seed)
+                if max_call_s is not None and (m.first_call_s or 0.0) > max_call_s:
+                    too_slow = (f"slow call: first {p} call {m.first_call_s:.1f} s > "
+                                f"max call {max_call_s:g} s")
+                    emit("skipped", too_slow, [p], check=check, compile_s=m.compile_s,
+                         first_call_s=m.first_call_s, setup_s=built.setup_s)
+                    continue
                 samples, info = measure(m.call, **timing)
                 memory = {**m.memory, **eng.peak_memory()}
             except Exception as exc:

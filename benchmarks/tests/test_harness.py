@@ -133,3 +133,38 @@ def test_checkpoint_gets_a_valid_record_after_each_task(tiny_workload: Any) -> N
         report.validate(r)
     assert seen[0]["results"][0]["subject"] == "fake/a"
     assert seen[-1]["results"] == rec["results"]
+
+
+def test_slow_first_call_is_skipped_not_timed(tiny_workload: Any,
+                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    """``max_call_s``: a subject whose first call exceeds it is recorded as skipped with that
+    call's time and is never handed to ``measure``; a fast subject in the same run is timed."""
+    import time
+
+    class Slow(FakeSubject):
+        def build(self, wl: Any, dtype: str, device: str) -> Any:
+            built = super().build(wl, dtype, device)
+            inner = built.fn
+
+            def fn(*a: Any) -> Any:
+                time.sleep(0.05)
+                return inner(*a)
+
+            built.fn = fn
+            return built
+
+    timed: list[int] = []
+    real_measure = runner.measure
+    monkeypatch.setattr(runner, "measure", lambda call, **kw: (timed.append(1),
+                                                                real_measure(call, **kw))[1])
+    rec = runner.run([tiny_workload], [Slow("fake/slow"), FakeSubject("fake/fast")],
+                     passes=("fwd",), progress=False, timing=FAST, max_call_s=0.03)
+    report.validate(rec)
+    by = {r["subject"]: r for r in rec["results"]}
+    slow = by["fake/slow"]
+    assert slow["status"] == "skipped" and slow["reason"].startswith("slow call")
+    assert slow["first_call_s"] >= 0.05 and "samples_s" not in slow
+    assert by["fake/fast"]["status"] == "ok"
+    assert timed == [1]  # only the fast subject was timed
+    text = report.markdown(rec)
+    assert "slow call" in text and "fake/slow cgtp MIMO L=1 fwd" in text
