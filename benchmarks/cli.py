@@ -259,7 +259,8 @@ def build_parser() -> argparse.ArgumentParser:
                    f"{','.join(map(str, DEFAULT_BWD_L))} and dbl at L="
                    f"{','.join(map(str, DEFAULT_DBL_L))} only)")
     r.add_argument("--subjects", help="comma list of subject name prefixes, e.g. "
-                   "tp_jax,tp_torch/dense,e3nn-jax (default: all)")
+                   "tp_jax,tp_torch/dense,e3nn-jax; name@op for one op's subject, e.g. "
+                   "tp_torch/sparse@mtp (default: all)")
     r.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     r.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     r.add_argument("--budget", type=float, help="wall-clock budget in seconds; later tasks "

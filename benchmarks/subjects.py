@@ -746,7 +746,8 @@ def _discovered_methods(package: str, op: str) -> tuple[str, ...]:
 
 
 def all_subjects(include: tuple[str, ...] | None = None) -> list[Subject]:
-    """Every known subject (optionally only those whose name starts with one of ``include``)."""
+    """Every known subject (optionally only those whose name starts with one of ``include``;
+    ``name@op`` keeps only that op's subject, e.g. ``tp_torch/sparse@mtp``)."""
     subjects: list[Subject] = []
     for package, table in BACKEND_METHODS.items():
         for op, methods in table.items():
@@ -755,6 +756,10 @@ def all_subjects(include: tuple[str, ...] | None = None) -> list[Subject]:
     subjects += [NumpyReference(), E3nnCGTP(), E3nnJaxCGTP(), E3nnGrid(), E3nnJaxGrid(),
                  CueqTorchCGTP(), CueqJaxCGTP(), OeqCGTP(), E3xMTP()]
     if include:
-        subjects = [s for s in subjects if any(s.name == i or s.name.startswith(i.rstrip("*"))
-                                               for i in include)]
+        def wanted(s: Subject, i: str) -> bool:
+            name, _, op = i.partition("@")
+            return ((s.name == name or s.name.startswith(name.rstrip("*")))
+                    and (not op or op in s.ops))
+
+        subjects = [s for s in subjects if any(wanted(s, i) for i in include)]
     return subjects

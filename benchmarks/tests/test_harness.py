@@ -168,3 +168,15 @@ def test_slow_first_call_is_skipped_not_timed(tiny_workload: Any,
     assert timed == [1]  # only the fast subject was timed
     text = report.markdown(rec)
     assert "slow call" in text and "fake/slow cgtp MIMO L=1 fwd" in text
+
+
+def test_subject_filter_by_op() -> None:
+    """``name@op`` selects one op's subject where a method name exists for several ops."""
+    from benchmarks.subjects import all_subjects
+
+    both = all_subjects(("tp_torch/sparse",))
+    assert sorted(op for s in both for op in s.ops) == ["cgtp", "mtp"]
+    (only,) = all_subjects(("tp_torch/sparse@mtp",))
+    assert only.ops == ("mtp",) and only.name == "tp_torch/sparse"
+    assert all_subjects(("tp_torch/sparse@gtp",)) == []
+    assert {s.name for s in all_subjects(("e3nn@cgtp",))} == {"e3nn/cgtp", "e3nn-jax/cgtp"}
