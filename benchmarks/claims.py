@@ -195,6 +195,9 @@ def docs_page(records: list[tuple[str, dict[str, Any]]]) -> str:
                   f"wall time {_fmt_t(rec.get('wall_s'))}; command "
                   f"`{rec['config'].get('command', '?')}`",
                   *([f"- note: {rec['config']['note']}"] if rec["config"].get("note") else []),
+                  *[f"- merged with the run of {m['created']} ({m['replaced']} cells replaced, "
+                    f"{m['added']} added): `{m['command']}`"
+                    for m in rec["config"].get("merged", [])],
                   "- versions: " + ", ".join(f"{k} {v}"
                                              for k, v in sorted(rec["versions"].items())),
                   "", "### Headline claims", "", claims_table(rec), "", "### Tables", "",

@@ -1,14 +1,16 @@
-"""Command line: ``python -m benchmarks {run,compare,report,docs-page} ...``.
+"""Command line: ``python -m benchmarks {run,compare,report,merge,docs-page,validate} ...``.
 
 * ``run [--suite default|paper|models|scaling] [--ops cgtp,gtp,mtp] [--L 1,2,4]
   [--kinds SISO,SIMO,MIMO] [--batch N] [--passes fwd,bwd,dbl] [--subjects tp_jax,e3nn,...]
   [--dtype float32] [--device auto|cpu|cuda] [--budget SECONDS] [--target-s S]
-  [--machine NAME] [--memory-cap auto|off|GIB] [--out DIR]``: run, print the Markdown table
-  (speedups against the anchors measured in the same run) and the paper's headline claims,
-  write ``results.json``, ``results.md`` and PNG plots to ``DIR`` (default
+  [--machine NAME] [--memory-cap auto|off|GIB] [--max-call-s S] [--out DIR]``: run, print
+  the Markdown table (speedups against the anchors measured in the same run) and the paper's
+  headline claims, write ``results.json``, ``results.md`` and PNG plots to ``DIR`` (default
   ``benchmarks/out/<timestamp>/``).
 * ``compare A.json B.json``: per-measurement ratios B / A.
 * ``report A.json [--out DIR]``: the table, claims and plots of an existing record.
+* ``merge A.json B.json [...] --out DIR``: one record from runs on the same machine and
+  versions, B's cells replacing A's of the same workload, pass and subject, or added.
 * ``docs-page A.json [B.json ...]``: the Markdown results page (stdout).
 """
 
@@ -221,6 +223,16 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_merge(args: argparse.Namespace) -> int:
+    from .report import load, merge
+
+    record = merge(load(args.base), *[load(p) for p in args.more])
+    if args.note:
+        record["config"]["note"] = args.note
+    _write_outputs(record, Path(args.out), plots=not args.no_plots)
+    return 0
+
+
 def cmd_docs_page(args: argparse.Namespace) -> int:
     from .claims import docs_page
     from .report import load
@@ -297,6 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out")
     p.add_argument("--no-plots", action="store_true")
     p.set_defaults(func=cmd_report)
+    m = sub.add_parser("merge", help="one record from runs on the same machine: later "
+                       "records' cells replace or extend the first's")
+    m.add_argument("base")
+    m.add_argument("more", nargs="+")
+    m.add_argument("--out", required=True)
+    m.add_argument("--note", help="stored as config.note (shown on the results page)")
+    m.add_argument("--no-plots", action="store_true")
+    m.set_defaults(func=cmd_merge)
     d = sub.add_parser("docs-page", help="Markdown results page from records (stdout)")
     d.add_argument("records", nargs="+")
     d.set_defaults(func=cmd_docs_page)

@@ -24,6 +24,7 @@ Record (``schema_version`` 1)::
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 from collections import defaultdict
@@ -33,7 +34,7 @@ from typing import Any
 
 from .subjects import ANCHORS
 
-__all__ = ["SchemaError", "compare", "load", "markdown", "plots", "validate"]
+__all__ = ["SchemaError", "compare", "load", "markdown", "merge", "plots", "validate"]
 
 STATUSES = ("ok", "unavailable", "not applicable", "failed check", "error", "skipped")
 SCHEMA_VERSION = 1
@@ -326,6 +327,53 @@ def plots(record: dict[str, Any], out_dir: str | Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- compare
+def merge(base: dict[str, Any], *more: dict[str, Any]) -> dict[str, Any]:
+    """One record from runs on the same machine, device and library versions: ``base``'s
+    cells, each replaced by a later record's cell of the same workload, pass and subject, plus
+    the later records' new cells (e.g. a second run that fills the cells a first one skipped,
+    or re-times an anchor fixed in between). ``config.merged`` lists every added run (its
+    command, date, replaced and added cell counts), so the record says how it was made."""
+    validate(base)
+    out = copy.deepcopy(base)
+    out["config"]["merged"] = []
+
+    def key(r: dict[str, Any]) -> tuple[Any, ...]:
+        return _row_key(r) + (r["subject"],)
+
+    pos = {key(r): i for i, r in enumerate(out["results"])}
+    for rec in more:
+        validate(rec)
+        for field in ("device",):
+            if rec[field] != base[field]:
+                raise ValueError(f"cannot merge: {field} {rec[field]!r} != {base[field]!r}")
+        if rec["machine"]["name"] != base["machine"]["name"]:
+            raise ValueError(f"cannot merge: machine {rec['machine']['name']!r} != "
+                             f"{base['machine']['name']!r}")
+        differ = {k for k in set(rec["versions"]) & set(base["versions"])
+                  if rec["versions"][k] != base["versions"][k]}
+        if differ:
+            raise ValueError("cannot merge: different versions of " + ", ".join(
+                f"{k} ({base['versions'][k]} vs {rec['versions'][k]})" for k in sorted(differ)))
+        replaced = added = 0
+        for r in rec["results"]:
+            k = key(r)
+            if k in pos:
+                out["results"][pos[k]] = copy.deepcopy(r)
+                replaced += 1
+            else:
+                pos[k] = len(out["results"])
+                out["results"].append(copy.deepcopy(r))
+                added += 1
+        out["versions"] = {**rec["versions"], **out["versions"]}
+        out["wall_s"] = (out.get("wall_s") or 0.0) + (rec.get("wall_s") or 0.0)
+        out["load_average_end"] = rec.get("load_average_end")
+        out["config"]["merged"].append({"command": rec["config"].get("command"),
+                                        "created": rec["created"], "replaced": replaced,
+                                        "added": added})
+    validate(out)
+    return out
+
+
 def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
     """Markdown diff of two records: for every (workload, pass, subject) timed in both, the
     medians and the ratio B / A (< 1: B is faster)."""

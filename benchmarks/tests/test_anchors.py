@@ -42,3 +42,19 @@ def test_cuequivariance_anchor_matches_reference(anchor: str, wl: Workload) -> N
     check = check_subject(subject.build(wl, "float32", "cpu"), wl, "float32", "cpu")
     assert check["ok"], check
     assert np.isfinite(check["rel_err"])
+
+
+@pytest.mark.parametrize("L", [2, 8])
+def test_e3nn_grid_anchor_float32_at_high_degree(L: int) -> None:
+    """e3nn's s2 grid transforms built in float32 miss the reference by 1.3e-3 at MIMO L=8
+    (5.9e-2 at L=10); the anchor builds them in float64 and casts, so it passes the float32
+    check at every degree."""
+    from benchmarks.workloads import paper_workloads
+
+    subject = subjects.E3nnGrid()
+    reason = subject.available()
+    if reason:
+        pytest.skip(reason)
+    (wl,) = paper_workloads(("MIMO",), (L,), ("gtp",), 6)
+    check = check_subject(subject.build(wl, "float32", "cpu"), wl, "float32", "cpu")
+    assert check["ok"] and check["rel_err"] < 1e-5, check

@@ -180,3 +180,40 @@ def test_subject_filter_by_op() -> None:
     assert only.ops == ("mtp",) and only.name == "tp_torch/sparse"
     assert all_subjects(("tp_torch/sparse@gtp",)) == []
     assert {s.name for s in all_subjects(("e3nn@cgtp",))} == {"e3nn/cgtp", "e3nn-jax/cgtp"}
+
+
+def test_merge_replaces_and_adds_cells(tiny_workload: Any, tmp_path: Path) -> None:
+    """``merge``: a later run's cell replaces the first run's cell of the same workload, pass
+    and subject; its other cells are added; the record lists what was merged; records from
+    another machine or other library versions are refused."""
+    from dataclasses import replace
+
+    first = runner.run([tiny_workload], [FakeSubject("fake/a"), FakeSubject("fake/b")],
+                       passes=("fwd",), progress=False, timing=FAST, machine="m")
+    wl2 = replace(tiny_workload, irreps_in1="0e+1o+2e", irreps_in2="0e+1o+2e",
+                  irreps_out="0e+1o+2e", L=2)
+    second = runner.run([tiny_workload, wl2], [FakeSubject("fake/b")], passes=("fwd",),
+                        progress=False, timing=FAST, machine="m")
+    merged = report.merge(first, second)
+    report.validate(merged)
+    cells = {(r["subject"], r["workload"]["L"]): r for r in merged["results"]}
+    assert sorted(cells) == [("fake/a", 1), ("fake/b", 1), ("fake/b", 2)]
+    assert cells[("fake/b", 1)]["samples_s"] == second["results"][0]["samples_s"]
+    assert cells[("fake/a", 1)]["samples_s"] == first["results"][0]["samples_s"]
+    (m,) = merged["config"]["merged"]
+    assert (m["replaced"], m["added"]) == (1, 1)
+    other = copy.deepcopy(second)
+    other["machine"]["name"] = "elsewhere"
+    with pytest.raises(ValueError, match="machine"):
+        report.merge(first, other)
+    other = copy.deepcopy(second)
+    other["versions"]["numpy"] = "0.0.1"
+    with pytest.raises(ValueError, match="numpy"):
+        report.merge(first, other)
+    a, b = tmp_path / "a.json", tmp_path / "b.json"
+    report.dump(first, a)
+    report.dump(second, b)
+    assert main(["merge", str(a), str(b), "--out", str(tmp_path / "m"), "--no-plots",
+                 "--note", "two runs"]) == 0
+    on_disk = report.load(tmp_path / "m" / "results.json")
+    assert on_disk["config"]["note"] == "two runs" and len(on_disk["results"]) == 3
