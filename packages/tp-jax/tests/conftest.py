@@ -15,6 +15,10 @@ def cgtp_cases() -> dict[str, spec.CGTPDescriptor]:
         "uvw": spec.cgtp("2x0e+3x1o", "2x0e+1x1o", "3x0e+2x1o+1x1e", mode="uvw"),
         "mimo2": spec.cgtp("0e+1o+2e", "0e+1o+2e", "0e+1o+1e+2e+2o+3o+4e", mode="uvw"),
         "uvu": spec.cgtp("3x0e+3x1o", "0e+1o+2e", mode="uvu"),
+        # channelwise with two paths into one output and unweighted paths
+        "uvu_shared_out": spec.cgtp("4x0e+4x1o", "0e+1o", "4x0e+4x1o+4x2e", instructions=[
+            (0, 0, 0, "uvu", True), (1, 1, 0, "uvu", False), (0, 1, 1, "uvu", False),
+            (1, 0, 1, "uvu", True)]),
         "uvv": spec.cgtp("2x0e+3x1o", "4x0e+1x1o", mode="uvv"),
         "uuw": spec.cgtp("3x0e+3x1o", "3x0e+3x1o", "2x0e+2x1o+1x1e", mode="uuw"),
         "uuu": spec.cgtp("3x0e+2x1o", "3x0e+2x1o", mode="uuu"),

@@ -15,6 +15,7 @@ SMALL = {
     "cgtp-fused": (spec.cgtp("2x0e+1x1o", "0e+1o", "2x0e+1x1o+1x1e", mode="uvw"), "fused"),
     "cgtp-mimo-fused": (spec.cgtp("0e+1o", "0e+1o", "0e+1o+1e+2e"), "fused"),
     "cgtp-sparse": (spec.cgtp("2x0e+1x1o", "0e+1o", "2x0e+1x1o+1x1e", mode="uvw"), "sparse"),
+    "cgtp-channelwise-fused": (spec.cgtp("2x0e+2x1o", "0e+1o", mode="uvu"), "fused"),
     "gtp-grid": (spec.gtp("2x0e+2x1o+2x1e", "0e+1o", per_degree_weights=True), "grid"),
     "gtp-fourier": (spec.gtp("0e+1o", "0e+1o"), "fourier"),
     "mtp-sparse": (spec.mtp("2x0e+2x1o", "2x0e+2x1o", per_degree_weights=True), "sparse"),
