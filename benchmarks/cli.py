@@ -51,26 +51,24 @@ def _csv(text: str | None, conv: Any = str) -> tuple[Any, ...] | None:
     return tuple(conv(t.strip()) for t in text.split(",") if t.strip())
 
 
-def _memory_cap(text: str) -> str | float:
-    if text in ("auto", "off"):
-        return text
-    try:
-        gib = float(text)
-    except ValueError:
-        gib = -1.0
-    if not gib > 0:
-        raise argparse.ArgumentTypeError(f"expected 'auto', 'off' or a positive GiB, got {text!r}")
-    return gib
-
-
-def _positive(text: str) -> float:
+def _positive_float(text: str, expected: str) -> float:
     try:
         x = float(text)
     except ValueError:
         x = -1.0
     if not x > 0:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+        raise argparse.ArgumentTypeError(f"expected {expected}, got {text!r}")
     return x
+
+
+def _memory_cap(text: str) -> str | float:
+    if text in ("auto", "off"):
+        return text
+    return _positive_float(text, "'auto', 'off' or a positive GiB")
+
+
+def _positive(text: str) -> float:
+    return _positive_float(text, "a positive number of seconds")
 
 
 def _device(name: str) -> str:
