@@ -162,7 +162,8 @@ def claims(record: dict[str, Any]) -> list[dict[str, str]]:
 def claims_table(record: dict[str, Any]) -> str:
     rows = claims(record)
     if not rows:
-        return "No MIMO/SISO/SIMO measurements in this record: no claims to evaluate.\n"
+        return ("No claim can be evaluated from this record: each compares ops or methods of "
+                "the paper suite's MIMO / SISO / SIMO workloads measured in the same run.\n")
     out = ["| claim | paper | ours | verdict |", "|---|---|---|---|"]
     for r in rows:
         out.append(f"| {r['claim']} | {r['paper']} | {r['ours']} | {r['verdict']} |")
