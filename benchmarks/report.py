@@ -32,6 +32,7 @@ from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
 
+from .runner import SLOW_CALL
 from .subjects import ANCHORS
 
 __all__ = ["SchemaError", "compare", "load", "markdown", "merge", "plots", "validate"]
@@ -220,11 +221,11 @@ def markdown(record: dict[str, Any], *, max_rows: int | None = None) -> str:
     skipped = [r for r in record["results"] if r["status"] == "skipped"]
     by_reason: dict[str, list[dict[str, Any]]] = {}
     for r in skipped:
-        why = "slow call" if r["reason"].startswith("slow call") else r["reason"]
+        why = SLOW_CALL if r["reason"].startswith(SLOW_CALL) else r["reason"]
         by_reason.setdefault(why, []).append(r)
     for why, rs in by_reason.items():
         lines.append("")
-        if why == "slow call":
+        if why == SLOW_CALL:
             lines.append(f"{len(rs)} measurements skipped (slow call: the first call took "
                          "longer than the run's --max-call-s; first call in brackets): "
                          + ", ".join(f"{r['subject']} {r['workload']['op']} "
@@ -326,7 +327,7 @@ def plots(record: dict[str, Any], out_dir: str | Path) -> list[Path]:
     return written
 
 
-# ----------------------------------------------------------------------------- compare
+# ----------------------------------------------------------------------------- merge
 def merge(base: dict[str, Any], *more: dict[str, Any]) -> dict[str, Any]:
     """One record from runs on the same machine, device and library versions: ``base``'s
     cells, each replaced by a later record's cell of the same workload, pass and subject, plus
@@ -343,9 +344,8 @@ def merge(base: dict[str, Any], *more: dict[str, Any]) -> dict[str, Any]:
     pos = {key(r): i for i, r in enumerate(out["results"])}
     for rec in more:
         validate(rec)
-        for field in ("device",):
-            if rec[field] != base[field]:
-                raise ValueError(f"cannot merge: {field} {rec[field]!r} != {base[field]!r}")
+        if rec["device"] != base["device"]:
+            raise ValueError(f"cannot merge: device {rec['device']!r} != {base['device']!r}")
         if rec["machine"]["name"] != base["machine"]["name"]:
             raise ValueError(f"cannot merge: machine {rec['machine']['name']!r} != "
                              f"{base['machine']['name']!r}")
@@ -374,6 +374,7 @@ def merge(base: dict[str, Any], *more: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+# ----------------------------------------------------------------------------- compare
 def compare(a: dict[str, Any], b: dict[str, Any]) -> str:
     """Markdown diff of two records: for every (workload, pass, subject) timed in both, the
     medians and the ratio B / A (< 1: B is faster)."""

@@ -26,6 +26,8 @@ __all__ = ["CHECK_TOL", "check_subject", "machine_info", "run", "versions"]
 CHECK_TOL = {"float32": 2e-4, "float64": 1e-9}
 CHECK_BATCH = 6
 SCHEMA_VERSION = 1
+#: reason prefix of a pass skipped by ``max_call_s`` (the report groups these)
+SLOW_CALL = "slow call"
 
 #: FLOP multiplier of each pass relative to one forward (a convention, stated in every record):
 #: a backward computes one forward-sized contraction per differentiated input, a double backward
@@ -333,7 +335,7 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
                 eng.reset_memory()
                 m = prepared.pop(p, None) or eng.prepare(built.fn, p, args, dtype, seed)
                 if max_call_s is not None and (m.first_call_s or 0.0) > max_call_s:
-                    too_slow = (f"slow call: first {p} call {m.first_call_s:.1f} s > "
+                    too_slow = (f"{SLOW_CALL}: first {p} call {m.first_call_s:.1f} s > "
                                 f"max call {max_call_s:g} s")
                     emit("skipped", too_slow, [p], check=check, compile_s=m.compile_s,
                          first_call_s=m.first_call_s, setup_s=built.setup_s)

@@ -207,6 +207,10 @@ def test_merge_replaces_and_adds_cells(tiny_workload: Any, tmp_path: Path) -> No
     with pytest.raises(ValueError, match="machine"):
         report.merge(first, other)
     other = copy.deepcopy(second)
+    other["device"] = "cuda"
+    with pytest.raises(ValueError, match="device"):
+        report.merge(first, other)
+    other = copy.deepcopy(second)
     other["versions"]["numpy"] = "0.0.1"
     with pytest.raises(ValueError, match="numpy"):
         report.merge(first, other)
