@@ -16,8 +16,8 @@ def _cgtp_cases():
         "uvw": spec.cgtp("2x0e+1x1o+2x2e", "1x0e+2x1o", "2x0e+3x1o+1x1e+2x2e", mode="uvw"),
         "mimo": spec.cgtp("0e+1o+2e", "0e+1o+2e", "0e+1o+2e+3o+4e", mode="uvw"),
         # all multiplicities 1 and large enough for the parity-split "scalar" plan
-        "mimo_split": spec.cgtp("0e+1o+2e+3o+1e+2o", "0e+1o+2e+3o+1e",
-                                "0e+1o+2e+3o+4e+1e+0o+2o+3e+5o", mode="uvw"),
+        "mimo_split": spec.cgtp("0e+1o+2e+3o+1e+2o", "0e+1o+2e+3o+1e+2o",
+                                "0e+1o+2e+3o+4e+1e+0o+2o+3e+5o+4o+5e+6e", mode="uvw"),
         "uvu_sh": spec.cgtp("3x0e+3x1o+3x2e", "0e+1o+2e+3o", mode="uvu"),
         "uvu_mul": spec.cgtp("3x0e+3x1o", "2x0e+2x1o", mode="uvu"),
         # channelwise with 32 channels: the fused plan zero-pads some matmuls (see _pad_to)

@@ -42,7 +42,10 @@ __all__ = ["CGTPDense", "CGTPFused", "CGTPSparse", "fused_plan"]
 
 _UU = ("uuw", "uuu")
 #: fused "scalar" plan: split W by parity from this many dense entries (dim1 * dim2 * dim_out).
-_SPLIT_MIN = 20_000
+#: Measured (one thread, batch 10,000, MIMO, split / one-matmul time, forward / forward+backward):
+#: L=2 (3,240 entries) 2.3 / 2.1x, L=3 (21,504) 1.5 / 1.4x, L=4 (90,000) 1.0 / 1.0x, L=5 0.72 /
+#: 1.0x, L=6 0.60 / 0.65x.
+_SPLIT_MIN = 40_000
 #: torch's CPU bmm uses MKL from this many multiply-adds per matrix (k * m * n), a scalar loop
 #: below; the fused "channelwise" plan pads the contraction up to it, by at most _PAD_MAX.
 _BMM_MIN = 400
@@ -354,7 +357,8 @@ class CGTPFused(_CGTPKernel):
         # sum_{p1 p2 = p3} outer(x1_p1, x2_p2) @ W_(p1,p2): at most four dense matmuls with
         # half the rows and columns of the full (dim1 * dim2, dim_out) matrix.
         # Small products (the whole W under _SPLIT_MIN entries) stay one matmul: there the
-        # extra gathers cost more than the halved FLOPs (CPU timings, MIMO L <= 3).
+        # feature permutations and the four outer products cost more than the quartered
+        # multiply-adds (CPU timings, MIMO L <= 3).
         split = d.irreps_in1.dim * dim2 * dimo >= _SPLIT_MIN
 
         def par(ir) -> int:
