@@ -509,41 +509,53 @@ class CGTPFused(_CGTPKernel):
         wpos_l: list[tuple[int, np.ndarray]] = []
         w0 = 0
         #: paths with a degree-0 x2 block, whose product is the x1 block times a per-sample
-        #: scalar: path -> (x2 column, CG factor). The forward writes them into the output with
-        #: two flat multiplies instead of a batched matmul (the matmul and its copy into the
-        #: strided output cost ~1.7x as much at 32 channels); the backward treats every path
-        #: alike. (An outer-product shortcut for degree-0 x1 blocks was measured: no faster
-        #: than the matmul, the broadcast over (channels, d3) does not vectorise.)
+        #: scalar: path -> (x2 column, CG factor). They never enter ``M``: the forward writes
+        #: them with two flat multiplies, the backward with flat multiplies and two
+        #: matrix-vector products, instead of batched matmuls with ``(d1, d1)`` multiples of
+        #: the identity (aspirin shape: 0.4-1.1 ms per such bmm at batch 2,000, against
+        #: ~0.1 ms per flat multiply). (An outer-product shortcut for degree-0 x1 blocks was
+        #: measured: no faster than the matmul, the broadcast over (channels, d3) does not
+        #: vectorise.)
         self._cw_scale: dict[int, tuple[int, float]] = {}
+        for n, p in enumerate(d.paths):
+            c = _cg(p)
+            if c.shape[1] == 1 and np.allclose(c[:, 0, :], c[0, 0, 0] * np.eye(c.shape[0])):
+                # x2 block of degree 0: y[b, u, k] = c x1[b, u, k] x2[b, j]
+                self._cw_scale[n] = (off2[p.i_in2], float(c[0, 0, 0]))
         for g, (i1, idx) in enumerate(groups.items()):
             mul1, ir1 = d.irreps_in1[i1]
             d1 = ir1.dim
-            kps = {n: _pad_to(mul1, d1, d.paths[n].ir_out.dim) for n in idx}
-            kp = max(kps.values())
-            s_tot = sum(d.paths[n].ir_out.dim for n in idx)
+            in_m = [n for n in idx if n not in self._cw_scale]  # the paths that use M
+            kps = {n: _pad_to(mul1, d1, d.paths[n].ir_out.dim) for n in in_m}
+            kp = max(kps.values(), default=d1)
+            s_tot = sum(d.paths[n].ir_out.dim for n in in_m)
             kg = np.zeros((dim2, kp, s_tot))
             cols, c0 = [], 0
             for n in idx:
                 p = d.paths[n]
                 c = _cg(p)
                 d3 = c.shape[2]
-                kg[off2[p.i_in2]:off2[p.i_in2] + c.shape[1], :d1, c0:c0 + d3] = np.transpose(
-                    c, (1, 0, 2))
                 if p.has_weight:  # weight shape (mul1, 1): flat offset + u
                     wu = p.weight_offset + np.arange(mul1)
                     wpos_l.append((p.weight_offset, wu))
                 else:
                     wu = np.full(mul1, numel)
                 widx_l.append(np.repeat(wu, d3))
-                cols.append((n, c0, c0 + d3, w0, kps[n]))
-                if c.shape[1] == 1 and np.allclose(c[:, 0, :], c[0, 0, 0] * np.eye(d1)):
-                    # x2 block of degree 0: y[b, u, k] = c x1[b, u, k] x2[b, j]
-                    self._cw_scale[n] = (off2[p.i_in2], float(c[0, 0, 0]))
-                c0 += d3
+                if n in self._cw_scale:  # no columns in M
+                    cols.append((n, -1, -1, w0, d1))
+                else:
+                    kg[off2[p.i_in2]:off2[p.i_in2] + c.shape[1], :d1, c0:c0 + d3] = \
+                        np.transpose(c, (1, 0, 2))
+                    cols.append((n, c0, c0 + d3, w0, kps[n]))
+                    c0 += d3
                 w0 += mul1 * d3
             self.add_const(f"cwk{g}", kg.reshape(dim2, kp * s_tot))
             self._cw_groups.append((i1, mul1, kp, s_tot, cols))
         self.add_index("cw_widx", np.concatenate(widx_l))
+        # the x2 column of every scale path, in the backward's order (groups, then paths)
+        self.add_index("cw_scale_cols", np.array(
+            [self._cw_scale[n][0] for *_, cols in self._cw_groups for n, *_ in cols
+             if n in self._cw_scale], dtype=np.int64))
         wpos_l.sort(key=lambda t: t[0])
         self.add_index("cw_wpos", np.concatenate([t for _, t in wpos_l]) if wpos_l
                        else np.zeros(0, np.int64))
@@ -579,9 +591,10 @@ class CGTPFused(_CGTPKernel):
     def _cw_forward(self, x1, x2, w, keep=False):
         """Forward: per x1 block one ``M = x2 @ K_g`` ``(B, kp, S)``; per path one batched
         matmul on a column slice of ``M`` -> ``(B, m1, d3)``, multiplied by the expanded
-        weights straight into its block of the output (one pass over the output). Returns the
-        output, if ``keep`` the unweighted products ``(B, m1 * d3)`` of the weighted paths
-        (for the weight gradient), and each group's ``M`` and padded x1 block."""
+        weights straight into its block of the output (one pass over the output); paths with
+        a degree-0 x2 block (``_cw_scale``) are two flat multiplies. Returns the output, if
+        ``keep`` the unweighted matmul products ``(B, m1 * d3)`` of the weighted paths (for
+        the weight gradient), and each group's ``M`` and padded x1 block."""
         d = self.d
         b = x1.shape[0]
         wexp = self._cw_wexp(w)
@@ -590,55 +603,50 @@ class CGTPFused(_CGTPKernel):
         seen: set[int] = set()
         y0s: list[torch.Tensor] = []
         mus: list[torch.Tensor] = []
+        compiling = torch.compiler.is_compiling()  # dynamo refuses a strided out=
         for g, (i1, mul1, kp, s_tot, cols) in enumerate(self._cw_groups):
-            m = (x2 @ self.const(f"cwk{g}", x1.dtype)).view(b, kp, s_tot)
+            m = (x2 @ self.const(f"cwk{g}", x1.dtype)).view(b, kp, s_tot) if s_tot else None
             u = self._cw_x1(x1, i1, kp)
-            mus += [m, u]
+            mus += [x1.new_zeros(0) if m is None else m, u]
+            a1, b1 = self._slices1[i1]
             for n, c0, c1, w0, kq in cols:
                 p = d.paths[n]
-                size = mul1 * (c1 - c0)
+                size = mul1 * p.ir_out.dim
                 o = out[:, offo[p.i_out]:offo[p.i_out] + size]
+                wv = None if wexp is None else wexp[w0:w0 + size]
                 sc = self._cw_scale.get(n)
-                if sc is not None and p.i_out not in seen and not (keep and p.has_weight):
-                    a1, b1 = self._slices1[i1]
-                    self._cw_scaled(x1[:, a1:b1], x2, sc, o,
-                                    None if wexp is None else wexp[w0:w0 + size])
+                if sc is not None:
+                    j, c = sc
+                    s = x2[:, j:j + 1] if c == 1.0 else x2[:, j:j + 1] * c
+                    if p.i_out in seen:
+                        o.addcmul_(x1[:, a1:b1], s if wv is None else s * wv)
+                    elif compiling:
+                        o.copy_(x1[:, a1:b1] * s if wv is None else x1[:, a1:b1] * s * wv)
+                    else:
+                        torch.mul(x1[:, a1:b1], s, out=o)
+                        if wv is not None:
+                            o.mul_(wv)
                     seen.add(p.i_out)
                     continue
                 y = torch.bmm(u[:, :, :kq], m[:, :kq, c0:c1]).view(b, size)
                 if keep and p.has_weight:
                     y0s.append(y)
                 if p.i_out in seen:
-                    if wexp is None:
+                    if wv is None:
                         o.add_(y)
                     else:
-                        o.addcmul_(y, wexp[w0:w0 + size])
-                elif wexp is None:
+                        o.addcmul_(y, wv)
+                elif wv is None:
                     o.copy_(y)
-                elif torch.compiler.is_compiling():  # dynamo refuses a strided out=
-                    o.copy_(y * wexp[w0:w0 + size])
+                elif compiling:
+                    o.copy_(y * wv)
                 else:
-                    torch.mul(y, wexp[w0:w0 + size], out=o)
+                    torch.mul(y, wv, out=o)
                 seen.add(p.i_out)
         for i, s in enumerate(d.irreps_out.slices()):
             if i not in seen:
                 out[:, s.start:s.stop] = 0
         return out, y0s, mus
-
-    @staticmethod
-    def _cw_scaled(x1blk, x2, sc, out, wv=None):
-        """``out = c x2[:, j] x1blk (* wv)`` for a ``_cw_scale`` path: ``x1blk (B, m1 d1)``,
-        ``out`` a ``(B, m1 d1)`` view of the output, ``wv`` the expanded weights."""
-        j, c = sc
-        s = x2[:, j:j + 1]
-        if c != 1.0:
-            s = s * c
-        if torch.compiler.is_compiling():  # dynamo refuses a strided out=
-            out.copy_(x1blk * s if wv is None else x1blk * s * wv)
-            return
-        torch.mul(x1blk, s, out=out)
-        if wv is not None:
-            out.mul_(wv)
 
     def _cw_backward(self, x1, x2, w, gout, y0s, mus, need_w=True):
         """Gradients of the channelwise product, per path reading its output-gradient block
@@ -646,8 +654,10 @@ class CGTPFused(_CGTPKernel):
         ``g_M = x1^T @ g``; the weight gradient is ``sum_(b,k) g_p * y0`` with the forward's
         unweighted product ``y0`` (``y0s``; ``mus``: the forward's ``M`` and padded x1 blocks;
         all recomputed when the graph is recorded, so that it reaches the inputs); per x1
-        block one matmul back to ``x2``. Differentiable ops only: with ``create_graph`` they
-        are recorded, so double backward works."""
+        block one matmul back to ``x2``. A ``_cw_scale`` path ``y = c x2_j x1`` (flat
+        ``t = g_p * x1``): x1 gradient ``c x2_j g``, x2_j gradient ``c t . w``, weight gradient
+        ``c x2_j^T t``. Differentiable ops only: with ``create_graph`` they are recorded, so
+        double backward works."""
         d = self.d
         b = x1.shape[0]
         gout = gout.contiguous()
@@ -657,23 +667,42 @@ class CGTPFused(_CGTPKernel):
         recompute_y0 = recompute or not y0s
         gx1: dict[int, torch.Tensor] = {}
         gx2 = None
+        g2cols: list[tuple[int, torch.Tensor]] = []  # (x2 column, (B,)) of the scale paths
         gw_parts: list[tuple[int, torch.Tensor]] = []
         k0 = 0
         for g, (i1, mul1, kp, s_tot, cols) in enumerate(self._cw_groups):
             d1 = d.irreps_in1[i1].ir.dim
+            a1, b1 = self._slices1[i1]
             kg = self.const(f"cwk{g}", x1.dtype)
             if recompute:
-                m = (x2 @ kg).view(b, kp, s_tot)
+                m = (x2 @ kg).view(b, kp, s_tot) if s_tot else None
                 u = self._cw_x1(x1, i1, kp)
             else:
                 m, u = mus[2 * g], mus[2 * g + 1]
-            acc = None
+            acc = None  # (B, m1, kp): x1 gradient of the matmul paths
+            acc_s = None  # (B, m1 * d1): x1 gradient of the scale paths
             gms = []
             for n, c0, c1, w0, kq in cols:
                 p = d.paths[n]
-                size = mul1 * (c1 - c0)
+                d3 = p.ir_out.dim
+                size = mul1 * d3
                 gp = gout[:, offo[p.i_out]:offo[p.i_out] + size]
-                if wexp is not None and p.has_weight and need_w:
+                wv = wexp[w0:w0 + size] if wexp is not None and p.has_weight else None
+                sc = self._cw_scale.get(n)
+                if sc is not None:
+                    j, c = sc
+                    x2j = x2[:, j:j + 1]
+                    t = gp * x1[:, a1:b1]  # (B, m1 d1)
+                    if wv is not None and need_w:
+                        gw = (x2j.t() @ t).view(mul1, d3).sum(dim=1)
+                        gw_parts.append((p.weight_offset, gw * c if c != 1.0 else gw))
+                    g2 = (t @ wv if wv is not None else t.sum(dim=1)) * c
+                    g2cols.append((j, g2))
+                    gpw = gp if wv is None else gp * wv
+                    s = x2j if c == 1.0 else x2j * c
+                    acc_s = gpw * s if acc_s is None else torch.addcmul(acc_s, gpw, s)
+                    continue
+                if wv is not None and need_w:
                     if recompute_y0:
                         y0 = torch.bmm(u[:, :, :kq], m[:, :kq, c0:c1]).view(b, size)
                     else:
@@ -681,20 +710,28 @@ class CGTPFused(_CGTPKernel):
                     k0 += 1
                     # sum over the batch first: a column sum of contiguous rows vectorizes
                     gw = (gp * y0).sum(dim=0)
-                    gw_parts.append((p.weight_offset, gw.view(mul1, c1 - c0).sum(dim=1)))
-                if wexp is not None and p.has_weight:
-                    gp = gp * wexp[w0:w0 + size]
-                gp = gp.view(b, mul1, c1 - c0)
-                if c1 - c0 == 1:  # an outer product: a broadcast beats bmm's scalar loop
+                    gw_parts.append((p.weight_offset, gw.view(mul1, d3).sum(dim=1)))
+                if wv is not None:
+                    gp = gp * wv
+                gp = gp.view(b, mul1, d3)
+                # x1 gradient (B, m1, kp), accumulated by the matmul itself (no separate add)
+                if d3 == 1:  # an outer product: a broadcast beats bmm's scalar loop
                     h = gp * m[:, :, c0].unsqueeze(1)  # (B, m1, kp)
                 else:
                     h = torch.bmm(gp, m[:, :, c0:c1].transpose(1, 2))
                 acc = h if acc is None else acc + h
                 gms.append(torch.bmm(u.transpose(1, 2), gp))  # (B, kp, d3)
-            gm = torch.cat(gms, dim=2) if len(gms) > 1 else gms[0]
-            t = gm.reshape(b, kp * s_tot) @ kg.t()
-            gx2 = t if gx2 is None else gx2 + t
-            _add(gx1, i1, acc[:, :, :d1])
+            if gms:
+                gm = torch.cat(gms, dim=2) if len(gms) > 1 else gms[0]
+                t2 = gm.reshape(b, kp * s_tot) @ kg.t()
+                gx2 = t2 if gx2 is None else gx2 + t2
+            if acc is not None:
+                gb = acc[:, :, :d1]
+                if acc_s is not None:
+                    gb = gb + acc_s.view(b, mul1, d1)
+            else:
+                gb = acc_s.view(b, mul1, d1)
+            _add(gx1, i1, gb)
         parts1 = []
         for i, (mul, ir) in enumerate(d.irreps_in1):
             t = gx1.get(i)
@@ -702,6 +739,9 @@ class CGTPFused(_CGTPKernel):
                           else t.reshape(b, mul * ir.dim))
         g1 = torch.cat(parts1, dim=1) if len(parts1) > 1 else parts1[0]
         g2 = gx2 if gx2 is not None else torch.zeros_like(x2)
+        if g2cols:
+            cols2 = torch.stack([t for _, t in g2cols], dim=1)  # (B, n_scale)
+            g2 = g2.index_add(1, self.cw_scale_cols, cols2)
         gwt = None
         if w is not None and need_w:
             gwt = torch.zeros_like(w)
