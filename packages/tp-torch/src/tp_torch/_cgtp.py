@@ -18,8 +18,9 @@ contraction is organised:
   - ``"channelwise"`` (every path ``uvu`` with ``mul_in2 == 1``, the MACE/NequIP shape): per
     x1 block, contract ``x2`` with all its paths' CG blocks in one matmul (``M``,
     ``(B, kp, S)``); per path one batched matmul ``(B, m1, kp) @ (B, kp, d3)`` whose result is
-    multiplied by the weights straight into the output block. The contraction is zero padded
-    (``kp >= d1``) where that moves a small matmul from torch's scalar loop to MKL
+    multiplied by the weights straight into the output block; a path whose x2 block has
+    degree 0 is ``c x2_j x1``, flat multiplies in both directions. The contraction is zero
+    padded (``kp >= d1``) where that moves a small matmul from torch's scalar loop to MKL
     (:func:`_pad_to`). Shared weights use a hand-written backward (:class:`_ChannelwiseFn`).
   - ``"folded"`` (channelwise with few channels, ``<= _FOLD_MAX``, the same in every block):
     one single-channel ``"scalar"`` product per channel.
@@ -714,7 +715,7 @@ class CGTPFused(_CGTPKernel):
                 if wv is not None:
                     gp = gp * wv
                 gp = gp.view(b, mul1, d3)
-                # x1 gradient (B, m1, kp), accumulated by the matmul itself (no separate add)
+                # x1 gradient (B, m1, kp)
                 if d3 == 1:  # an outer product: a broadcast beats bmm's scalar loop
                     h = gp * m[:, :, c0].unsqueeze(1)  # (B, m1, kp)
                 else:
