@@ -236,33 +236,84 @@ def _outer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
     return (a.unsqueeze(2) * b.unsqueeze(1)).reshape(a.shape[0], a.shape[1] * b.shape[1])
 
 
+#: CPU: the scalar plan forms its outer products in row chunks of about this many entries,
+#: one reused buffer per call, each chunk multiplied while it is in cache. Unchunked, the
+#: ``(B, n k)`` outer product is a fresh allocation of tens of MB per call (glibc maps it anew
+#: each time, so every page faults) that the matmul then streams from memory. Measured (one
+#: thread, batch 10,000, AMD EPYC, one parity group of MIMO L=6, ``n = k = 28``, 85 outputs):
+#: forward 34 -> 20 ms, forward+backward 101 -> 63 ms; chunks of 2^17 .. 2^20 entries are
+#: within 10 % of each other.
+_CHUNK_ENTRIES = 2 ** 19
+
+
+def _chunk_rows(a: torch.Tensor, entries: int) -> int | None:
+    """Rows per chunk for a batch of ``a.shape[0]`` rows of ``entries`` outer-product entries,
+    or None where the batch runs in one piece (one chunk's worth, a GPU, or under
+    ``torch.compile``, which fuses the product itself)."""
+    if a.device.type != "cpu" or torch.compiler.is_compiling():
+        return None
+    rows = max(16, _CHUNK_ENTRIES // max(entries, 1))
+    return rows if a.shape[0] > rows else None
+
+
 class _OuterMatmul(torch.autograd.Function):
     """``(a (x) b) @ w``: ``a (B, n)``, ``b (B, k)``, ``w (n k, o)`` -> ``(B, o)``.
 
     The scalar plan's product. Autograd of ``(a[:, :, None] * b[:, None, :]) @ w`` gets the
     input gradients from the ``(B, n, k)`` gradient of the outer product by a multiply and a
     sum (three passes over it); here each is one batched matrix-vector product (one pass)
-    where that is faster (:func:`_outer_grads`).
-    The backward is made of differentiable ops and rebuilds the outer product from ``a`` and
-    ``b`` when a graph is recorded, so double backward is exact."""
+    where that is faster (:func:`_outer_grads`). On CPU the forward and the first-order
+    backward run in row chunks (:data:`_CHUNK_ENTRIES`); the outer product is never stored
+    for the batch (the weight gradient rebuilds it chunk by chunk).
+    When a graph is recorded (``create_graph``) the backward is made of differentiable ops on
+    the whole batch, so double backward is exact."""
 
     @staticmethod
     def forward(ctx, a, b, w):
-        outer = _outer(a, b)
-        ctx.save_for_backward(a, b, w, outer if ctx.needs_input_grad[2] else None)
-        return outer @ w
+        ctx.save_for_backward(a, b, w)
+        n, k = a.shape[1], b.shape[1]
+        rows = _chunk_rows(a, n * k)
+        if rows is None:
+            return _outer(a, b) @ w
+        out = a.new_empty((a.shape[0], w.shape[1]))
+        buf = a.new_empty((rows, n, k))
+        for s in range(0, a.shape[0], rows):
+            e = min(a.shape[0], s + rows)
+            o = torch.mul(a[s:e].unsqueeze(2), b[s:e].unsqueeze(1), out=buf[:e - s])
+            torch.mm(o.view(e - s, n * k), w, out=out[s:e])
+        return out
 
     @staticmethod
     def backward(ctx, gy):
-        a, b, w, outer = ctx.saved_tensors
-        ga = gb = gw = None
-        if ctx.needs_input_grad[0] or ctx.needs_input_grad[1]:
-            g = (gy @ w.t()).view(a.shape[0], a.shape[1], b.shape[1])  # d/d(a (x) b)
-            ga, gb = _outer_grads(g, a, b, ctx.needs_input_grad[0], ctx.needs_input_grad[1])
-        if ctx.needs_input_grad[2]:
-            if torch.is_grad_enabled():  # keep the graph to a and b
-                outer = _outer(a, b)
-            gw = outer.t() @ gy
+        a, b, w = ctx.saved_tensors
+        need_a, need_b, need_w = ctx.needs_input_grad
+        n, k = a.shape[1], b.shape[1]
+        rows = None if torch.is_grad_enabled() else _chunk_rows(a, n * k)
+        if rows is None:
+            ga = gb = gw = None
+            if need_a or need_b:
+                g = (gy @ w.t()).view(a.shape[0], n, k)  # d/d(a (x) b)
+                ga, gb = _outer_grads(g, a, b, need_a, need_b)
+            if need_w:
+                gw = _outer(a, b).t() @ gy
+            return ga, gb, gw
+        ga = a.new_empty(a.shape) if need_a else None
+        gb = b.new_empty(b.shape) if need_b else None
+        gw = w.new_zeros(w.shape) if need_w else None
+        buf = a.new_empty((rows, n * k))
+        for s in range(0, a.shape[0], rows):
+            e = min(a.shape[0], s + rows)
+            if need_a or need_b:
+                g = torch.mm(gy[s:e], w.t(), out=buf[:e - s]).view(e - s, n, k)
+                ga_c, gb_c = _outer_grads(g, a[s:e], b[s:e], need_a, need_b)
+                if need_a:
+                    ga[s:e] = ga_c
+                if need_b:
+                    gb[s:e] = gb_c
+            if need_w:
+                o = torch.mul(a[s:e].unsqueeze(2), b[s:e].unsqueeze(1),
+                              out=buf[:e - s].view(e - s, n, k))
+                gw.addmm_(o.view(e - s, n * k).t(), gy[s:e])
         return ga, gb, gw
 
 
