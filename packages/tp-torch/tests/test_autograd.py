@@ -118,8 +118,9 @@ def test_scalar_plan_matvec_gradients(name, rng, monkeypatch):
 
 def _reference_grads(d, x1, x2, w, ct):
     """``dE/dx1, dE/dx2, dE/dw`` of ``E = sum(ct * f)`` from the NumPy reference alone: ``f``
-    is linear in each argument, so each gradient entry is ``E`` with that argument replaced by
-    a unit vector."""
+    is linear in each input and affine in the weights (unweighted paths add a constant), so
+    each gradient entry is ``E`` with that argument replaced by a unit vector (minus ``E`` at
+    zero weights)."""
     def per_sample(a, b, c):
         return (reference.apply(d, a, b, c) * ct).sum(-1)
 
@@ -130,7 +131,9 @@ def _reference_grads(d, x1, x2, w, ct):
                    for i in range(x1.shape[-1])], -1)
     g2 = np.stack([per_sample(x1, unit(x2.shape[-1], j, x2), w)
                    for j in range(x2.shape[-1])], -1)
-    gw = np.array([per_sample(x1, x2, np.eye(w.shape[0])[k]).sum() for k in range(w.shape[0])])
+    e0 = per_sample(x1, x2, np.zeros_like(w)).sum()
+    gw = np.array([per_sample(x1, x2, np.eye(w.shape[0])[k]).sum() - e0
+                   for k in range(w.shape[0])])
     return g1, g2, gw
 
 
@@ -156,3 +159,29 @@ def test_scalar_plan_chunks(name, rng, monkeypatch):
     for g, ref in zip(grads, _reference_grads(d, x1, x2, w, ct), strict=True):
         np.testing.assert_allclose(g.numpy(), ref, rtol=1e-10, atol=1e-10)
     test_first_and_second_order(name, "fused", False, rng, batch=37)
+
+
+@pytest.mark.parametrize("name", ["uvu_pad", "uvu_shared_out"])
+def test_channelwise_plan_chunks(name, rng, monkeypatch):
+    """The channelwise plan's CPU row chunks (16 rows: two full chunks and a partial one):
+    forward and first-order gradients (the chunked backward) against the reference, double
+    backward (whole batch, after a chunked forward) against finite differences."""
+    from tp_torch import _cgtp
+
+    monkeypatch.setattr(_cgtp, "_CW_CHUNK_ENTRIES", 1)
+    monkeypatch.setattr(_cgtp, "_CW_MIN_ROWS", 13)
+    d = CASES[name]
+    x1, x2, w = random_inputs(d, (29,), rng)
+    ct = rng.normal(size=(29, d.irreps_out.dim))
+    ins = tensors(x1, x2, w, grad=True)
+    tp = tp_torch.TensorProduct(d, "fused")
+    kernel = next(m for m in tp.modules() if isinstance(m, _cgtp.CGTPFused))
+    assert kernel.plan == "channelwise"
+    assert kernel._cw_chunk_rows(ins[0]) == 10  # 29 rows: three chunks of 10, 10, 9
+    y = tp(*ins)
+    np.testing.assert_allclose(y.detach().numpy(), reference.apply(d, x1, x2, w),
+                               rtol=1e-12, atol=1e-12)
+    grads = torch.autograd.grad((y * torch.tensor(ct)).sum(), ins)
+    for g, ref in zip(grads, _reference_grads(d, x1, x2, w, ct), strict=True):
+        np.testing.assert_allclose(g.numpy(), ref, rtol=1e-10, atol=1e-10)
+    test_first_and_second_order(name, "fused", False, rng, batch=29)

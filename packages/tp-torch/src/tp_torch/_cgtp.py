@@ -12,16 +12,19 @@ contraction is organised:
 
   - ``"scalar"`` (every block multiplicity 1, e.g. the MIMO workloads): the whole product is
     ONE matmul ``(x1 (x) x2) @ W`` with the block-sparse ``(dim1*dim2, dim_out)`` matrix ``W``
-    assembled from the shared weights by one ``index_add`` over the nonzero CG entries
+    assembled from the shared weights by one ``index_add`` over the nonzero CG entries (split
+    by parity for large products; on CPU in row chunks that stay in cache, :class:`_OuterMatmul`)
     (per-sample weights: one matmul with the stacked CG, then one small batched contraction
     per output block).
   - ``"channelwise"`` (every path ``uvu`` with ``mul_in2 == 1``, the MACE/NequIP shape): per
     x1 block, contract ``x2`` with all its paths' CG blocks in one matmul (``M``,
     ``(B, kp, S)``); per path one batched matmul ``(B, m1, kp) @ (B, kp, d3)`` whose result is
-    multiplied by the weights straight into the output block; a path whose x2 block has
-    degree 0 is ``c x2_j x1``, flat multiplies in both directions. The contraction is zero
-    padded (``kp >= d1``) where that moves a small matmul from torch's scalar loop to MKL
-    (:func:`_pad_to`). Shared weights use a hand-written backward (:class:`_ChannelwiseFn`).
+    multiplied by the weights straight into the output block (a broadcast product where the
+    x1 block or the output block is a vector); a path whose x2 block has degree 0 is
+    ``c x2_j x1``, flat multiplies in both directions. The contraction is zero padded
+    (``kp >= d1``) where that moves a small matmul from torch's scalar loop to MKL
+    (:func:`_pad_to`). Shared weights use a hand-written backward (:class:`_ChannelwiseFn`),
+    on CPU in row chunks.
   - ``"folded"`` (channelwise with few channels, ``<= _FOLD_MAX``, the same in every block):
     one single-channel ``"scalar"`` product per channel.
   - ``"grouped"`` (anything else): paths sharing the same input pair are contracted with their
@@ -54,11 +57,18 @@ _PAD_MAX = 16
 #: ... but only for matrices from this many multiply-adds (below, the scalar loop is cheaper
 #: than MKL's per-matrix overhead of ~0.2 us).
 _PAD_FROM = 64
+#: CPU: the channelwise plan runs batches of more than one chunk chunk by chunk, each of about
+#: this many output entries and at least _CW_MIN_ROWS rows (fewer rows cost more in per-op
+#: overhead than they save). Unchunked, every intermediate of a large batch is a fresh
+#: allocation that glibc maps anew (page faults on every use) and streams from memory.
+_CW_CHUNK_ENTRIES = 2 ** 21
+_CW_MIN_ROWS = 256
 
 
 def _pad_to(mul1: int, d1: int, d3: int) -> int:
-    """Contraction size for a ``(mul1, d1) @ (d1, d3)`` batched matmul (see _BMM_MIN)."""
-    if mul1 * d1 * d3 >= _BMM_MIN or mul1 * d1 * d3 < _PAD_FROM or d3 == 1:
+    """Contraction size for a ``(mul1, d1) @ (d1, d3)`` batched matmul (see _BMM_MIN); vector
+    factors (``d1 = 1`` or ``d3 = 1``) are broadcast products, never padded."""
+    if mul1 * d1 * d3 >= _BMM_MIN or mul1 * d1 * d3 < _PAD_FROM or d3 == 1 or d1 == 1:
         return d1
     kp = -(-_BMM_MIN // (mul1 * d3))
     return kp if kp <= max(_PAD_MAX, d1) else d1
@@ -319,33 +329,47 @@ class _OuterMatmul(torch.autograd.Function):
 
 class _ChannelwiseFn(torch.autograd.Function):
     """Channelwise ``fused`` plan (shared or no weights) with a hand-written backward that
-    reuses the forward's grouping: per path two batched matmuls reading the output gradient in
-    place, the weight gradient from the forward's saved unweighted products, the forward's
-    ``M`` and padded x1 blocks reused. The backward is made of differentiable torch ops and
-    recomputes what it reuses when the graph is recorded (``create_graph``), so double backward
-    is exact."""
+    reuses the forward's grouping (:meth:`CGTPFused._cw_backward`). Whole batch: the forward's
+    ``M`` and padded x1 blocks are saved for the backward. On CPU a batch of more than one
+    chunk (:meth:`CGTPFused._cw_chunk_rows`) runs chunk by chunk in both directions, each
+    chunk's intermediates small enough to be reused from the allocator's heap and to stay in
+    cache, and only the inputs are saved. The backward is made of differentiable torch ops and
+    runs on the whole batch, recomputing what it reuses, when the graph is recorded
+    (``create_graph``), so double backward is exact."""
 
     @staticmethod
     def forward(ctx, x1, x2, w, kernel):
-        # the unweighted path products give the weight gradient: kept only when it is needed
-        keep = w is not None and ctx.needs_input_grad[2]
-        out, y0s, mus = kernel._cw_forward(x1, x2, w, keep)
         ctx.kernel = kernel
         ctx.has_w = w is not None
-        ctx.n_mu = len(mus)
-        ctx.save_for_backward(x1, x2, *(() if w is None else (w,)), *mus, *y0s)
+        ctx.rows = rows = kernel._cw_chunk_rows(x1)
+        if rows is None:
+            out, mus = kernel._cw_forward(x1, x2, w)
+        else:
+            out, mus = x1.new_empty((x1.shape[0], kernel.d.irreps_out.dim)), []
+            for s in range(0, x1.shape[0], rows):
+                kernel._cw_forward(x1[s:s + rows], x2[s:s + rows], w, out[s:s + rows])
+        ctx.save_for_backward(x1, x2, *(() if w is None else (w,)), *mus)
         return out
 
     @staticmethod
     def backward(ctx, gout):
         saved = ctx.saved_tensors
         x1, x2 = saved[0], saved[1]
-        k = 3 if ctx.has_w else 2
         w = saved[2] if ctx.has_w else None
-        mus = list(saved[k:k + ctx.n_mu])
-        y0s = list(saved[k + ctx.n_mu:])
-        g1, g2, gw = ctx.kernel._cw_backward(x1, x2, w, gout, y0s, mus,
-                                             ctx.needs_input_grad[2])
+        mus = list(saved[3 if ctx.has_w else 2:])
+        need_w = ctx.needs_input_grad[2]
+        kernel, rows = ctx.kernel, ctx.rows
+        if rows is None or torch.is_grad_enabled():
+            return (*kernel._cw_backward(x1, x2, w, gout, mus, need_w), None)
+        g1, g2 = torch.empty_like(x1), torch.empty_like(x2)
+        gw = torch.zeros_like(w) if w is not None and need_w else None
+        for s in range(0, x1.shape[0], rows):
+            e = s + rows
+            a, b, c = kernel._cw_backward(x1[s:e], x2[s:e], w, gout[s:e], [], need_w)
+            g1[s:e] = a
+            g2[s:e] = b
+            if gw is not None:
+                gw += c
         return g1, g2, gw, None
 
 
@@ -556,10 +580,11 @@ class CGTPFused(_CGTPKernel):
             groups[p.i_in1].append(n)
         numel = d.weight_numel
         self._cw_groups: list[
-            tuple[int, int, int, int, list[tuple[int, int, int, int, int]]]] = []
-        widx_l: list[np.ndarray] = []
+            tuple[int, int, int, int, list[tuple[int, int, int, int, int, int]]]] = []
+        widx_l: list[np.ndarray] = []  # weights expanded to the output blocks (m1, d3)
+        widxk_l: list[np.ndarray] = []  # ... and to the padded x1 blocks (m1, kp)
         wpos_l: list[tuple[int, np.ndarray]] = []
-        w0 = 0
+        w0 = wk0 = 0
         #: paths with a degree-0 x2 block, whose product is the x1 block times a per-sample
         #: scalar: path -> (x2 column, CG factor). They never enter ``M``: the forward writes
         #: them with two flat multiplies, the backward with flat multiplies and two
@@ -593,17 +618,20 @@ class CGTPFused(_CGTPKernel):
                 else:
                     wu = np.full(mul1, numel)
                 widx_l.append(np.repeat(wu, d3))
+                widxk_l.append(np.repeat(wu, kp))
                 if n in self._cw_scale:  # no columns in M
-                    cols.append((n, -1, -1, w0, d1))
+                    cols.append((n, -1, -1, w0, d1, wk0))
                 else:
                     kg[off2[p.i_in2]:off2[p.i_in2] + c.shape[1], :d1, c0:c0 + d3] = \
                         np.transpose(c, (1, 0, 2))
-                    cols.append((n, c0, c0 + d3, w0, kps[n]))
+                    cols.append((n, c0, c0 + d3, w0, kps[n], wk0))
                     c0 += d3
                 w0 += mul1 * d3
+                wk0 += mul1 * kp
             self.add_const(f"cwk{g}", kg.reshape(dim2, kp * s_tot))
             self._cw_groups.append((i1, mul1, kp, s_tot, cols))
         self.add_index("cw_widx", np.concatenate(widx_l))
+        self.add_index("cw_widx_k", np.concatenate(widxk_l))
         # the x2 column of every scale path, in the backward's order (groups, then paths)
         self.add_index("cw_scale_cols", np.array(
             [self._cw_scale[n][0] for *_, cols in self._cw_groups for n, *_ in cols
@@ -633,27 +661,43 @@ class CGTPFused(_CGTPKernel):
         u = self._blk1(x1, i1)
         return u if kp == u.shape[2] else torch.nn.functional.pad(u, (0, kp - u.shape[2]))
 
-    def _cw_wexp(self, w: torch.Tensor | None) -> torch.Tensor | None:
-        """All paths' weights expanded to their output blocks ``(m1, d3)``, concatenated in
-        path order (None if no weights); unweighted paths read ones."""
+    def _cw_wexp(self, w: torch.Tensor | None, index: str = "cw_widx") -> torch.Tensor | None:
+        """All paths' weights expanded to their output blocks ``(m1, d3)`` (``cw_widx``) or
+        their padded x1 blocks ``(m1, kp)`` (``cw_widx_k``), concatenated in path order (None
+        if no weights); unweighted paths read ones."""
         if w is None:
             return None
-        return torch.cat([w, w.new_ones(1)]).index_select(0, self.cw_widx)
+        return torch.cat([w, w.new_ones(1)]).index_select(0, getattr(self, index))
 
-    def _cw_forward(self, x1, x2, w, keep=False):
-        """Forward: per x1 block one ``M = x2 @ K_g`` ``(B, kp, S)``; per path one batched
-        matmul on a column slice of ``M`` -> ``(B, m1, d3)``, multiplied by the expanded
-        weights straight into its block of the output (one pass over the output); paths with
-        a degree-0 x2 block (``_cw_scale``) are two flat multiplies. Returns the output, if
-        ``keep`` the unweighted matmul products ``(B, m1 * d3)`` of the weighted paths (for
-        the weight gradient), and each group's ``M`` and padded x1 block."""
+    def _cw_chunk_rows(self, x1: torch.Tensor) -> int | None:
+        """Rows per chunk of the channelwise plan for this batch (about
+        :data:`_CW_CHUNK_ENTRIES` output entries, at least :data:`_CW_MIN_ROWS` rows, the batch
+        split evenly), or None: one piece (at most one chunk, a GPU, ``torch.compile``)."""
+        if x1.device.type != "cpu" or torch.compiler.is_compiling():
+            return None
+        b = x1.shape[0]
+        rows = max(_CW_MIN_ROWS, _CW_CHUNK_ENTRIES // max(self.d.irreps_out.dim, 1))
+        if b <= rows:
+            return None
+        n = -(-b // rows)
+        return -(-b // n)
+
+    def _cw_forward(self, x1, x2, w, out=None):
+        """Forward into ``out`` (a new ``(B, dim_out)`` tensor if None): per x1 block one
+        ``M = x2 @ K_g`` ``(B, kp, S)``; per path one product of the x1 block with a column
+        slice of ``M`` -> ``(B, m1, d3)``, multiplied by the expanded weights straight into its
+        block of the output (one pass over the output). The product is a batched matmul, or
+        where a factor is a vector a broadcast: ``d1 = 1`` an outer product, ``d3 = 1`` ``d1``
+        multiply-adds (each 2-3x faster than ATen's batched matmul of such shapes, which runs
+        a per-matrix loop). Paths with a degree-0 x2 block (``_cw_scale``) are two flat
+        multiplies. Returns the output and each group's ``M`` and padded x1 block."""
         d = self.d
         b = x1.shape[0]
         wexp = self._cw_wexp(w)
         offo = [s.start for s in d.irreps_out.slices()]
-        out = x1.new_empty((b, d.irreps_out.dim))
+        if out is None:
+            out = x1.new_empty((b, d.irreps_out.dim))
         seen: set[int] = set()
-        y0s: list[torch.Tensor] = []
         mus: list[torch.Tensor] = []
         compiling = torch.compiler.is_compiling()  # dynamo refuses a strided out=
         for g, (i1, mul1, kp, s_tot, cols) in enumerate(self._cw_groups):
@@ -661,7 +705,8 @@ class CGTPFused(_CGTPKernel):
             u = self._cw_x1(x1, i1, kp)
             mus += [x1.new_zeros(0) if m is None else m, u]
             a1, b1 = self._slices1[i1]
-            for n, c0, c1, w0, kq in cols:
+            d1 = d.irreps_in1[i1].ir.dim
+            for n, c0, c1, w0, kq, _ in cols:
                 p = d.paths[n]
                 size = mul1 * p.ir_out.dim
                 o = out[:, offo[p.i_out]:offo[p.i_out] + size]
@@ -680,9 +725,14 @@ class CGTPFused(_CGTPKernel):
                             o.mul_(wv)
                     seen.add(p.i_out)
                     continue
-                y = torch.bmm(u[:, :, :kq], m[:, :kq, c0:c1]).view(b, size)
-                if keep and p.has_weight:
-                    y0s.append(y)
+                if d1 == 1:  # outer product (B, m1, 1) x (B, 1, d3)
+                    y = (u[:, :, :1] * m[:, :1, c0:c1]).view(b, size)
+                elif c1 - c0 == 1:  # matrix-vector product: d1 multiply-adds over (B, m1)
+                    y = u[:, :, 0] * m[:, 0, c0:c1]
+                    for i in range(1, d1):
+                        y = y.addcmul_(u[:, :, i], m[:, i, c0:c1])
+                else:
+                    y = torch.bmm(u[:, :, :kq], m[:, :kq, c0:c1]).view(b, size)
                 if p.i_out in seen:
                     if wv is None:
                         o.add_(y)
@@ -698,16 +748,18 @@ class CGTPFused(_CGTPKernel):
         for i, s in enumerate(d.irreps_out.slices()):
             if i not in seen:
                 out[:, s.start:s.stop] = 0
-        return out, y0s, mus
+        return out, mus
 
-    def _cw_backward(self, x1, x2, w, gout, y0s, mus, need_w=True):
+    def _cw_backward(self, x1, x2, w, gout, mus, need_w=True):
         """Gradients of the channelwise product, per path reading its output-gradient block
-        in place: with ``g = w * g_p``, ``h = g @ M_p^T`` (x1 gradient, ``(B, m1, kp)``) and
-        ``g_M = x1^T @ g``; the weight gradient is ``sum_(b,k) g_p * y0`` with the forward's
-        unweighted product ``y0`` (``y0s``; ``mus``: the forward's ``M`` and padded x1 blocks;
-        all recomputed when the graph is recorded, so that it reaches the inputs); per x1
-        block one matmul back to ``x2``. A ``_cw_scale`` path ``y = c x2_j x1`` (flat
-        ``t = g_p * x1``): x1 gradient ``c x2_j g``, x2_j gradient ``c t . w``, weight gradient
+        ``g`` in place. With the path's per-channel weights ``w_u``: ``h = g @ M_p^T``
+        ``(B, m1, kp)`` is the x1-side product before weighting, so the x1 gradient is
+        ``w_u h`` and the weight gradient ``sum_(b,i) x1 h`` (no forward product is needed);
+        ``g_M = x1^T @ (w_u g)``; per x1 block one matmul back to ``x2``. Vector factors
+        (``d1 = 1``, ``d3 = 1``) use broadcasts as in the forward. ``mus``: the forward's
+        ``M`` and padded x1 blocks, recomputed when empty or when the graph is recorded (so
+        that it reaches the inputs). A ``_cw_scale`` path ``y = c x2_j x1`` (flat
+        ``t = g * x1``): x1 gradient ``c x2_j w g``, x2_j gradient ``c t . w``, weight gradient
         ``c x2_j^T t``. Differentiable ops only: with ``create_graph`` they are recorded, so
         double backward works."""
         d = self.d
@@ -715,13 +767,12 @@ class CGTPFused(_CGTPKernel):
         gout = gout.contiguous()
         offo = [s.start for s in d.irreps_out.slices()]
         wexp = self._cw_wexp(w)
+        wexp_k = self._cw_wexp(w, "cw_widx_k")
         recompute = torch.is_grad_enabled() or not mus
-        recompute_y0 = recompute or not y0s
         gx1: dict[int, torch.Tensor] = {}
         gx2 = None
         g2cols: list[tuple[int, torch.Tensor]] = []  # (x2 column, (B,)) of the scale paths
         gw_parts: list[tuple[int, torch.Tensor]] = []
-        k0 = 0
         for g, (i1, mul1, kp, s_tot, cols) in enumerate(self._cw_groups):
             d1 = d.irreps_in1[i1].ir.dim
             a1, b1 = self._slices1[i1]
@@ -734,7 +785,7 @@ class CGTPFused(_CGTPKernel):
             acc = None  # (B, m1, kp): x1 gradient of the matmul paths
             acc_s = None  # (B, m1 * d1): x1 gradient of the scale paths
             gms = []
-            for n, c0, c1, w0, kq in cols:
+            for n, c0, c1, w0, _, wk0 in cols:
                 p = d.paths[n]
                 d3 = p.ir_out.dim
                 size = mul1 * d3
@@ -754,25 +805,26 @@ class CGTPFused(_CGTPKernel):
                     s = x2j if c == 1.0 else x2j * c
                     acc_s = gpw * s if acc_s is None else torch.addcmul(acc_s, gpw, s)
                     continue
-                if wv is not None and need_w:
-                    if recompute_y0:
-                        y0 = torch.bmm(u[:, :, :kq], m[:, :kq, c0:c1]).view(b, size)
-                    else:
-                        y0 = y0s[k0]
-                    k0 += 1
-                    # sum over the batch first: a column sum of contiguous rows vectorizes
-                    gw = (gp * y0).sum(dim=0)
-                    gw_parts.append((p.weight_offset, gw.view(mul1, d3).sum(dim=1)))
-                if wv is not None:
-                    gp = gp * wv
-                gp = gp.view(b, mul1, d3)
-                # x1 gradient (B, m1, kp)
-                if d3 == 1:  # an outer product: a broadcast beats bmm's scalar loop
-                    h = gp * m[:, :, c0].unsqueeze(1)  # (B, m1, kp)
+                g3 = gp.view(b, mul1, d3)
+                # h: x1-side product before weighting, (B, m1, kp) ((B, m1, 1) if d1 = 1)
+                if d3 == 1:
+                    h = g3 * m[:, :, c0].unsqueeze(1)
+                elif d1 == 1:  # matrix-vector product: d3 multiply-adds over (B, m1)
+                    h = g3[:, :, 0] * m[:, 0, c0:c0 + 1]
+                    for k in range(1, d3):
+                        h = h.addcmul_(g3[:, :, k], m[:, 0, c0 + k:c0 + k + 1])
+                    h = h.unsqueeze(2)
                 else:
-                    h = torch.bmm(gp, m[:, :, c0:c1].transpose(1, 2))
+                    h = torch.bmm(g3, m[:, :, c0:c1].transpose(1, 2))
+                if wv is not None:
+                    hf = h.reshape(b, mul1 * kp)
+                    if need_w:  # sum over the batch first: column sums of contiguous rows
+                        gw = (hf * u.reshape(b, mul1 * kp)).sum(dim=0).view(mul1, kp).sum(1)
+                        gw_parts.append((p.weight_offset, gw))
+                    h = (hf * wexp_k[wk0:wk0 + mul1 * kp]).view(b, mul1, kp)
+                    g3 = (gp * wv).view(b, mul1, d3)
                 acc = h if acc is None else acc + h
-                gms.append(torch.bmm(u.transpose(1, 2), gp))  # (B, kp, d3)
+                gms.append(torch.bmm(u.transpose(1, 2), g3))  # (B, kp, d3)
             if gms:
                 gm = torch.cat(gms, dim=2) if len(gms) > 1 else gms[0]
                 t2 = gm.reshape(b, kp * s_tot) @ kg.t()
