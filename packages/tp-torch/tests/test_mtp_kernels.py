@@ -17,11 +17,13 @@ import tp_spec as spec
 import tp_torch
 from conftest import random_inputs, tensors
 from tp_spec import reference
+from tp_torch import _mtp
 from tp_torch._bmm import matprod, use_batch_last
 
 #: small descriptors covering: all four parity pairs (one channel: fused read-out), channels,
 #: one broadcast x2 channel with per-degree weights, a single parity pair, two pairs into one
-#: output class, n = 5 and n = 9 matrices
+#: output class, n = 5 and n = 9 matrices; ``sparse``'s transpose regime (natural or pseudo
+#: irreps only, one or more channels) and inputs that mix both (no transpose regime)
 MTP_CASES = {
     "mimo_l1": spec.mtp("0e+1o", "0e+1o"),
     "mimo_l2": spec.mtp("0e+1o+2e", "0e+1o+2e"),
@@ -30,7 +32,28 @@ MTP_CASES = {
     "one_pair": spec.mtp("2x0e+2x1o", "2x0e+2x1o", "2x0e+2x1e"),
     "two_pairs": spec.mtp("2x0e+2x1e", "0e+1o+0o", per_degree_weights=True),
     "big_n": spec.mtp("0e+1o", "0e+1o+1e", lt=4),
+    "pseudo": spec.mtp("2x0o+2x1e+2x2o", "0e+1o+2e"),
+    "channels_nat": spec.mtp("2x0e+2x1o+2x2e", "2x0e+2x1o", lt=4),
 }
+
+#: the cases ``sparse`` runs in its transpose regime (``X' = +-X^T``) when it is enabled for
+#: every matrix size (the fixture below); by default it starts at n = 7
+TRANSPOSE_REGIME = {"mimo_l1", "mimo_l2", "broadcast_w", "pseudo", "channels_nat"}
+
+
+@pytest.fixture(autouse=True)
+def _transpose_regime_everywhere(monkeypatch):
+    monkeypatch.setattr(_mtp, "_TR_MIN_N", 1)
+
+
+def test_transpose_regime_cases(monkeypatch):
+    """Which descriptors take ``sparse``'s transpose regime: all four parity pairs and each
+    input all natural or all pseudo irreps; by default from n = 7."""
+    got = {name for name, d in MTP_CASES.items() if tp_torch.TensorProduct(d, "sparse").kernel.tr}
+    assert got == TRANSPOSE_REGIME
+    monkeypatch.setattr(_mtp, "_TR_MIN_N", 7)
+    assert not tp_torch.TensorProduct(MTP_CASES["mimo_l2"], "sparse").kernel.tr  # n = 5
+    assert tp_torch.TensorProduct(MTP_CASES["channels_nat"], "sparse").kernel.tr  # n = 9
 
 
 def _variants(kernel):

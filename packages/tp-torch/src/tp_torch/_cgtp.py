@@ -40,7 +40,7 @@ import torch
 from tp_spec import CGTPDescriptor, Path, channel_fold, clebsch_gordan
 from tp_spec.channel_fold import channel_count
 
-from ._common import Kernel
+from ._common import Kernel, aligned_empty
 
 __all__ = ["CGTPDense", "CGTPFused", "CGTPSparse", "fused_plan"]
 
@@ -285,7 +285,7 @@ class _OuterMatmul(torch.autograd.Function):
         rows = _chunk_rows(a, n * k)
         if rows is None:
             return _outer(a, b) @ w
-        out = a.new_empty((a.shape[0], w.shape[1]))
+        out = aligned_empty(a.shape[0], w.shape[1], a)
         buf = a.new_empty((rows, n, k))
         for s in range(0, a.shape[0], rows):
             e = min(a.shape[0], s + rows)
@@ -309,8 +309,8 @@ class _OuterMatmul(torch.autograd.Function):
             return ga, gb, gw
         ga = a.new_empty(a.shape) if need_a else None
         gb = b.new_empty(b.shape) if need_b else None
-        gw = w.new_zeros(w.shape) if need_w else None
-        buf = a.new_empty((rows, n * k))
+        gw = aligned_empty(w.shape[0], w.shape[1], w).zero_() if need_w else None
+        buf = aligned_empty(rows, n * k, a)
         for s in range(0, a.shape[0], rows):
             e = min(a.shape[0], s + rows)
             if need_a or need_b:
