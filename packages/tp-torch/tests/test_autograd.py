@@ -131,6 +131,8 @@ def _reference_grads(d, x1, x2, w, ct):
                    for i in range(x1.shape[-1])], -1)
     g2 = np.stack([per_sample(x1, unit(x2.shape[-1], j, x2), w)
                    for j in range(x2.shape[-1])], -1)
+    if w is None:
+        return g1, g2
     e0 = per_sample(x1, x2, np.zeros_like(w)).sum()
     gw = np.array([per_sample(x1, x2, np.eye(w.shape[0])[k]).sum() - e0
                    for k in range(w.shape[0])])
@@ -185,3 +187,28 @@ def test_channelwise_plan_chunks(name, rng, monkeypatch):
     for g, ref in zip(grads, _reference_grads(d, x1, x2, w, ct), strict=True):
         np.testing.assert_allclose(g.numpy(), ref, rtol=1e-10, atol=1e-10)
     test_first_and_second_order(name, "fused", False, rng, batch=29)
+
+
+@pytest.mark.parametrize("name", ["gtp_all_pairs", "gtp_given_out", "gtp_broadcast_w"])
+def test_grid_chunks(name, rng, monkeypatch):
+    """The grid GTP's CPU batch chunks (23 rows as 6 + 6 + 6 + 5): forward against the
+    reference; without weights the first-order gradients against the reference; first and
+    second order against finite differences."""
+    from tp_torch import _gtp
+
+    monkeypatch.setattr(_gtp, "_GRID_CHUNK_ENTRIES", 1)
+    monkeypatch.setattr(_gtp, "_GRID_MIN_ROWS", 7)
+    d = CASES[name]
+    x1, x2, w = random_inputs(d, (23,), rng)
+    ins = [t for t in tensors(x1, x2, w, grad=True) if t is not None]
+    tp = tp_torch.TensorProduct(d, "grid")
+    assert tp.kernel._chunk_rows(ins[0]) == 6
+    y = tp(*ins)
+    np.testing.assert_allclose(y.detach().numpy(), reference.apply(d, x1, x2, w),
+                               rtol=1e-12, atol=1e-12)
+    if w is None:
+        ct = rng.normal(size=(23, d.irreps_out.dim))
+        grads = torch.autograd.grad((y * torch.tensor(ct)).sum(), ins)
+        for g, ref in zip(grads, _reference_grads(d, x1, x2, None, ct), strict=True):
+            np.testing.assert_allclose(g.numpy(), ref, rtol=1e-10, atol=1e-10)
+    test_first_and_second_order(name, "grid", False, rng, batch=23)
