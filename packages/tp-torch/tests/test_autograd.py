@@ -189,19 +189,26 @@ def test_channelwise_plan_chunks(name, rng, monkeypatch):
     test_first_and_second_order(name, "fused", False, rng, batch=29)
 
 
-@pytest.mark.parametrize("name", ["gtp_all_pairs", "gtp_given_out", "gtp_broadcast_w"])
-def test_grid_chunks(name, rng, monkeypatch):
-    """The grid GTP's CPU batch chunks (23 rows as 6 + 6 + 6 + 5): forward against the
+_CHUNKED = [(n, m) for n in ("gtp_all_pairs", "gtp_given_out", "gtp_broadcast_w")
+            for m in ("grid", "fourier")]
+_CHUNKED += [(n, m) for n in ("mtp_all", "mtp_given_out", "mtp_broadcast_w")
+             for m in ("dense", "sparse")]
+
+
+@pytest.mark.parametrize(("name", "method"), _CHUNKED)
+def test_gtp_mtp_chunks(name, method, rng, monkeypatch):
+    """GTP and MTP run in CPU batch chunks (23 rows as 6 + 6 + 6 + 5): forward against the
     reference; without weights the first-order gradients against the reference; first and
     second order against finite differences."""
-    from tp_torch import _gtp
+    from tp_torch._gtp import ChannelFunctionKernel
 
-    monkeypatch.setattr(_gtp, "_GRID_CHUNK_ENTRIES", 1)
-    monkeypatch.setattr(_gtp, "_GRID_MIN_ROWS", 7)
     d = CASES[name]
+    tp = tp_torch.TensorProduct(d, method)
+    monkeypatch.setattr(type(tp.kernel), "chunk_entries", 1)
+    monkeypatch.setattr(type(tp.kernel), "chunk_min_rows", 7)
+    assert isinstance(tp.kernel, ChannelFunctionKernel)
     x1, x2, w = random_inputs(d, (23,), rng)
     ins = [t for t in tensors(x1, x2, w, grad=True) if t is not None]
-    tp = tp_torch.TensorProduct(d, "grid")
     assert tp.kernel._chunk_rows(ins[0]) == 6
     y = tp(*ins)
     np.testing.assert_allclose(y.detach().numpy(), reference.apply(d, x1, x2, w),
@@ -211,4 +218,4 @@ def test_grid_chunks(name, rng, monkeypatch):
         grads = torch.autograd.grad((y * torch.tensor(ct)).sum(), ins)
         for g, ref in zip(grads, _reference_grads(d, x1, x2, None, ct), strict=True):
             np.testing.assert_allclose(g.numpy(), ref, rtol=1e-10, atol=1e-10)
-    test_first_and_second_order(name, "grid", False, rng, batch=23)
+    test_first_and_second_order(name, method, False, rng, batch=23)

@@ -11,6 +11,9 @@ Both read each channel of an input as up to two functions on the sphere (the par
 * ``fourier``: exact sparse SH <-> 2D Fourier tables (``tp_spec.fourier``) applied by
   gather + ``index_add`` (``O(L^3)`` per channel), a 2D FFT linear convolution, and the exact
   sparse projection back.
+
+On CPU both (and the MTP kernels, which share :class:`ChannelFunctionKernel`) run a large batch
+in chunks whose intermediates stay in cache (:attr:`ChannelFunctionKernel.chunk_entries`).
 """
 
 from __future__ import annotations
@@ -80,20 +83,60 @@ class ChannelFunctionKernel(Kernel):
             return out
         return self._scale(out, w, self.widx3)
 
+    #: CPU batch chunks: about this many entries of the largest intermediate per chunk, at
+    #: least this many rows (``_row_entries`` gives the per-row size). Unchunked, MIMO L=10 at
+    #: batch 10,000 makes 34-134 MB intermediates per call, each mapped anew by the allocator
+    #: (a page fault per 4 kB) and streamed from memory. Measured (one thread, batch 10,000,
+    #: AMD EPYC, MIMO, min of 5-7 interleaved, unchunked / 2^18 entries, forward;
+    #: forward+backward): grid L=6 57.7 / 15.4 ms; 72 / 49, L=10 162 / 49; 356 / 170;
+    #: fourier L=6 551 / 239; 1272 / 596, L=10 6177 / 1930; 9251 / 3993; MTP sparse L=6
+    #: 85.7 / 35.0; 133 / 97, L=10 316 / 172; 593 / 395; MTP dense L=10 364 / 308;
+    #: 839 / 699. 2^17 .. 2^20 are within ~15 % of each other from L = 4.
+    chunk_entries = 2 ** 18
+    chunk_min_rows = 64
+
+    def _row_entries(self) -> int:
+        """Entries per batch row of the product's largest intermediate."""
+        raise NotImplementedError
+
+    def _chunk_rows(self, x1: torch.Tensor) -> int | None:
+        """Batch rows per chunk on CPU (about ``chunk_entries`` intermediate entries per chunk,
+        at least ``chunk_min_rows`` rows, the batch split evenly), or None: one piece (at most
+        one chunk, a GPU, ``torch.compile``)."""
+        if x1.device.type != "cpu" or torch.compiler.is_compiling():
+            return None
+        rows = max(self.chunk_min_rows, self.chunk_entries // max(self._row_entries(), 1))
+        b = x1.shape[0]
+        if b <= rows:
+            return None
+        n = -(-b // rows)
+        return -(-b // n)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        """Per-degree weights on the inputs, the product (on CPU in batch chunks: each
+        chunk's intermediates stay in cache and are reused from the allocator's heap instead
+        of being mapped anew; autograd records every chunk, so the backward is chunked too),
+        weights on the output."""
+        b = x1.shape[0]
+        if not self.active:
+            return x1.new_zeros((b, self.d.irreps_out.dim))
+        x1, x2 = self.weighted_inputs(x1, x2, w)
+        rows = self._chunk_rows(x1)
+        if rows is None:
+            out = self._product(x1, x2)
+        else:
+            out = torch.cat([self._product(x1[s:s + rows], x2[s:s + rows])
+                             for s in range(0, b, rows)])
+        return self.weighted_output(out, w)
+
+    def _product(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """The product of weighted inputs ``(B, dim1)``, ``(B, dim2)`` -> ``(B, dim_out)``."""
+        raise NotImplementedError
+
 
 def _pad_rows(xt: torch.Tensor) -> torch.Tensor:
     """Append a zero row (the sentinel of the gather indices)."""
     return torch.cat([xt, xt.new_zeros((1,) + tuple(xt.shape[1:]))], dim=0)
-
-
-#: CPU: the grid product runs in batch chunks whose grid values have about this many entries
-#: (each chunk's intermediates stay in cache and are reused from the allocator's heap instead
-#: of being mapped anew: unchunked, MIMO L=10 at batch 10,000 makes four 34 MB intermediates
-#: per call). Measured (one thread, batch 10,000, AMD EPYC, MIMO, unchunked / 2^18 entries,
-#: min of 7 interleaved): forward L=3 9.2 / 3.3 ms, L=6 57.7 / 15.4, L=10 162 / 49;
-#: forward+backward L=6 72 / 49, L=10 356 / 170; 2^17 .. 2^20 within ~10 % at L >= 6.
-_GRID_CHUNK_ENTRIES = 2 ** 18
-_GRID_MIN_ROWS = 64
 
 
 class GTPGrid(ChannelFunctionKernel):
@@ -166,34 +209,10 @@ class GTPGrid(ChannelFunctionKernel):
         r = coeff.shape[-1]
         return (t @ a.reshape(m_, nt * r)).reshape(t.shape[0], nt, r)
 
-    def _chunk_rows(self, x1: torch.Tensor) -> int | None:
-        """Batch rows per chunk on CPU (grid values of about :data:`_GRID_CHUNK_ENTRIES`
-        entries per chunk, the batch split evenly), or None: one piece."""
-        if x1.device.type != "cpu" or torch.compiler.is_compiling():
-            return None
-        per_row = self.n_phi * self.n_theta * max(len(self.cls1), len(self.clso)) * self.C
-        rows = max(_GRID_MIN_ROWS, _GRID_CHUNK_ENTRIES // per_row)
-        b = x1.shape[0]
-        if b <= rows:
-            return None
-        n = -(-b // rows)
-        return -(-b // n)
-
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-        b = x1.shape[0]
-        if not self.active:
-            return x1.new_zeros((b, self.d.irreps_out.dim))
-        x1, x2 = self.weighted_inputs(x1, x2, w)
-        rows = self._chunk_rows(x1)
-        if rows is None:
-            out = self._product(x1, x2)
-        else:  # autograd records each chunk: its backward runs chunk by chunk too
-            out = torch.cat([self._product(x1[s:s + rows], x2[s:s + rows])
-                             for s in range(0, b, rows)])
-        return self.weighted_output(out, w)
+    def _row_entries(self) -> int:
+        return self.n_phi * self.n_theta * max(len(self.cls1), len(self.clso)) * self.C
 
     def _product(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        """The unweighted product of ``(B, dim1)`` and ``(B, dim2)`` -> ``(B, dim_out)``."""
         b = x1.shape[0]
         dt = x1.dtype
         nphi, nt = self.n_phi, self.n_theta
@@ -284,15 +303,15 @@ class GTPFourier(ChannelFunctionKernel):
         f = torch.complex(flat[:, : n * n], flat[:, n * n:]).reshape(b, ncls, ch, n, n)
         return f
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+    def _row_entries(self) -> int:
+        return 2 * self.N * self.N * max(len(self.cls1), len(self.clso)) * self.C
+
+    def _product(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         b = x1.shape[0]
         dt = x1.dtype
-        if not self.active:
-            return x1.new_zeros((b, self.d.irreps_out.dim))
         if b == 0:  # MKL's FFT rejects empty batches; keep the result attached to the inputs
-            zero = (x1.sum() + x2.sum() + (w.sum() if w is not None else 0.0)) * 0.0
+            zero = (x1.sum() + x2.sum()) * 0.0
             return x1.new_zeros((0, self.d.irreps_out.dim)) + zero
-        x1, x2 = self.weighted_inputs(x1, x2, w)
         N = self.N
         f1 = self._fourier(x1, self.g1, "f1", self.L1, self.C, len(self.cls1))
         f2 = self._fourier(x2, self.g2, "f2", self.L2, self.C2, len(self.cls2))
@@ -311,5 +330,4 @@ class GTPFourier(ChannelFunctionKernel):
         z = z.reshape(b, len(self.clso) * self.C * dim_o)
         if self.needs_zero_row:
             z = torch.cat([z, z.new_zeros((b, 1))], dim=1)
-        out = z.index_select(1, self.go)
-        return self.weighted_output(out, w)
+        return z.index_select(1, self.go)

@@ -115,11 +115,10 @@ class _MTPBase(ChannelFunctionKernel):
         return torch.mm(pq.reshape(pq.shape[0], 2 * self.n * self.n),
                         self.const("rpq_bf", pq.dtype))
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-        b = x1.shape[0]
-        if not self.active:
-            return x1.new_zeros((b, self.d.irreps_out.dim))
-        x1, x2 = self.weighted_inputs(x1, x2, w)
+    def _row_entries(self) -> int:
+        return 2 * self.n * self.n * self.C
+
+    def _product(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         bl = self.batch_last
         m1 = self.embed(x1, 1)  # (B, C, s, n, n) or (n, n, s, C, B)
         m2 = self.embed(x2, 2)  # (B, C2, s, n, n) or (n, n, s, C2, B); one channel broadcasts
@@ -128,7 +127,7 @@ class _MTPBase(ChannelFunctionKernel):
             # its backward stacks instead of zero-filling
             pq = matprod(m1, m2, bl)
             if self.fused_out:
-                return self.weighted_output(self.readout_pq(pq), w)
+                return self.readout_pq(pq)
             p, q = pq.unbind(2)
             zs = [p + q, p - q]  # 2 Z_e, 2 Z_o (clso = [1, -1])
         else:
@@ -138,7 +137,7 @@ class _MTPBase(ChannelFunctionKernel):
                 t = matprod(a1[k1], a2[k2], bl)
                 acc[ko] = t if acc[ko] is None else acc[ko] + t
             zs = [z for z in acc if z is not None]
-        return self.weighted_output(self.readout(zs), w)
+        return self.readout(zs)
 
 
 class MTPDense(_MTPBase):
@@ -320,17 +319,16 @@ class MTPSparse(_MTPBase):
         ``+1`` (anticommutator) / ``-1`` (commutator)."""
         return ir.p * self._tr_sign * (-1) ** ir.l if self.tr else ir.p
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-        if not self.active or not self.tr:
-            return super().forward(x1, x2, w)
-        x1, x2 = self.weighted_inputs(x1, x2, w)
+    def _product(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        if not self.tr:
+            return super()._product(x1, x2)
         bl = self.batch_last
         m1 = self.embed(x1, 1)  # (B, C, 1, n, n) or (n, n, 1, C, B)
         m2 = self.embed(x2, 2)
         ax = 2  # the class axis, of size 1 here
         p, p2 = matprod(m1, m2, bl).squeeze(ax), matprod(m2, m1, bl).squeeze(ax)
         zs = [p + p2 if q == 1 else p - p2 for q in self._read_classes]
-        return self.weighted_output(self.readout(zs), w)
+        return self.readout(zs)
 
     def embed(self, x: torch.Tensor, which: int) -> torch.Tensor:
         b = x.shape[0]
