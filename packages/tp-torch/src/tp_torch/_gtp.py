@@ -124,9 +124,9 @@ class ChannelFunctionKernel(Kernel):
         rows = self._chunk_rows(x1)
         if rows is None:
             out = self._product(x1, x2)
-        else:
-            out = torch.cat([self._product(x1[s:s + rows], x2[s:s + rows])
-                             for s in range(0, b, rows)])
+        else:  # split, not slices: the backward concatenates the chunks' gradients once
+            out = torch.cat([self._product(a, c)
+                             for a, c in zip(x1.split(rows), x2.split(rows), strict=True)])
         return self.weighted_output(out, w)
 
     def _product(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
@@ -218,11 +218,13 @@ class GTPGrid(ChannelFunctionKernel):
         nphi, nt = self.n_phi, self.n_theta
         f1 = self._to_grid(x1, self.g1, self.const("plt1", dt), self.const("t1", dt))
         f2 = self._to_grid(x2, self.g2, self.const("plt2", dt), self.const("t2", dt))
-        f1 = f1.reshape(nphi, nt, len(self.cls1), self.C, b)
-        f2 = f2.reshape(nphi, nt, len(self.cls2), self.C2, b)
+        # per class (nphi, nt, C, B); unbind, not select: its backward stacks the gradients
+        # instead of zero-filling the whole array per class
+        f1 = f1.reshape(nphi, nt, len(self.cls1), self.C, b).unbind(2)
+        f2 = f2.reshape(nphi, nt, len(self.cls2), self.C2, b).unbind(2)
         prods: list[torch.Tensor | None] = [None] * len(self.clso)
         for k1, k2, ko in self.pairs:
-            p = f1[:, :, k1] * f2[:, :, k2]  # (nphi, nt, C, B); one x2 channel broadcasts
+            p = f1[k1] * f2[k2]  # (nphi, nt, C, B); one x2 channel broadcasts
             prods[ko] = p if prods[ko] is None else prods[ko] + p
         h = torch.stack(prods, dim=2) if len(prods) > 1 else prods[0].unsqueeze(2)
         tft = self.const("tft", dt)  # (M_o, nphi)
