@@ -139,54 +139,51 @@ def _reference_grads(d, x1, x2, w, ct):
     return g1, g2, gw
 
 
+def _check_chunked(name, method, batch, rng):
+    """``method`` on ``batch`` rows of case ``name``: the forward and, where the product is
+    affine in every argument (a CGTP, or no weights), the first-order gradients against the
+    reference; first and second order against finite differences."""
+    d = CASES[name]
+    x1, x2, w = random_inputs(d, (batch,), rng)
+    ins = [t for t in tensors(x1, x2, w, grad=True) if t is not None]
+    tp = tp_torch.TensorProduct(d, method)
+    y = tp(*ins)
+    np.testing.assert_allclose(y.detach().numpy(), reference.apply(d, x1, x2, w),
+                               rtol=1e-12, atol=1e-12)
+    if w is None or d.kind == "cgtp":
+        ct = rng.normal(size=(batch, d.irreps_out.dim))
+        grads = torch.autograd.grad((y * torch.tensor(ct)).sum(), ins)
+        for g, ref in zip(grads, _reference_grads(d, x1, x2, w, ct), strict=True):
+            np.testing.assert_allclose(g.numpy(), ref, rtol=1e-10, atol=1e-10)
+    test_first_and_second_order(name, method, False, rng, batch=batch)
+
+
 @pytest.mark.parametrize("name", ["mimo", "mimo_split"])
 def test_scalar_plan_chunks(name, rng, monkeypatch):
     """The scalar plan's CPU row chunks (here 16 rows: two full chunks and a partial one):
-    the forward and the first-order gradients (the chunked backward) equal the reference; the
-    double backward (whole-batch branch, after a chunked forward) matches finite
-    differences."""
+    forward and first-order gradients (the chunked backward) against the reference, double
+    backward (whole batch, after a chunked forward) against finite differences."""
     from tp_torch import _cgtp
 
     monkeypatch.setattr(_cgtp, "_CHUNK_ENTRIES", 1)
     d = CASES[name]
-    x1, x2, w = random_inputs(d, (37,), rng)
-    ct = rng.normal(size=(37, d.irreps_out.dim))
-    ins = tensors(x1, x2, w, grad=True)
-    assert _cgtp._chunk_rows(ins[0], d.irreps_in1.dim) == 16
-    tp = tp_torch.TensorProduct(d, "fused")
-    y = tp(*ins)
-    np.testing.assert_allclose(y.detach().numpy(), reference.apply(d, x1, x2, w),
-                               rtol=1e-12, atol=1e-12)
-    grads = torch.autograd.grad((y * torch.tensor(ct)).sum(), ins)
-    for g, ref in zip(grads, _reference_grads(d, x1, x2, w, ct), strict=True):
-        np.testing.assert_allclose(g.numpy(), ref, rtol=1e-10, atol=1e-10)
-    test_first_and_second_order(name, "fused", False, rng, batch=37)
+    assert _cgtp._chunk_rows(torch.empty(37, d.irreps_in1.dim), d.irreps_in1.dim) == 16
+    _check_chunked(name, "fused", 37, rng)
 
 
 @pytest.mark.parametrize("name", ["uvu_pad", "uvu_shared_out"])
 def test_channelwise_plan_chunks(name, rng, monkeypatch):
-    """The channelwise plan's CPU row chunks (16 rows: two full chunks and a partial one):
-    forward and first-order gradients (the chunked backward) against the reference, double
-    backward (whole batch, after a chunked forward) against finite differences."""
+    """The channelwise plan's CPU row chunks (29 rows as 10 + 10 + 9), checked as above."""
     from tp_torch import _cgtp
 
     monkeypatch.setattr(_cgtp, "_CW_CHUNK_ENTRIES", 1)
     monkeypatch.setattr(_cgtp, "_CW_MIN_ROWS", 13)
     d = CASES[name]
-    x1, x2, w = random_inputs(d, (29,), rng)
-    ct = rng.normal(size=(29, d.irreps_out.dim))
-    ins = tensors(x1, x2, w, grad=True)
-    tp = tp_torch.TensorProduct(d, "fused")
-    kernel = next(m for m in tp.modules() if isinstance(m, _cgtp.CGTPFused))
+    kernel = next(m for m in tp_torch.TensorProduct(d, "fused").modules()
+                  if isinstance(m, _cgtp.CGTPFused))
     assert kernel.plan == "channelwise"
-    assert kernel._cw_chunk_rows(ins[0]) == 10  # 29 rows: three chunks of 10, 10, 9
-    y = tp(*ins)
-    np.testing.assert_allclose(y.detach().numpy(), reference.apply(d, x1, x2, w),
-                               rtol=1e-12, atol=1e-12)
-    grads = torch.autograd.grad((y * torch.tensor(ct)).sum(), ins)
-    for g, ref in zip(grads, _reference_grads(d, x1, x2, w, ct), strict=True):
-        np.testing.assert_allclose(g.numpy(), ref, rtol=1e-10, atol=1e-10)
-    test_first_and_second_order(name, "fused", False, rng, batch=29)
+    assert kernel._cw_chunk_rows(torch.empty(29, d.irreps_in1.dim)) == 10
+    _check_chunked(name, "fused", 29, rng)
 
 
 _CHUNKED = [(n, m) for n in ("gtp_all_pairs", "gtp_given_out", "gtp_broadcast_w")
@@ -197,25 +194,14 @@ _CHUNKED += [(n, m) for n in ("mtp_all", "mtp_given_out", "mtp_broadcast_w")
 
 @pytest.mark.parametrize(("name", "method"), _CHUNKED)
 def test_gtp_mtp_chunks(name, method, rng, monkeypatch):
-    """GTP and MTP run in CPU batch chunks (23 rows as 6 + 6 + 6 + 5): forward against the
-    reference; without weights the first-order gradients against the reference; first and
-    second order against finite differences."""
+    """GTP and MTP in CPU batch chunks (23 rows as 6 + 6 + 6 + 5), checked as above (with
+    per-degree weights the product is not affine in them: finite differences only)."""
     from tp_torch._gtp import ChannelFunctionKernel
 
     d = CASES[name]
-    tp = tp_torch.TensorProduct(d, method)
-    monkeypatch.setattr(type(tp.kernel), "chunk_entries", 1)
-    monkeypatch.setattr(type(tp.kernel), "chunk_min_rows", 7)
-    assert isinstance(tp.kernel, ChannelFunctionKernel)
-    x1, x2, w = random_inputs(d, (23,), rng)
-    ins = [t for t in tensors(x1, x2, w, grad=True) if t is not None]
-    assert tp.kernel._chunk_rows(ins[0]) == 6
-    y = tp(*ins)
-    np.testing.assert_allclose(y.detach().numpy(), reference.apply(d, x1, x2, w),
-                               rtol=1e-12, atol=1e-12)
-    if w is None:
-        ct = rng.normal(size=(23, d.irreps_out.dim))
-        grads = torch.autograd.grad((y * torch.tensor(ct)).sum(), ins)
-        for g, ref in zip(grads, _reference_grads(d, x1, x2, None, ct), strict=True):
-            np.testing.assert_allclose(g.numpy(), ref, rtol=1e-10, atol=1e-10)
-    test_first_and_second_order(name, method, False, rng, batch=23)
+    kernel = tp_torch.TensorProduct(d, method).kernel
+    assert isinstance(kernel, ChannelFunctionKernel)
+    monkeypatch.setattr(type(kernel), "chunk_entries", 1)
+    monkeypatch.setattr(type(kernel), "chunk_min_rows", 7)
+    assert kernel._chunk_rows(torch.empty(23, d.irreps_in1.dim)) == 6
+    _check_chunked(name, method, 23, rng)
