@@ -160,14 +160,15 @@ def _check_chunked(name, method, batch, rng):
 
 @pytest.mark.parametrize("name", ["mimo", "mimo_split"])
 def test_scalar_plan_chunks(name, rng, monkeypatch):
-    """The scalar plan's CPU row chunks (here 16 rows: two full chunks and a partial one):
-    forward and first-order gradients (the chunked backward) against the reference, double
-    backward (whole batch, after a chunked forward) against finite differences."""
+    """The scalar plan's CPU row chunks (37 rows as 13 + 13 + 11): forward and first-order
+    gradients (the chunked backward) against the reference, double backward (whole batch,
+    after a chunked forward) against finite differences."""
     from tp_torch import _cgtp
 
     monkeypatch.setattr(_cgtp, "_CHUNK_ENTRIES", 1)
     d = CASES[name]
-    assert _cgtp._chunk_rows(torch.empty(37, d.irreps_in1.dim), d.irreps_in1.dim) == 16
+    assert _cgtp.chunk_rows(torch.empty(37, d.irreps_in1.dim), d.irreps_in1.dim,
+                            _cgtp._CHUNK_ENTRIES, _cgtp._CHUNK_MIN_ROWS) == 13
     _check_chunked(name, "fused", 37, rng)
 
 

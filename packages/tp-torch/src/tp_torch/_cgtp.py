@@ -40,7 +40,7 @@ import torch
 from tp_spec import CGTPDescriptor, Path, channel_fold, clebsch_gordan
 from tp_spec.channel_fold import channel_count
 
-from ._common import Kernel, aligned_empty
+from ._common import Kernel, aligned_empty, chunk_rows
 
 __all__ = ["CGTPDense", "CGTPFused", "CGTPSparse", "fused_plan"]
 
@@ -254,16 +254,7 @@ def _outer(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 #: forward 34 -> 20 ms, forward+backward 101 -> 63 ms; chunks of 2^17 .. 2^20 entries are
 #: within 10 % of each other.
 _CHUNK_ENTRIES = 2 ** 19
-
-
-def _chunk_rows(a: torch.Tensor, entries: int) -> int | None:
-    """Rows per chunk for a batch of ``a.shape[0]`` rows of ``entries`` outer-product entries,
-    or None where the batch runs in one piece (one chunk's worth, a GPU, or under
-    ``torch.compile``, which fuses the product itself)."""
-    if a.device.type != "cpu" or torch.compiler.is_compiling():
-        return None
-    rows = max(16, _CHUNK_ENTRIES // max(entries, 1))
-    return rows if a.shape[0] > rows else None
+_CHUNK_MIN_ROWS = 16
 
 
 class _OuterMatmul(torch.autograd.Function):
@@ -282,7 +273,7 @@ class _OuterMatmul(torch.autograd.Function):
     def forward(ctx, a, b, w):
         ctx.save_for_backward(a, b, w)
         n, k = a.shape[1], b.shape[1]
-        rows = _chunk_rows(a, n * k)
+        rows = chunk_rows(a, n * k, _CHUNK_ENTRIES, _CHUNK_MIN_ROWS)
         if rows is None:
             return _outer(a, b) @ w
         out = aligned_empty(a.shape[0], w.shape[1], a)
@@ -298,7 +289,8 @@ class _OuterMatmul(torch.autograd.Function):
         a, b, w = ctx.saved_tensors
         need_a, need_b, need_w = ctx.needs_input_grad
         n, k = a.shape[1], b.shape[1]
-        rows = None if torch.is_grad_enabled() else _chunk_rows(a, n * k)
+        rows = (None if torch.is_grad_enabled()
+                else chunk_rows(a, n * k, _CHUNK_ENTRIES, _CHUNK_MIN_ROWS))
         if rows is None:
             ga = gb = gw = None
             if need_a or need_b:
@@ -670,17 +662,8 @@ class CGTPFused(_CGTPKernel):
         return torch.cat([w, w.new_ones(1)]).index_select(0, getattr(self, index))
 
     def _cw_chunk_rows(self, x1: torch.Tensor) -> int | None:
-        """Rows per chunk of the channelwise plan for this batch (about
-        :data:`_CW_CHUNK_ENTRIES` output entries, at least :data:`_CW_MIN_ROWS` rows, the batch
-        split evenly), or None: one piece (at most one chunk, a GPU, ``torch.compile``)."""
-        if x1.device.type != "cpu" or torch.compiler.is_compiling():
-            return None
-        b = x1.shape[0]
-        rows = max(_CW_MIN_ROWS, _CW_CHUNK_ENTRIES // max(self.d.irreps_out.dim, 1))
-        if b <= rows:
-            return None
-        n = -(-b // rows)
-        return -(-b // n)
+        """Rows per chunk of the channelwise plan (:func:`chunk_rows`), or None."""
+        return chunk_rows(x1, self.d.irreps_out.dim, _CW_CHUNK_ENTRIES, _CW_MIN_ROWS)
 
     def _cw_forward(self, x1, x2, w, out=None):
         """Forward into ``out`` (a new ``(B, dim_out)`` tensor if None): per x1 block one

@@ -14,7 +14,8 @@ import numpy as np
 import torch
 from tp_spec import DeviceError, DTypeError, ShapeError
 
-__all__ = ["FLOAT_DTYPES", "Kernel", "aligned_empty", "flatten_batch", "validate_inputs"]
+__all__ = ["FLOAT_DTYPES", "Kernel", "aligned_empty", "chunk_rows", "flatten_batch",
+           "validate_inputs"]
 
 #: dtypes every method computes in. Half precisions are rejected (see the README).
 FLOAT_DTYPES = (torch.float32, torch.float64)
@@ -34,6 +35,21 @@ def aligned_empty(rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
     if like.device.type != "cpu" or cols % ROW_ALIGN == 0:
         return like.new_empty((rows, cols))
     return like.new_empty((rows, -(-cols // ROW_ALIGN) * ROW_ALIGN))[:, :cols]
+
+
+def chunk_rows(x: torch.Tensor, row_entries: int, entries: int, min_rows: int) -> int | None:
+    """Rows per chunk for a CPU kernel that runs the batch ``x.shape[0]`` in chunks of about
+    ``entries`` intermediate entries (``row_entries`` per batch row), at least ``min_rows``
+    rows, the batch split evenly; None where it runs in one piece (at most one chunk, a GPU,
+    or under ``torch.compile``, which fuses the product itself)."""
+    if x.device.type != "cpu" or torch.compiler.is_compiling():
+        return None
+    rows = max(min_rows, entries // max(row_entries, 1))
+    b = x.shape[0]
+    if b <= rows:
+        return None
+    n = -(-b // rows)
+    return -(-b // n)
 
 
 class Kernel(torch.nn.Module):

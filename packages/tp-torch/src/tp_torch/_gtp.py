@@ -24,7 +24,7 @@ from tp_spec.fourier import fourier_to_sh, sh_to_fourier
 from tp_spec.gtp import parity_class
 from tp_spec.s2grid import legendre_matrices, phi_matrix, s2grid_for
 
-from ._common import Kernel
+from ._common import Kernel, chunk_rows
 from ._layout import class_index, feature_weight_index
 
 __all__ = ["ChannelFunctionKernel", "GTPFourier", "GTPGrid"]
@@ -100,17 +100,8 @@ class ChannelFunctionKernel(Kernel):
         raise NotImplementedError
 
     def _chunk_rows(self, x1: torch.Tensor) -> int | None:
-        """Batch rows per chunk on CPU (about ``chunk_entries`` intermediate entries per chunk,
-        at least ``chunk_min_rows`` rows, the batch split evenly), or None: one piece (at most
-        one chunk, a GPU, ``torch.compile``)."""
-        if x1.device.type != "cpu" or torch.compiler.is_compiling():
-            return None
-        rows = max(self.chunk_min_rows, self.chunk_entries // max(self._row_entries(), 1))
-        b = x1.shape[0]
-        if b <= rows:
-            return None
-        n = -(-b // rows)
-        return -(-b // n)
+        """Batch rows per chunk on CPU (:func:`chunk_rows`), or None: one piece."""
+        return chunk_rows(x1, self._row_entries(), self.chunk_entries, self.chunk_min_rows)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
         """Per-degree weights on the inputs, the product (on CPU in batch chunks: each
