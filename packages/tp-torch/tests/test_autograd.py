@@ -174,9 +174,12 @@ def test_scalar_plan_chunks(name, rng, monkeypatch):
 
 @pytest.mark.parametrize("name", ["uvu_pad", "uvu_shared_out"])
 def test_channelwise_plan_chunks(name, rng, monkeypatch):
-    """The channelwise plan's CPU row chunks (29 rows as 10 + 10 + 9), checked as above."""
-    from tp_torch import _cgtp
+    """The channelwise plan's CPU row chunks as torch ops (29 rows as 10 + 10 + 9; the
+    compiled CPU kernels, which replace them where Numba is present, turned off), checked as
+    above."""
+    from tp_torch import _cgtp, _cpu_kernels
 
+    monkeypatch.setattr(_cpu_kernels, "available", lambda: False)
     monkeypatch.setattr(_cgtp, "_CW_CHUNK_ENTRIES", 1)
     monkeypatch.setattr(_cgtp, "_CW_MIN_ROWS", 13)
     d = CASES[name]

@@ -40,6 +40,7 @@ import torch
 from tp_spec import CGTPDescriptor, Path, channel_fold, clebsch_gordan
 from tp_spec.channel_fold import channel_count
 
+from . import _cpu_kernels
 from ._common import Kernel, aligned_empty, chunk_rows
 
 __all__ = ["CGTPDense", "CGTPFused", "CGTPSparse", "fused_plan"]
@@ -365,6 +366,41 @@ class _ChannelwiseFn(torch.autograd.Function):
         return g1, g2, gw, None
 
 
+class _CompiledChannelwiseFn(torch.autograd.Function):
+    """Channelwise ``fused`` plan on CPU through the compiled kernels
+    (:class:`tp_torch._cpu_kernels.ChannelwiseKernels`), forward and first-order backward. Only the
+    inputs are saved. When the backward's graph is recorded (``create_graph``, for double
+    backward) the gradients come from the plan's torch ops instead: the hand-written
+    channelwise backward for shared or no weights, else autograd through
+    :meth:`CGTPFused.torch_forward`."""
+
+    @staticmethod
+    def forward(ctx, x1, x2, w, kernel):
+        ctx.kernel = kernel
+        ctx.has_w = w is not None
+        ctx.save_for_backward(x1, x2, *(() if w is None else (w,)))
+        return kernel.cpu_kernels.forward(x1, x2, w)
+
+    @staticmethod
+    def backward(ctx, gout):
+        saved = ctx.saved_tensors
+        x1, x2 = saved[0], saved[1]
+        w = saved[2] if ctx.has_w else None
+        need = tuple(ctx.needs_input_grad[:3])
+        kernel = ctx.kernel
+        if not torch.is_grad_enabled():
+            return (*kernel.cpu_kernels.backward(x1, x2, w, gout, need), None)
+        if kernel.plan == "channelwise" and (w is None or w.dim() == 1):
+            grads = kernel._cw_backward(x1, x2, w, gout, [], need[2])
+        else:
+            ins = [t for t, n in zip((x1, x2, w), need, strict=True) if n]
+            with torch.enable_grad():
+                y = kernel.torch_forward(x1, x2, w)
+                it = iter(torch.autograd.grad(y, ins, gout, create_graph=True))
+            grads = tuple(next(it) if n else None for n in need)
+        return (*(g if n else None for g, n in zip(grads, need, strict=True)), None)
+
+
 def fused_plan(d: CGTPDescriptor) -> str:
     """The plan ``fused`` uses for ``d``: ``"scalar"``, ``"channelwise"``, ``"folded"`` or
     ``"grouped"``."""
@@ -401,8 +437,27 @@ class CGTPFused(_CGTPKernel):
         super().__init__(d)
         self.plan = fused_plan(d)
         getattr(self, f"_init_{self.plan}")()
+        #: compiled CPU kernels for channelwise descriptors (:mod:`tp_torch._cpu_kernels`)
+        self.cpu_kernels = (_cpu_kernels.ChannelwiseKernels(d)
+                            if self.plan in ("channelwise", "folded")
+                            and _cpu_kernels.supports(d) else None)
+
+    def uses_cpu_kernels(self, x1: torch.Tensor) -> bool:
+        """Whether a call on ``x1`` runs the compiled CPU kernels: a channelwise descriptor they
+        support, a CPU tensor, not under ``torch.compile``, Numba present and not turned off
+        (``TP_TORCH_CPU_KERNELS=0``)."""
+        return (self.cpu_kernels is not None and x1.device.type == "cpu"
+                and not torch.compiler.is_compiling() and _cpu_kernels.available())
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        if self.uses_cpu_kernels(x1):
+            return _CompiledChannelwiseFn.apply(x1, x2, w, self)
+        return self.torch_forward(x1, x2, w)
+
+    def torch_forward(self, x1: torch.Tensor, x2: torch.Tensor,
+                      w: torch.Tensor | None) -> torch.Tensor:
+        """The plan as torch ops (every device, ``torch.compile``, graphs for double
+        backward)."""
         if self.plan == "scalar":
             return self._fwd_scalar(x1, x2, w)
         if self.plan == "channelwise":

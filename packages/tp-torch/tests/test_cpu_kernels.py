@@ -1,0 +1,151 @@
+"""The compiled CPU kernels of the channelwise ``fused`` plan (:mod:`tp_torch._cpu_kernels`):
+forward and first-order gradients against the NumPy reference, through batch chunks and
+threads, every weight layout, any subset of gradients, float32; double backward (the torch
+ops behind ``create_graph``) against finite differences; the torch-op plan they replace."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import tp_torch
+from conftest import CASES, random_inputs, tensors
+from test_autograd import _reference_grads, test_first_and_second_order
+from tp_spec import reference
+from tp_torch import _cgtp, _cpu_kernels
+
+pytestmark = pytest.mark.skipif(not _cpu_kernels.available(),
+                                reason="Numba missing or TP_TORCH_CPU_KERNELS=0")
+
+CHANNELWISE = [n for n, d in CASES.items()
+               if d.kind == "cgtp" and _cgtp.fused_plan(d) in ("channelwise", "folded")]
+
+
+def _fused(tp):
+    return next(m for m in tp.modules() if isinstance(m, _cgtp.CGTPFused))
+
+
+@pytest.fixture
+def chunks_and_threads(monkeypatch):
+    """Chunks of 4 rows, batches of 10 rows or more split over two threads."""
+    monkeypatch.setattr(_cpu_kernels, "_CHUNK_ENTRIES", 1)
+    monkeypatch.setattr(_cpu_kernels, "_CHUNK_MIN_ROWS", 4)
+    monkeypatch.setattr(_cpu_kernels, "_THREAD_MIN_ROWS", 5)
+    threads = torch.get_num_threads()
+    torch.set_num_threads(2)
+    yield
+    torch.set_num_threads(threads)
+
+
+def test_cases_exist():
+    assert {"uvu_sh", "uvu_pad", "uvu_shared_out"} <= set(CHANNELWISE)
+
+
+@pytest.mark.parametrize("batch", [1, 23])
+@pytest.mark.parametrize("name", CHANNELWISE)
+def test_shared_weights_against_reference(name, batch, rng, chunks_and_threads):
+    """Forward and every first-order gradient against the reference (gradients from unit
+    vectors, see ``_reference_grads``); 23 rows: two threads of 12 + 11 rows in chunks of 4."""
+    d = CASES[name]
+    tp = tp_torch.TensorProduct(d, "fused")
+    assert _fused(tp).cpu_kernels.rows == 4
+    x1, x2, w = random_inputs(d, (batch,), rng)
+    ins = [t for t in tensors(x1, x2, w, grad=True) if t is not None]
+    assert _fused(tp).uses_cpu_kernels(ins[0])
+    y = tp(*ins)
+    np.testing.assert_allclose(y.detach().numpy(), reference.apply(d, x1, x2, w),
+                               rtol=1e-12, atol=1e-12)
+    ct = rng.normal(size=(batch, d.irreps_out.dim))
+    grads = torch.autograd.grad((y * torch.tensor(ct)).sum(), ins)
+    for g, ref in zip(grads, _reference_grads(d, x1, x2, w, ct), strict=True):
+        np.testing.assert_allclose(g.numpy(), ref, rtol=1e-10, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", CHANNELWISE)
+def test_per_sample_weights_and_gradient_subsets(name, rng, chunks_and_threads):
+    """Per-sample weights, and each input alone requiring a gradient, against the torch-op
+    plan (itself checked against the reference and finite differences in test_autograd)."""
+    d = CASES[name]
+    if not d.weight_numel:
+        pytest.skip("no weights")
+    tp = tp_torch.TensorProduct(d, "fused")
+    x1, x2, w = random_inputs(d, (23,), rng, per_sample=True)
+    ct = torch.tensor(rng.normal(size=(23, d.irreps_out.dim)))
+    for k in range(3):
+        ins = list(tensors(x1, x2, w))
+        ins[k].requires_grad_(True)
+        (g,) = torch.autograd.grad((tp(*ins) * ct).sum(), ins[k])
+        (ref,) = torch.autograd.grad((_fused(tp).torch_forward(*ins) * ct).sum(), ins[k])
+        torch.testing.assert_close(g, ref, rtol=1e-11, atol=1e-11)
+
+
+@pytest.mark.parametrize("name", ["uvu_sh", "uvu_shared_out"])
+def test_float32(name, rng, chunks_and_threads):
+    """float32 forward and gradients within float32 rounding of the float64 reference."""
+    d = CASES[name]
+    tp = tp_torch.TensorProduct(d, "fused")
+    x1, x2, w = random_inputs(d, (23,), rng)
+    ins = [t for t in tensors(x1, x2, w, dtype=torch.float32, grad=True) if t is not None]
+    y = tp(*ins)
+    assert y.dtype == torch.float32
+    np.testing.assert_allclose(y.detach().numpy(), reference.apply(d, x1, x2, w),
+                               rtol=1e-5, atol=1e-5)
+    ct = rng.normal(size=(23, d.irreps_out.dim))
+    grads = torch.autograd.grad((y * torch.tensor(ct, dtype=torch.float32)).sum(), ins)
+    for g, ref in zip(grads, _reference_grads(d, x1, x2, w, ct), strict=True):
+        assert g.dtype == torch.float32
+        np.testing.assert_allclose(g.numpy(), ref, rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("name", ["uvu_sh", "uvu_pad", "uvu_shared_out"])
+def test_double_backward(name, per_sample, rng):
+    """Compiled forward, torch-op backward under ``create_graph``: first and second order
+    against finite differences (the hand-written channelwise backward for shared weights,
+    autograd through the torch plan otherwise)."""
+    if per_sample and not CASES[name].weight_numel:
+        pytest.skip("no weights")
+    test_first_and_second_order(name, "fused", per_sample, rng, batch=3)
+
+
+@pytest.mark.parametrize("name", CHANNELWISE)
+def test_torch_plan_when_turned_off(name, rng, monkeypatch):
+    """Without the kernels (no Numba, ``TP_TORCH_CPU_KERNELS=0``) the torch-op plan runs, and
+    is checked to second order."""
+    monkeypatch.setattr(_cpu_kernels, "available", lambda: False)
+    d = CASES[name]
+    x1 = torch.zeros(2, d.irreps_in1.dim)
+    assert not _fused(tp_torch.TensorProduct(d, "fused")).uses_cpu_kernels(x1)
+    test_first_and_second_order(name, "fused", False, rng, batch=3)
+
+
+def test_off_switch(monkeypatch):
+    _cpu_kernels.available.cache_clear()
+    try:
+        monkeypatch.setenv("TP_TORCH_CPU_KERNELS", "0")
+        assert not _cpu_kernels.available()
+        _cpu_kernels.available.cache_clear()
+        monkeypatch.setenv("TP_TORCH_CPU_KERNELS", "1")
+        assert _cpu_kernels.available()
+    finally:
+        _cpu_kernels.available.cache_clear()
+
+
+def test_supports():
+    """Every path channelwise with a CG block small enough; not the other modes."""
+    assert _cpu_kernels.supports(CASES["uvu_sh"])
+    for name in ("uvw", "uvv", "uuw", "uuu", "full", "mixed"):
+        assert not _cpu_kernels.supports(CASES[name])
+    from tp_spec import cgtp
+    assert len(_cpu_kernels.cg_nonzeros(8, 8, 8)) > _cpu_kernels.MAX_NONZEROS
+    assert not _cpu_kernels.supports(cgtp("2x8e", "8e", "2x8e", mode="uvu"))
+    with pytest.raises(ValueError, match="channelwise"):
+        _cpu_kernels.ChannelwiseKernels(CASES["uvw"])
+
+
+def test_cg_nonzeros_rebuild_the_table():
+    from tp_spec import clebsch_gordan
+    c = np.zeros((5, 3, 7))
+    for i, j, k, v in _cpu_kernels.cg_nonzeros(2, 1, 3):
+        c[i, j, k] = v
+    np.testing.assert_array_equal(c, np.asarray(clebsch_gordan(2, 1, 3), dtype=np.float64))
