@@ -8,7 +8,10 @@ contraction is organised:
 * ``sparse``: per path, gather the nonzero CG entries ``(i, j, k, c)`` and scatter-add the
   products ``c * x1[i] * x2[j]`` into ``k`` (the paper's sparse variant; fewer FLOPs, more
   memory traffic).
-* ``fused``: picks one of three plans from the descriptor's structure at construction:
+* ``fused``: picks one of four plans from the descriptor's structure at construction. On CPU
+  the channelwise and folded plans run compiled kernels instead of torch ops
+  (:mod:`tp_torch._cpu_kernels`, :class:`_CompiledChannelwiseFn`) where Numba is present;
+  the torch ops below serve GPUs, ``torch.compile`` and double backward:
 
   - ``"scalar"`` (every block multiplicity 1, e.g. the MIMO workloads): the whole product is
     ONE matmul ``(x1 (x) x2) @ W`` with the block-sparse ``(dim1*dim2, dim_out)`` matrix ``W``
