@@ -149,3 +149,25 @@ def test_cg_nonzeros_rebuild_the_table():
     for i, j, k, v in _cpu_kernels.cg_nonzeros(2, 1, 3):
         c[i, j, k] = v
     np.testing.assert_array_equal(c, np.asarray(clebsch_gordan(2, 1, 3), dtype=np.float64))
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+def test_threads_after_fork(rng, chunks_and_threads):
+    """A forked child (e.g. a multiprocessing worker) runs the threaded kernels with a pool of
+    its own: the parent's pool threads do not exist there."""
+    import multiprocessing as mp
+
+    d = CASES["uvu_sh"]
+    tp = tp_torch.TensorProduct(d, "fused")
+    x1, x2, w = random_inputs(d, (23,), rng)
+    ins = [t for t in tensors(x1, x2, w) if t is not None]
+    ref = tp(*ins)  # the parent's pool exists now
+    ctx = mp.get_context("fork")
+    with ctx.Pool(1) as pool:
+        out = pool.apply_async(_child_forward, (tp, ins)).get(timeout=60)
+    torch.testing.assert_close(out, ref, rtol=0, atol=0)
+
+
+def _child_forward(tp, ins):
+    torch.set_num_threads(2)
+    return tp(*ins)

@@ -230,6 +230,16 @@ _THREAD_MIN_ROWS = 256
 _POOL: Any = None
 
 
+def _forget_pool() -> None:
+    """In a forked child the parent's pool threads do not exist: start a new pool there."""
+    global _POOL, _LOCK
+    _POOL = None
+    _LOCK = threading.Lock()
+
+
+os.register_at_fork(after_in_child=_forget_pool)
+
+
 def _pool(n: int) -> Any:
     global _POOL
     from concurrent.futures import ThreadPoolExecutor
