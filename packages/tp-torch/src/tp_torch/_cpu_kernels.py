@@ -230,6 +230,11 @@ _THREAD_MIN_ROWS = 256
 _POOL: Any = None
 
 
+def _num_threads() -> int:
+    """Threads the kernels split a batch over: torch's intra-op thread count."""
+    return torch.get_num_threads()
+
+
 def _forget_pool() -> None:
     """In a forked child the parent's pool threads do not exist: start a new pool there."""
     global _POOL, _LOCK
@@ -287,7 +292,7 @@ class ChannelwiseKernels:
                 for lll, o1, o2, o3, wo, mul, c, acc in self.paths]
 
     def _split(self, b: int) -> list[tuple[int, int]]:
-        n = min(torch.get_num_threads(), b // _THREAD_MIN_ROWS)
+        n = min(_num_threads(), b // _THREAD_MIN_ROWS)
         if n <= 1:
             return [(0, b)]
         step = -(-b // n)
