@@ -1,7 +1,8 @@
 """The compiled CPU kernels of the channelwise ``fused`` plan (:mod:`tp_torch._cpu_kernels`):
 forward and first-order gradients against the NumPy reference, through batch chunks and
-threads, every weight layout, any subset of gradients, float32; double backward (the torch
-ops behind ``create_graph``) against finite differences; the torch-op plan they replace."""
+threads, every weight layout, any subset of gradients, float32; second derivatives
+(compiled too) against finite differences, up to third against the torch-op plan, which
+they replace and which is checked when turned off."""
 
 from __future__ import annotations
 
@@ -100,9 +101,8 @@ def test_float32(name, rng, chunks_and_threads):
 @pytest.mark.parametrize("per_sample", [False, True])
 @pytest.mark.parametrize("name", ["uvu_sh", "uvu_pad", "uvu_shared_out"])
 def test_double_backward(name, per_sample, rng):
-    """Compiled forward, torch-op backward under ``create_graph``: first and second order
-    against finite differences (the hand-written channelwise backward for shared weights,
-    autograd through the torch plan otherwise)."""
+    """Compiled forward, backward and second derivatives (``create_graph``): first and second
+    order against finite differences."""
     if per_sample and not CASES[name].weight_numel:
         pytest.skip("no weights")
     test_first_and_second_order(name, "fused", per_sample, rng, batch=3)
@@ -175,3 +175,28 @@ def _child_forward(tp, ins):
     # a NumPy copy back: torch's pickling of a tensor through a pool queue goes through
     # shared-memory file descriptors
     return tp(*ins).numpy().copy()
+
+
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("name", ["uvu_sh", "uvu_shared_out"])
+def test_third_order_against_torch_plan(name, per_sample, rng):
+    """Up to third derivatives, with a cotangent that depends on the output (``2 y``, so the
+    second-order step also differentiates through ``gout``), equal to the torch-op plan's."""
+    d = CASES[name]
+    tp = tp_torch.TensorProduct(d, "fused")
+    x1, x2, w = random_inputs(d, (3,), rng, per_sample)
+    ins = list(tensors(x1, x2, w, grad=True))
+
+    def derivatives():
+        g = torch.autograd.grad(tp(*ins).pow(2).sum(), ins, create_graph=True)
+        h = torch.autograd.grad(sum(t.pow(2).sum() for t in g), ins, create_graph=True)
+        t3 = torch.autograd.grad(sum(t.pow(2).sum() for t in h), ins)
+        return (*g, *h, *t3)
+
+    assert _fused(tp).uses_cpu_kernels(ins[0])
+    compiled = derivatives()
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(_cpu_kernels, "available", lambda: False)
+        plan = derivatives()
+    for a, b in zip(compiled, plan, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-11, atol=1e-9)

@@ -11,7 +11,7 @@ contraction is organised:
 * ``fused``: picks one of four plans from the descriptor's structure at construction. On CPU
   the channelwise and folded plans run compiled kernels instead of torch ops
   (:mod:`tp_torch._cpu_kernels`, :class:`_CompiledChannelwiseFn`) where Numba is present;
-  the torch ops below serve GPUs, ``torch.compile`` and double backward:
+  the torch ops below serve GPUs and ``torch.compile``:
 
   - ``"scalar"`` (every block multiplicity 1, e.g. the MIMO workloads): the whole product is
     ONE matmul ``(x1 (x) x2) @ W`` with the block-sparse ``(dim1*dim2, dim_out)`` matrix ``W``
@@ -371,18 +371,18 @@ class _ChannelwiseFn(torch.autograd.Function):
 
 class _CompiledChannelwiseFn(torch.autograd.Function):
     """Channelwise ``fused`` plan on CPU through the compiled kernels
-    (:class:`tp_torch._cpu_kernels.ChannelwiseKernels`), forward and first-order backward. Only the
-    inputs are saved. When the backward's graph is recorded (``create_graph``, for double
-    backward) the gradients come from the plan's torch ops instead: the hand-written
-    channelwise backward for shared or no weights, else autograd through
-    :meth:`CGTPFused.torch_forward`."""
+    (:class:`tp_torch._cpu_kernels.ChannelwiseKernels`); ``weighted_only``: the weighted paths
+    alone (see :class:`_CompiledChannelwiseGradFn`). Only the inputs are saved. The backward is
+    the compiled backward; when its graph is recorded (``create_graph``) it is
+    :class:`_CompiledChannelwiseGradFn`, differentiable to any order."""
 
     @staticmethod
-    def forward(ctx, x1, x2, w, kernel):
+    def forward(ctx, x1, x2, w, kernel, weighted_only=False):
         ctx.kernel = kernel
+        ctx.weighted_only = weighted_only
         ctx.has_w = w is not None
         ctx.save_for_backward(x1, x2, *(() if w is None else (w,)))
-        return kernel.cpu_kernels.forward(x1, x2, w)
+        return kernel.cpu_kernels.forward(x1, x2, w, weighted_only)
 
     @staticmethod
     def backward(ctx, gout):
@@ -390,18 +390,81 @@ class _CompiledChannelwiseFn(torch.autograd.Function):
         x1, x2 = saved[0], saved[1]
         w = saved[2] if ctx.has_w else None
         need = tuple(ctx.needs_input_grad[:3])
-        kernel = ctx.kernel
-        if not torch.is_grad_enabled():
-            return (*kernel.cpu_kernels.backward(x1, x2, w, gout, need), None)
-        if kernel.plan == "channelwise" and (w is None or w.dim() == 1):
-            grads = kernel._cw_backward(x1, x2, w, gout, [], need[2])
+        if torch.is_grad_enabled():
+            grads = _CompiledChannelwiseGradFn.apply(x1, x2, w, gout, ctx.kernel, need,
+                                                     ctx.weighted_only)
         else:
-            ins = [t for t, n in zip((x1, x2, w), need, strict=True) if n]
-            with torch.enable_grad():
-                y = kernel.torch_forward(x1, x2, w)
-                it = iter(torch.autograd.grad(y, ins, gout, create_graph=True))
-            grads = tuple(next(it) if n else None for n in need)
-        return (*(g if n else None for g, n in zip(grads, need, strict=True)), None)
+            grads = ctx.kernel.cpu_kernels.backward(x1, x2, w, gout, need, ctx.weighted_only)
+        return (*grads, None, None)
+
+
+class _CompiledChannelwiseGradFn(torch.autograd.Function):
+    """``(x1, x2, w, gout) -> (g1, g2, gw)``, the compiled first-order gradients (those in
+    ``need``), as a differentiable function. The product ``f`` is linear in ``x1``, ``x2`` and
+    in the weights of the weighted paths, so with cotangents ``v1, v2, vw`` of the gradients,
+    ``S = <v1, g1> + <v2, g2> + <vw, gw> = <gout, f(v1, x2, w) + f(x1, v2, w) + f_w(x1, x2, vw)>``
+    (``f_w``: the weighted paths only, weighted by ``vw``), and every second derivative is a
+    compiled forward (``dS/dgout``) or backward (``dS/dx1``, ``dS/dx2``, ``dS/dw``) at
+    substituted inputs: three backward calls for a force-training step. With the graph recorded
+    again (third order) they run through these same functions."""
+
+    @staticmethod
+    def forward(ctx, x1, x2, w, gout, kernel, need, weighted_only):
+        ctx.kernel = kernel
+        ctx.has_w = w is not None
+        ctx.need = need
+        ctx.weighted_only = weighted_only
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(x1, x2, gout, *(() if w is None else (w,)))
+        return kernel.cpu_kernels.backward(x1, x2, w, gout, need, weighted_only)
+
+    @staticmethod
+    def backward(ctx, v1, v2, vw):
+        saved = ctx.saved_tensors
+        x1, x2, gout = saved[:3]
+        w = saved[3] if ctx.has_w else None
+        n1, n2, nw, ng = ctx.needs_input_grad[:4]
+        kernel, only = ctx.kernel, ctx.weighted_only
+        v1, v2, vw = (v if n else None for v, n in zip((v1, v2, vw), ctx.need, strict=True))
+        if w is None:
+            vw = None
+        if torch.is_grad_enabled():  # record: the same functions, differentiable again
+            def bwd(a, b, c, nd, wo):
+                return _CompiledChannelwiseGradFn.apply(a, b, c, gout, kernel, nd, wo)
+
+            def fwd(a, b, c, wo):
+                return _CompiledChannelwiseFn.apply(a, b, c, kernel, wo)
+        else:
+            def bwd(a, b, c, nd, wo):
+                return kernel.cpu_kernels.backward(a, b, c, gout, nd, wo)
+
+            def fwd(a, b, c, wo):
+                return kernel.cpu_kernels.forward(a, b, c, wo)
+
+        def add(acc, t):
+            return t if acc is None else (acc if t is None else acc + t)
+
+        d1 = d2 = dw = dg = None
+        if v1 is not None and (n2 or nw):  # S1 = <gout, f(v1, x2, w)>
+            _, a, c = bwd(v1, x2, w, (False, n2, nw), only)
+            d2, dw = add(d2, a), add(dw, c)
+        if v2 is not None and (n1 or nw):  # S2 = <gout, f(x1, v2, w)>
+            a, _, c = bwd(x1, v2, w, (n1, False, nw), only)
+            d1, dw = add(d1, a), add(dw, c)
+        if vw is not None and (n1 or n2):  # S3 = <gout, f_w(x1, x2, vw)>
+            a, c, _ = bwd(x1, x2, vw, (n1, n2, False), True)
+            d1, d2 = add(d1, a), add(d2, c)
+        if ng:
+            if v1 is not None:
+                dg = add(dg, fwd(v1, x2, w, only))
+            if v2 is not None:
+                dg = add(dg, fwd(x1, v2, w, only))
+            if vw is not None:
+                dg = add(dg, fwd(x1, x2, vw, True))
+        out = []
+        for t, n, like in ((d1, n1, x1), (d2, n2, x2), (dw, nw, w), (dg, ng, gout)):
+            out.append(None if not n else (torch.zeros_like(like) if t is None else t))
+        return (*out, None, None, None)
 
 
 def fused_plan(d: CGTPDescriptor) -> str:

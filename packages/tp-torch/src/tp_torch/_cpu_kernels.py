@@ -261,7 +261,9 @@ class ChannelwiseKernels:
     ``forward(x1, x2, w) -> out`` and ``backward(x1, x2, w, g, need) -> (g1, g2, gw)`` take
     CPU tensors ``x1 (B, dim1)``, ``x2 (B, dim2)``, ``w`` None, ``(numel,)`` or
     ``(B, numel)``, ``g (B, dim_out)``, float32 or float64, and return new tensors (gradients
-    not asked for in ``need = (x1, x2, w)`` are None). No autograd: the caller wraps them.
+    not asked for in ``need = (x1, x2, w)`` are None). With ``weighted_only`` only the weighted
+    paths run: the product's derivative along the weights, ``w`` then being the direction
+    (double backward). No autograd: the caller wraps them.
     """
 
     def __init__(self, d: Any) -> None:
@@ -270,26 +272,33 @@ class ChannelwiseKernels:
         off1 = [s.start for s in d.irreps_in1.slices()]
         off2 = [s.start for s in d.irreps_in2.slices()]
         offo = [s.start for s in d.irreps_out.slices()]
-        seen: set[int] = set()
         #: per path: (l1, l2, l3), x1 / x2 / output / weight offsets (-1: unweighted), mul,
-        #: coefficient, add into the output block (an earlier path wrote it)
-        self.paths: list[tuple[tuple[int, int, int], int, int, int, int, int, float, bool]] = []
-        for p in d.paths:
-            self.paths.append((p.lll, off1[p.i_in1], off2[p.i_in2], offo[p.i_out],
-                               p.weight_offset if p.has_weight else -1, p.mul_in1,
-                               float(p.coefficient), p.i_out in seen))
-            seen.add(p.i_out)
-        self.zero_blocks = [(s.start, s.stop) for i, s in enumerate(d.irreps_out.slices())
-                            if i not in seen]
+        #: coefficient, add into the output block (an earlier path wrote it); and the output
+        #: blocks no path writes. [False]: every path, [True]: the weighted paths only.
+        self.paths: dict[bool, list[tuple[Any, ...]]] = {}
+        self.zero_blocks: dict[bool, list[tuple[int, int]]] = {}
+        for only in (False, True):
+            seen: set[int] = set()
+            rows = []
+            for p in d.paths:
+                if only and not p.has_weight:
+                    continue
+                rows.append((p.lll, off1[p.i_in1], off2[p.i_in2], offo[p.i_out],
+                             p.weight_offset if p.has_weight else -1, p.mul_in1,
+                             float(p.coefficient), p.i_out in seen))
+                seen.add(p.i_out)
+            self.paths[only] = rows
+            self.zero_blocks[only] = [(s.start, s.stop) for i, s in
+                                      enumerate(d.irreps_out.slices()) if i not in seen]
         self.dims = (d.irreps_in1.dim, d.irreps_in2.dim, d.irreps_out.dim, d.weight_numel)
         self.max_mul = max(p.mul_in1 for p in d.paths)
         self.rows = max(_CHUNK_MIN_ROWS, _CHUNK_ENTRIES // (self.dims[0] + self.dims[2]))
 
-    def _bound(self, np_dtype: Any) -> list[tuple[Any, ...]]:
+    def _bound(self, np_dtype: Any, weighted_only: bool = False) -> list[tuple[Any, ...]]:
         """The paths with their kernels and the coefficient in the dtype."""
         name = np.dtype(np_dtype).name
         return [(*path_kernels(*lll, name), o1, o2, o3, wo, mul, np_dtype.type(c), acc)
-                for lll, o1, o2, o3, wo, mul, c, acc in self.paths]
+                for lll, o1, o2, o3, wo, mul, c, acc in self.paths[weighted_only]]
 
     def _split(self, b: int) -> list[tuple[int, int]]:
         n = min(_num_threads(), b // _THREAD_MIN_ROWS)
@@ -311,7 +320,7 @@ class ChannelwiseKernels:
         a = w.detach().contiguous().numpy()
         return (a.reshape(1, -1), 0) if a.ndim == 1 else (a, 1)
 
-    def forward(self, x1: Any, x2: Any, w: Any) -> Any:
+    def forward(self, x1: Any, x2: Any, w: Any, weighted_only: bool = False) -> Any:
         a1 = x1.detach().contiguous().numpy()
         a2 = x2.detach().contiguous().numpy()
         ones = np.ones((1, self.max_mul), a1.dtype)
@@ -321,7 +330,8 @@ class ChannelwiseKernels:
         # forward from torch.empty, 16 ms from np.empty)
         ao = np.empty((a1.shape[0], self.dims[2]), a1.dtype)
         out = torch.from_numpy(ao)
-        bound = self._bound(a1.dtype)
+        bound = self._bound(a1.dtype, weighted_only)
+        zero_blocks = self.zero_blocks[weighted_only]
         rows = self.rows
 
         def run(s0: int, s1: int) -> None:
@@ -334,14 +344,14 @@ class ChannelwiseKernels:
                         fwd(c1, c2, ones, 0, co, o1, o2, o3, 0, mul, c, acc)
                     else:
                         fwd(c1, c2, cw, wstep, co, o1, o2, o3, wo, mul, c, acc)
-                for z0, z1 in self.zero_blocks:
+                for z0, z1 in zero_blocks:
                     co[:, z0:z1] = 0
 
         self._run(run, a1.shape[0])
         return out
 
-    def backward(self, x1: Any, x2: Any, w: Any, g: Any,
-                 need: tuple[bool, bool, bool]) -> tuple[Any, Any, Any]:
+    def backward(self, x1: Any, x2: Any, w: Any, g: Any, need: tuple[bool, bool, bool],
+                 weighted_only: bool = False) -> tuple[Any, Any, Any]:
         n1, n2, nw = need
         nw = nw and w is not None
         a1 = x1.detach().contiguous().numpy()
@@ -353,7 +363,7 @@ class ChannelwiseKernels:
         dummy = np.zeros((1, 1), a1.dtype)
         ag1 = np.zeros_like(a1) if n1 else dummy  # NumPy allocates: see forward
         ag2 = np.zeros_like(a2) if n2 else dummy
-        bound = self._bound(a1.dtype)
+        bound = self._bound(a1.dtype, weighted_only)
         rows = self.rows
         parts = self._split(b)
         if nw and not wstep:  # shared weights: one partial sum per thread
