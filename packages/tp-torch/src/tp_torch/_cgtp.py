@@ -522,8 +522,8 @@ class CGTPFused(_CGTPKernel):
 
     def torch_forward(self, x1: torch.Tensor, x2: torch.Tensor,
                       w: torch.Tensor | None) -> torch.Tensor:
-        """The plan as torch ops (every device, ``torch.compile``, graphs for double
-        backward)."""
+        """The plan as torch ops (GPUs, ``torch.compile``, CPU without the compiled
+        kernels)."""
         if self.plan == "scalar":
             return self._fwd_scalar(x1, x2, w)
         if self.plan == "channelwise":

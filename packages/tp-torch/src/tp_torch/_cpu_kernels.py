@@ -307,11 +307,13 @@ class ChannelwiseKernels:
         step = -(-b // n)
         return [(s, min(b, s + step)) for s in range(0, b, step)]
 
-    def _run(self, fn: Any, b: int) -> list[Any]:
-        parts = self._split(b)
+    @staticmethod
+    def _run(fn: Any, parts: list[tuple[int, int]]) -> None:
+        """``fn(t)`` for every part ``t``: here for one part, else on the thread pool."""
         if len(parts) == 1:
-            return [fn(*parts[0])]
-        return list(_pool(len(parts)).map(lambda se: fn(*se), parts))
+            fn(0)
+        else:
+            list(_pool(len(parts)).map(fn, range(len(parts))))
 
     @staticmethod
     def _weights(w: Any, ones: np.ndarray) -> tuple[np.ndarray, int]:
@@ -333,8 +335,10 @@ class ChannelwiseKernels:
         bound = self._bound(a1.dtype, weighted_only)
         zero_blocks = self.zero_blocks[weighted_only]
         rows = self.rows
+        parts = self._split(a1.shape[0])
 
-        def run(s0: int, s1: int) -> None:
+        def run(t: int) -> None:
+            s0, s1 = parts[t]
             for s in range(s0, s1, rows):
                 e = min(s1, s + rows)
                 c1, c2, co = a1[s:e], a2[s:e], ao[s:e]
@@ -347,7 +351,7 @@ class ChannelwiseKernels:
                 for z0, z1 in zero_blocks:
                     co[:, z0:z1] = 0
 
-        self._run(run, a1.shape[0])
+        self._run(run, parts)
         return out
 
     def backward(self, x1: Any, x2: Any, w: Any, g: Any, need: tuple[bool, bool, bool],
@@ -371,7 +375,6 @@ class ChannelwiseKernels:
         else:
             # per-sample weights (threads write disjoint rows) or no weight gradient
             gws = [np.zeros((b, self.dims[3]), a1.dtype) if nw else dummy] * len(parts)
-        sink = [np.zeros((1, self.max_mul), a1.dtype) for _ in parts]
 
         def run(t: int) -> None:
             s0, s1 = parts[t]
@@ -384,17 +387,14 @@ class ChannelwiseKernels:
                 cw = aw[s:e] if wstep else aw
                 cgw = gwt[s:e] if nw and wstep else gwt
                 for _, bwd, o1, o2, o3, wo, mul, c, _ in bound:
-                    if wo < 0:
-                        bwd(c1, c2, ones, 0, cg, o1, o2, o3, 0, mul, c, cg1, cg2, sink[t], n1,
+                    if wo < 0:  # unweighted: no weight gradient
+                        bwd(c1, c2, ones, 0, cg, o1, o2, o3, 0, mul, c, cg1, cg2, dummy, n1,
                             n2, False)
                     else:
                         bwd(c1, c2, cw, wstep, cg, o1, o2, o3, wo, mul, c, cg1, cg2, cgw, n1,
                             n2, nw)
 
-        if len(parts) == 1:
-            run(0)
-        else:
-            list(_pool(len(parts)).map(run, range(len(parts))))
+        self._run(run, parts)
         gw = None
         if nw:
             tot = gws[0] if wstep else np.sum(gws, axis=0)
