@@ -50,14 +50,18 @@ from __future__ import annotations
 
 import math
 from functools import cache
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from .descriptor import Path, TensorProductDescriptor
 from .errors import InstructionError
+from .irreps import parity_class
+
+if TYPE_CHECKING:
+    from .descriptor import Path, TensorProductDescriptor
 
 __all__ = [
-    "METHODS",
+    "MODELS",
     "bytes_moved",
     "fft_complex",
     "fft_real",
@@ -66,8 +70,9 @@ __all__ = [
     "nnz_cg",
 ]
 
-#: Methods with a FLOP model, per descriptor kind.
-METHODS = {
+#: The FLOP models per descriptor kind. A method names its model in the method registry
+#: (:data:`tp_spec.plan.METHODS`, ``cost_model``); ``"gaunt"`` is the dense Gaunt contraction.
+MODELS = {
     "cgtp": ("sparse", "dense", "fused", "oeq"),
     "gtp": ("gaunt", "grid", "fourier"),
     "mtp": ("dense", "sparse"),
@@ -123,8 +128,6 @@ def _per_degree(d: TensorProductDescriptor) -> int:
 
 def _class_dims(d: TensorProductDescriptor, which: str, key: str) -> dict[int, int]:
     """Components per channel of each parity class (``key="class"``) or parity (``"parity"``)."""
-    from .gtp import parity_class
-
     irreps = {"in1": d.irreps_in1, "in2": d.irreps_in2, "out": d.irreps_out}[which]
     out = {1: 0, -1: 0}
     for _, ir in irreps:
@@ -134,8 +137,6 @@ def _class_dims(d: TensorProductDescriptor, which: str, key: str) -> dict[int, i
 
 
 def _class_ls(d: TensorProductDescriptor, which: str, q: int) -> list[int]:
-    from .gtp import parity_class
-
     irreps = {"in1": d.irreps_in1, "in2": d.irreps_in2, "out": d.irreps_out}[which]
     return [ir.l for _, ir in irreps if parity_class(ir) == q]
 
@@ -213,9 +214,9 @@ def flops(d: TensorProductDescriptor, batch: int = 1, method: str | None = None)
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 0:
         raise ValueError(f"batch must be a non-negative int, got {batch!r}")
     kind = d.kind
-    if method is not None and method not in METHODS.get(kind, ()):
+    if method is not None and method not in MODELS.get(kind, ()):
         raise InstructionError(
-            f"no FLOP model for method {method!r} of a {kind}; known: {METHODS.get(kind, ())}"
+            f"no FLOP model for method {method!r} of a {kind}; known: {MODELS.get(kind, ())}"
         )
     if kind == "cgtp":
         if method == "oeq":

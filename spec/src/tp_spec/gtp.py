@@ -43,19 +43,9 @@ import numpy as np
 from .cgtp import CGTPDescriptor
 from .descriptor import Path, TensorProductDescriptor
 from .errors import InstructionError, IrrepsError, ShapeError
-from .irreps import Irrep, Irreps
+from .irreps import Irrep, Irreps, parity_class
 
 __all__ = ["GTPDescriptor", "gtp", "parity_class"]
-
-
-def parity_class(ir: Irrep) -> int:
-    """The parity class ``p * (-1)**l`` of an irrep: +1 for ``0e, 1o, 2e``, -1 for ``0o, 1e``.
-
-    >>> parity_class(Irrep("1o")), parity_class(Irrep("1e"))
-    (1, -1)
-    """
-    ir = Irrep(ir)
-    return ir.p * (-1) ** ir.l
 
 
 def _check_channels(family: str, irreps_in1: Irreps, irreps_in2: Irreps) -> tuple[int, int]:

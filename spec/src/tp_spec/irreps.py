@@ -28,7 +28,7 @@ from typing import Any, NamedTuple
 
 from .errors import IrrepsError
 
-__all__ = ["Irrep", "Irreps", "MulIrrep", "SortResult"]
+__all__ = ["Irrep", "Irreps", "MulIrrep", "SortResult", "parity_class"]
 
 _IRREP_RE = re.compile(r"^(\d+)([eoy])$")
 _MUL_IRREP_RE = re.compile(r"^(?:(\d+)\s*x\s*)?(\d+[eoy])$")
@@ -416,3 +416,13 @@ class Irreps(tuple):
 
     def __reduce__(self) -> tuple[Any, ...]:
         return (Irreps, (str(self),))
+
+
+def parity_class(ir: Irrep) -> int:
+    """The parity class ``p * (-1)**l`` of an irrep: +1 for ``0e, 1o, 2e``, -1 for ``0o, 1e``.
+
+    >>> parity_class(Irrep("1o")), parity_class(Irrep("1e"))
+    (1, -1)
+    """
+    ir = ir if isinstance(ir, Irrep) else Irrep(ir)
+    return ir.p * (-1) ** ir.l

@@ -38,7 +38,7 @@ import tp_spec
 from tp_spec import CGTPDescriptor
 from tp_spec.descriptor import mode_subscripts
 
-from ._api import Method, const, einsum, ix, register
+from ._ops import const, einsum, ix
 from ._channels import buckets
 from ._rows import row_take
 
@@ -450,9 +450,12 @@ def _run_fused(plan: _FusedPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | No
     return _run_grouped(plan, x1, x2, w)
 
 
-register(Method("cgtp", "dense", _cgtp_available, _build_dense, _run_dense,
-                "one einsum per path (the e3nn way)"))
-register(Method("cgtp", "fused", _cgtp_available, _build_fused, _run_fused,
-                "order-blocked GEMMs with folded weights; grouped by input pair otherwise"))
-register(Method("cgtp", "sparse", _cgtp_available, _build_sparse, _run_sparse,
-                "gather / segment-sum over the nonzero CG entries"))
+#: Methods not yet executed from a tp_spec plan: name -> ``(build(d), run(state, x1, x2, w))``.
+BUILDERS = {
+    "dense": (_build_dense, _run_dense),
+    "fused": (_build_fused, _run_fused),
+    "sparse": (_build_sparse, _run_sparse),
+}
+
+#: tp_spec plan type -> executor.
+RUNNERS: dict = {}

@@ -13,7 +13,7 @@ import jax.numpy as jnp
 import numpy as np
 import tp_spec
 
-from ._api import const, ix
+from ._ops import const, ix
 
 
 @dataclass

@@ -22,7 +22,6 @@ import tp_spec
 from tp_spec import CGTPDescriptor
 from tp_spec.descriptor import MODES, segment_subscripts
 
-from ._api import Method, register
 
 
 def _available(d) -> str | None:
@@ -106,5 +105,5 @@ def _run(plan: _CueqPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None) -> 
     return out
 
 
-register(Method("cgtp", "cueq", _available, _build, _run,
-                "cuEquivariance-JAX segmented polynomial (naive method)"))
+#: The adapter: ``(available(d), build(d), run(state, x1, x2, w))``.
+ADAPTER = (_available, _build, _run)

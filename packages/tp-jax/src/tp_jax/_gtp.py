@@ -21,7 +21,7 @@ import tp_spec
 from tp_spec.gtp import GTPDescriptor, parity_class
 from tp_spec.s2grid import S2Grid, legendre_matrices, phi_matrix
 
-from ._api import Method, const, einsum, ix, register
+from ._ops import const, einsum, ix
 from ._channels import (
     ChannelLayout,
     block_index,
@@ -231,9 +231,8 @@ def _run_fourier(plan: _GTPPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | No
     return _output(plan, per_class, n, dt, mult)
 
 
-register(Method("gtp", "grid", _gtp_available, _build_grid, _run_grid,
-                "separable Gauss-Legendre grid transform (per-order Legendre GEMMs + DFT)"))
-register(Method("gtp", "fourier", _gtp_available, _build_fourier, _run_fourier,
-                "exact 2D Fourier tables + FFT convolution"))
-
-from . import _s2fft  # noqa: E402,F401  (registers "s2fft")
+#: Methods not yet executed from a tp_spec plan: name -> ``(build(d), run(state, x1, x2, w))``.
+BUILDERS = {
+    "grid": (_build_grid, _run_grid),
+    "fourier": (_build_fourier, _run_fourier),
+}

@@ -37,7 +37,7 @@ import jax.numpy as jnp
 import numpy as np
 from tp_spec.mtp import MTPDescriptor
 
-from ._api import HIGHEST, Method, const, register
+from ._ops import HIGHEST, const
 from ._bmm import bmm
 from ._channels import ChannelLayout, channel_layout, finish, scale_inputs
 
@@ -262,8 +262,8 @@ def _core(plan: _MTPPlan, x1: jax.Array, x2: jax.Array) -> jax.Array:
     return (jnp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]).T
 
 
-register(Method("mtp", "dense", _mtp_available, lambda d: _build(d, True), _run,
-                "change of basis with the full basis of degrees 0..L around n x n products"))
-register(Method("mtp", "sparse", _mtp_available, lambda d: _build(d, False), _run,
-                "change of basis with the nonzero (parity, degree) blocks only around n x n "
-                "products"))
+#: Methods not yet executed from a tp_spec plan: name -> ``(build(d), run(state, x1, x2, w))``.
+BUILDERS = {
+    "dense": (lambda d: _build(d, True), _run),
+    "sparse": (lambda d: _build(d, False), _run),
+}

@@ -23,7 +23,7 @@ import numpy as np
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 
-from ._api import ix
+from ._ops import ix
 
 __all__ = ["row_take"]
 

@@ -25,7 +25,7 @@ import tp_spec
 from tp_spec.errors import DTypeError
 from tp_spec.gtp import GTPDescriptor
 
-from ._api import HIGHEST, Method, einsum, register
+from ._ops import HIGHEST, einsum
 from ._channels import ChannelLayout, channel_layout, scale_inputs, with_zero_column
 
 #: Largest s2fft band limit we allow. Measured (s2fft 1.5.0, jax 0.10.2, 2-core CPU): tracing
@@ -146,5 +146,5 @@ def _run(plan: _S2fftPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None) ->
     return _output(plan.base, per_class, n, dt, mult)
 
 
-register(Method("gtp", "s2fft", _available, _build, _run,
-                "grid GTP through s2fft spherical transforms (Gauss-Legendre sampling)"))
+#: The adapter: ``(available(d), build(d), run(state, x1, x2, w))``.
+ADAPTER = (_available, _build, _run)

@@ -42,11 +42,12 @@ import numpy as np
 import torch
 from tp_spec import CGTPDescriptor, Path, channel_fold, clebsch_gordan
 from tp_spec.channel_fold import channel_count
+from tp_spec.plan.cgtp import DensePlan, SparsePlan
 
 from . import _cpu_kernels
 from ._common import Kernel, aligned_empty, chunk_rows
 
-__all__ = ["CGTPDense", "CGTPFused", "CGTPSparse", "fused_plan"]
+__all__ = ["CGTPFused", "EXECUTORS", "fused_plan"]
 
 _UU = ("uuw", "uuu")
 #: fused "scalar" plan: split W by parity from this many dense entries (dim1 * dim2 * dim_out).
@@ -168,13 +169,14 @@ class _CGTPKernel(Kernel):
         return x2[:, a:b].reshape(x2.shape[0], mul, ir.dim)
 
 
-class CGTPDense(_CGTPKernel):
-    """``dense``: one dense CG contraction per path (the e3nn algorithm)."""
+class DenseExecutor(_CGTPKernel):
+    """``dense`` (:class:`tp_spec.plan.cgtp.DensePlan`): one dense CG contraction per path (the
+    e3nn algorithm)."""
 
-    def __init__(self, d: CGTPDescriptor) -> None:
-        super().__init__(d)
-        for n, p in enumerate(d.paths):
-            self.add_const(f"cg{n}", _cg(p))
+    def __init__(self, plan: DensePlan) -> None:
+        super().__init__(plan.descriptor)
+        for n, c in enumerate(plan.cg):
+            self.add_const(f"cg{n}", c)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
         b = x1.shape[0]
@@ -192,18 +194,17 @@ class CGTPDense(_CGTPKernel):
         return _assemble(self.d, blocks, b, x1)
 
 
-class CGTPSparse(_CGTPKernel):
-    """``sparse``: gather the nonzero CG entries, multiply, scatter-add into the output."""
+class SparseExecutor(_CGTPKernel):
+    """``sparse`` (:class:`tp_spec.plan.cgtp.SparsePlan`): gather the nonzero CG entries,
+    multiply, scatter-add into the output."""
 
-    def __init__(self, d: CGTPDescriptor) -> None:
-        super().__init__(d)
-        for n, p in enumerate(d.paths):
-            c = _cg(p)
-            i, j, k = np.nonzero(c)
+    def __init__(self, plan: SparsePlan) -> None:
+        super().__init__(plan.descriptor)
+        for n, (i, j, k, v) in enumerate(plan.entries):
             self.add_index(f"i{n}", i)
             self.add_index(f"j{n}", j)
             self.add_index(f"k{n}", k)
-            self.add_const(f"v{n}", c[i, j, k])
+            self.add_const(f"v{n}", v)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
         b = x1.shape[0]
@@ -222,6 +223,10 @@ class CGTPSparse(_CGTPKernel):
                 s = prod.new_zeros((b, p.mul_in1, p.mul_in2, d3)).index_add(-1, kk, prod)
             _add(blocks, p.i_out, _apply_mode(p, s, _path_weight(p, w)))
         return _assemble(self.d, blocks, b, x1)
+
+
+#: Plan type -> executor.
+EXECUTORS = {DensePlan: DenseExecutor, SparsePlan: SparseExecutor}
 
 
 #: ``(B, n, k)`` sizes from which a batched matrix-vector product beats a broadcast multiply and

@@ -7,6 +7,7 @@ from typing import Any
 
 import torch
 from tp_spec import InstructionError, TensorProductDescriptor
+from tp_spec import plan as tp_plan
 
 from ._common import Kernel, flatten_batch, validate_inputs
 
@@ -70,8 +71,9 @@ def default_method(descriptor: TensorProductDescriptor, device: str = "cpu") -> 
     return "sparse"
 
 
-def _builders() -> dict[tuple[str, str], Callable[..., Kernel]]:
-    from ._cgtp import CGTPDense, CGTPFused, CGTPSparse
+def _adapters() -> dict[tuple[str, str], Callable[..., Kernel]]:
+    """Builders of the methods without a tp_spec plan, ``(family, method) -> (d, device)``."""
+    from ._cgtp import CGTPFused
     from ._gtp import GTPFourier, GTPGrid
     from ._mtp import MTPDense, MTPSparse
 
@@ -86,9 +88,7 @@ def _builders() -> dict[tuple[str, str], Callable[..., Kernel]]:
         return CGTPOeq(d, device)
 
     return {
-        ("cgtp", "dense"): lambda d, dev: CGTPDense(d),
         ("cgtp", "fused"): lambda d, dev: CGTPFused(d),
-        ("cgtp", "sparse"): lambda d, dev: CGTPSparse(d),
         ("cgtp", "cueq"): cueq,
         ("cgtp", "oeq"): oeq,
         ("gtp", "grid"): lambda d, dev: GTPGrid(d),
@@ -96,6 +96,25 @@ def _builders() -> dict[tuple[str, str], Callable[..., Kernel]]:
         ("mtp", "dense"): lambda d, dev: MTPDense(d),
         ("mtp", "sparse"): lambda d, dev: MTPSparse(d),
     }
+
+
+def _executors() -> dict[type, Callable[[Any], Kernel]]:
+    """Plan type -> the executor (a :class:`Kernel` built from the plan)."""
+    from . import _cgtp
+
+    return {**_cgtp.EXECUTORS}
+
+
+def build_kernel(d: TensorProductDescriptor, method: str, device: torch.device) -> Kernel:
+    """The kernel running ``d`` with ``method``: the executor of its tp_spec plan, or the
+    adapter's own builder."""
+    m = tp_plan.get_method(d, method, framework="torch")
+    if m.build is not None:
+        p = tp_plan.plan(d, method)
+        run = _executors().get(type(p))
+        if run is not None:
+            return run(p)
+    return _adapters()[(m.family, method)](d, device)
 
 
 class TensorProduct(torch.nn.Module):
@@ -140,7 +159,7 @@ class TensorProduct(torch.nn.Module):
         self.weight_numel = int(descriptor.weight_numel)
         self._dims = (descriptor.irreps_in1.dim, descriptor.irreps_in2.dim, self.weight_numel)
         self._dim_out = descriptor.irreps_out.dim
-        self.kernel = _builders()[(fam, method)](descriptor, dev)
+        self.kernel = build_kernel(descriptor, method, dev)
         self.register_buffer("_probe", torch.zeros(0), persistent=False)
         if device is not None:
             self.to(dev)

@@ -1,0 +1,26 @@
+"""The explicit dispatch tables of tp_jax: plan type -> executor, and the adapters."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from . import _cgtp, _cueq, _gtp, _mtp, _s2fft
+
+__all__ = ["ADAPTERS", "BUILDERS", "RUNNERS"]
+
+#: tp_spec plan type -> ``run(plan, x1, x2, w)`` on flat inputs of the compute dtype.
+RUNNERS: dict[type, Callable[..., Any]] = {**_cgtp.RUNNERS}
+
+#: Methods still planned here, ``(family, name) -> (build(d), run(state, x1, x2, w))``.
+BUILDERS: dict[tuple[str, str], tuple[Callable[..., Any], Callable[..., Any]]] = {
+    **{("cgtp", k): v for k, v in _cgtp.BUILDERS.items()},
+    **{("gtp", k): v for k, v in _gtp.BUILDERS.items()},
+    **{("mtp", k): v for k, v in _mtp.BUILDERS.items()},
+}
+
+#: Adapters of outside libraries, ``(family, name) -> (available(d), build(d), run(...))``.
+ADAPTERS: dict[tuple[str, str], tuple[Callable[..., Any], ...]] = {
+    ("cgtp", "cueq"): _cueq.ADAPTER,
+    ("gtp", "s2fft"): _s2fft.ADAPTER,
+}

@@ -1,0 +1,106 @@
+"""Every speed threshold of the executors, in one frozen object.
+
+A plan is built for a descriptor, a method and a :class:`Tuning`; executors read thresholds from
+``plan.tuning``, never from module globals, so a test passes ``Tuning(...)`` with small values to
+reach a code path (chunking, padding, splitting) on small inputs instead of patching globals.
+Every field says what it decides and the measurement behind its value (CPU, float32, one thread
+unless stated; the machines are 2-core Intel Xeon and AMD EPYC slices). Changing a default is a
+speed decision: re-run the benchmark that measured it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+__all__ = ["DEFAULT_TUNING", "Tuning"]
+
+
+@dataclass(frozen=True)
+class Tuning:
+    """Thresholds of the plans and executors (see each field)."""
+
+    #: CGTP ``fused`` scalar regime: split the product by parity (at most four quarter-size
+    #: GEMMs) from this many dense entries ``dim1 * dim2 * dim_out``. Split / one-matmul time,
+    #: batch 10,000, MIMO, fwd / fwd+bwd: L=2 (3,240 entries) 2.3 / 2.1x, L=3 (21,504)
+    #: 1.5 / 1.4x, L=4 (90,000) 1.0 / 1.0x, L=5 0.72 / 1.0x, L=6 0.60 / 0.65x.
+    split_min_entries: int = 40_000
+
+    #: CGTP ``fused`` channelwise regime: torch's CPU ``bmm`` uses MKL from this many
+    #: multiply-adds per matrix (``k * m * n``) and a scalar loop below (~4 ns per multiply-add,
+    #: 10-30x slower); the contraction is zero padded up to it ...
+    bmm_min_macs: int = 400
+    #: ... by at most this many columns ...
+    pad_max: int = 16
+    #: ... and only for matrices of at least this many multiply-adds (below, the scalar loop is
+    #: cheaper than MKL's ~0.2 us per-matrix overhead).
+    pad_from_macs: int = 64
+
+    #: CGTP ``fused`` folded regime: channelwise products whose single multiplicity ``C``
+    #: satisfies ``1 < C <= fold_max_channels`` run as one single-channel scalar product per
+    #: channel. Channelwise / folded time, batch 10,000, channelwise MIMO, fwd / fwd+bwd:
+    #: L=3 C=4 1.76 / 2.79x, C=8 0.92 / 1.11x, C=16 0.46 / 0.82x; C=8 L=1 1.19 / 1.42x,
+    #: L=2 1.29 / 1.57x. (XLA measured the fold through ``vmap`` slower in reverse mode, 0.43x
+    #: at L=3 C=4: the JAX executor runs these products channelwise.)
+    fold_max_channels: int = 8
+
+    #: CPU batch chunking (torch executors): a batch whose intermediates exceed one chunk runs
+    #: chunk by chunk so that each chunk's intermediates are reused from the allocator's heap
+    #: and stay in cache (unchunked, glibc maps every large intermediate anew and each 4 kB page
+    #: faults on first touch). Scalar regime: outer products of about this many entries ...
+    scalar_chunk_entries: int = 2 ** 19
+    #: ... and at least this many rows (MIMO L=6 parity group, 28 x 28 -> 85: fwd 34 -> 20 ms,
+    #: fwd+bwd 101 -> 63 ms; chunks of 2^17 .. 2^20 entries within 10% of each other).
+    scalar_chunk_min_rows: int = 16
+    #: Channelwise regime (torch ops): chunks of about this many output entries ...
+    channelwise_chunk_entries: int = 2 ** 21
+    #: ... and at least this many rows (fewer cost more in per-op overhead than they save).
+    channelwise_chunk_min_rows: int = 256
+    #: GTP (grid, fourier) and MTP: chunks of about this many intermediate entries (grid MIMO
+    #: L=10 batch 10,000: fwd 162 -> 49 ms, fwd+bwd 380 -> 137 ms) ...
+    function_chunk_entries: int = 2 ** 18
+    #: ... and at least this many rows.
+    function_chunk_min_rows: int = 64
+
+    #: Scalar regime backward (torch): from this many entries ``n * k`` of a ``(B, n, k)``
+    #: outer-product gradient the input gradient is a batched matrix-vector product instead of
+    #: a broadcast multiply and sum (36 x 36: 11 vs 44 ms; 16 x 16 equal) ...
+    matvec_min_entries: int = 256
+    #: ... and for the transposed product (summing over the middle axis is cheaper: later).
+    matvec_t_min_entries: int = 576
+
+    #: CPU matmul outputs are written into rows starting every this many elements (MKL's GEMM
+    #: is slower into rows of odd length: ``(10000, 49) @ (49, 169)`` 6.7 ms into rows of 169,
+    #: 2.7 ms into rows of 176).
+    row_align: int = 16
+
+    #: Compiled channelwise CPU kernels (Numba): paths with more CG nonzeros than this (from
+    #: l ~ 7) stay torch ops (the generated source grows with the nonzeros) ...
+    kernel_max_nonzeros: int = 220
+    #: ... the batch runs in chunks of about this many entries ...
+    kernel_chunk_entries: int = 2 ** 17
+    #: ... of at least this many rows ...
+    kernel_chunk_min_rows: int = 16
+    #: ... and is split over threads only with at least this many rows per thread.
+    kernel_thread_min_rows: int = 256
+
+    #: MTP ``sparse``: the transpose regime (one matrix read per output instead of two) from
+    #: this matrix size ``n = 2 lt + 1`` (below, its concatenation and gather cost more).
+    mtp_transpose_min_n: int = 7
+    #: MTP (torch): ``n x n`` products run in the batch-last layout while ``n^3`` is below this
+    #: (ATen's small-``bmm`` threshold on CPU).
+    batch_last_max_n3: int = 400
+
+    #: JAX ``fused`` scalar regime: batch rows per ``lax.map`` chunk (one chunk's intermediates
+    #: stay in the L2 cache).
+    jax_scalar_chunk_rows: int = 256
+    #: JAX bucketing of small dense GEMM blocks: a bucket's padded GEMM may cost this much more
+    #: than its blocks' own.
+    jax_bucket_slack: float = 0.35
+    #: JAX MTP: the batch runs in one piece while its ``n x n x C x batch`` matrices have at most
+    #: this many elements, else in checkpointed chunks of that size (L=4, batch 10,000: one
+    #: piece 12.6 ms backward, 512- or 2048-row chunks 28-32 ms; forward equal).
+    jax_mtp_chunk_elements: int = 1 << 24
+
+
+#: The tuning every plan gets unless one is passed.
+DEFAULT_TUNING = Tuning()
