@@ -26,6 +26,9 @@ DESCRIPTORS = {
         "scalar-unweighted": lambda: spec.cgtp(S2, "0e + 1o", mode="full"),
         "channelwise": lambda: spec.cgtp("4x0e + 4x1o + 4x2e", "0e + 1o + 2e", mode="uvu"),
         "channelwise-mixed-mul": lambda: spec.cgtp("3x0e + 2x1o", "0e + 1o", mode="uvu"),
+        # default tuning: the 1o and 2e contractions zero padded (kp > d1)
+        "channelwise-padded": lambda: spec.cgtp("9x0e + 9x1o + 9x2e", "0e + 1o + 2e",
+                                                mode="uvu"),
         "folded": lambda: spec.cgtp("2x0e + 2x1o", "0e + 1o", mode="uvu"),
         "grouped-uvw": lambda: spec.cgtp("2x0e + 3x1o + 2e", "0e + 1o + 2x2e",
                                          "2x0e + 1o + 3x1e + 2e", mode="uvw"),
@@ -40,6 +43,10 @@ DESCRIPTORS = {
         "natural": lambda: spec.gtp(S2, S2),
         "channels": lambda: spec.gtp("3x0e + 3x1o + 3x2e", "0e + 1o + 2e"),
         "all-parities": lambda: spec.gtp("0e + 0o + 1o + 1e + 2e", "0e + 1e + 1o + 2o"),
+        "given-out": lambda: spec.gtp("0e + 1o + 2e", "0e + 1o", "0e + 1o + 1e + 3o + 5e"),
+        "weights-broadcast": lambda: spec.gtp("3x0e + 3x1o + 3x2e", "0e + 1o + 2e",
+                                              per_degree_weights=True),
+        "no-pair": lambda: spec.gtp("0e + 1o", "0e", "1e + 2o"),
     },
     "mtp": {
         "natural": lambda: spec.mtp(S2, S2),
