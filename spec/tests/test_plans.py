@@ -52,6 +52,15 @@ DESCRIPTORS = {
         "natural": lambda: spec.mtp(S2, S2),
         "channels": lambda: spec.mtp("2x0e + 2x1o + 2x2e", "2x0e + 2x1o + 2x2e"),
         "all-parities": lambda: spec.mtp("0e + 0o + 1o + 1e + 2e", "0e + 1e + 1o + 2o"),
+        "transpose-n7": lambda: spec.mtp("0e + 1o + 2e", "0e + 1o", lt=3),
+        "pseudo-channels": lambda: spec.mtp("2x0o + 2x1e + 2x2o", "0e + 1o + 2e"),
+        "broadcast-weights": lambda: spec.mtp("3x0e + 3x1o + 3x2e", "0e + 1o + 2e + 3o",
+                                              per_degree_weights=True),
+        "one-pair": lambda: spec.mtp("2x0e + 2x1o", "2x0e + 2x1o", "2x0e + 2x1e"),
+        "two-pairs-weights": lambda: spec.mtp("2x0e + 2x1e", "0e + 1o + 0o",
+                                              per_degree_weights=True),
+        "unreached-parity": lambda: spec.mtp("0e + 2e", "0e + 2e", "0e + 1o + 2e"),
+        "no-pair": lambda: spec.mtp("0e", "0e", "0o"),
     },
 }
 

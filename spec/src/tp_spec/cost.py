@@ -18,8 +18,10 @@ as 1 FLOP, per sample).
 **CGTP methods**: ``"sparse"`` = the minimal count; ``"dense"`` and ``"fused"`` replace
 ``nnz(C)`` by the dense block size ``dim_l1 * dim_l2 * dim_l3``; ``"oeq"`` = :func:`flops_oeq`.
 
-**GTP methods** (per channel; ``(nt, np) = d.grid_shape()``, ``dim_q`` = components per channel
-of parity class ``q`` of an input, ``C`` channels, ``C2`` channels of ``x2``):
+**GTP methods** (per channel, as planned: the degrees ``(L1, L2, Lo)`` of
+:func:`tp_spec.plan.gtp.degrees`, ``(nt, np)`` the grid of ``s2grid_for(L1, L2, Lo)``, ``dim_q``
+= components per channel of parity class ``q`` up to those degrees, ``C`` channels, ``C2``
+channels of ``x2``):
 
 * ``"gaunt"``: dense Gaunt blocks, ``sum_paths 2 * dim_l1 dim_l2 dim_l3 * P``.
 * ``"grid"``: per input class used: per-``m`` Legendre step ``2 * nt * dim_q`` plus ``nt`` real
@@ -56,6 +58,7 @@ import numpy as np
 
 from .errors import InstructionError
 from .irreps import parity_class
+from .plan.gtp import degrees
 
 if TYPE_CHECKING:
     from .descriptor import Path, TensorProductDescriptor
@@ -142,10 +145,12 @@ def _class_ls(d: TensorProductDescriptor, which: str, q: int) -> list[int]:
 
 
 def _gtp_grid(d: TensorProductDescriptor) -> float:
-    nt, nph = d.grid_shape()  # type: ignore[attr-defined]
+    l1, l2, lo = degrees(d)
+    nt, nph = (l1 + l2 + lo + 2) // 2, l1 + l2 + lo + 1  # the plan's s2grid_for(l1, l2, lo)
     pairs = d.class_pairs()  # type: ignore[attr-defined]
     c, c2 = d.channels, d.channels_in2  # type: ignore[attr-defined]
-    dims = {w: _class_dims(d, w, "class") for w in ("in1", "in2", "out")}
+    dims = {w: _class_dims(d, w, "class") for w in ("in1", "in2")}
+    dims["out"] = {q: sum(2 * l + 1 for l in _class_ls(d, "out", q) if l <= lo) for q in (1, -1)}
     total = 0.0
     for q in {q1 for q1, _, _ in pairs}:
         total += c * (2 * nt * dims["in1"][q] + nt * fft_real(nph))
@@ -171,7 +176,7 @@ def _fourier_rows(kind: str, lmax: int, k: int) -> tuple[int, ...]:
 def _gtp_fourier(d: TensorProductDescriptor) -> float:
     pairs = d.class_pairs()  # type: ignore[attr-defined]
     c, c2 = d.channels, d.channels_in2  # type: ignore[attr-defined]
-    l1, l2, lout = d.lmax  # type: ignore[attr-defined]
+    l1, l2, lout = degrees(d)
     k = l1 + l2
     n = 2 * k + 1
     fft2 = 5.0 * n * n * math.log2(n * n)
@@ -184,7 +189,7 @@ def _gtp_fourier(d: TensorProductDescriptor) -> float:
     total += c * len(pairs) * 8 * n * n
     rows = _fourier_rows("project", lout, k)
     for q in {q3 for _, _, q3 in pairs}:
-        total += c * (fft2 + 2 * sum(rows[l] for l in _class_ls(d, "out", q)))
+        total += c * (fft2 + 2 * sum(rows[l] for l in _class_ls(d, "out", q) if l <= lout))
     return total
 
 
