@@ -31,12 +31,8 @@ import numpy as np
 
 __all__ = ["ANCHORS", "Built", "NotApplicable", "Subject", "all_subjects", "Unavailable"]
 
-BACKEND_METHODS = {
-    "tp_torch": {"cgtp": ("dense", "fused", "sparse", "cueq"), "gtp": ("grid", "fourier"),
-                 "mtp": ("dense", "sparse")},
-    "tp_jax": {"cgtp": ("dense", "fused", "sparse", "cueq"), "gtp": ("grid", "fourier", "s2fft"),
-               "mtp": ("dense", "sparse")},
-}
+#: The backend packages measured, with the framework name the method registry uses.
+BACKENDS = {"tp_torch": "torch", "tp_jax": "jax"}
 
 #: Anchor subject for (op, framework): speedups in the tables are anchor_time / subject_time.
 ANCHORS: dict[str, dict[str, str]] = {
@@ -739,26 +735,24 @@ class E3xMTP(Subject):
 
 
 # ----------------------------------------------------------------------------- registry
-def _discovered_methods(package: str, op: str) -> tuple[str, ...]:
-    """Method names the installed backend reports for ``op`` (beyond the known ones)."""
-    try:
-        import tp_spec
+def backend_methods(package: str) -> dict[str, tuple[str, ...]]:
+    """Every method of ``package`` per op, from the method registry (:data:`tp_spec.plan.METHODS`).
+    The OpenEquivariance adapter is measured directly, as the ``oeq/cgtp`` subject."""
+    from tp_spec.plan import METHODS
 
-        backend = importlib.import_module(f"{package}._backend").backend
-        d = {"cgtp": lambda: tp_spec.cgtp("0e", "0e", "0e"), "gtp": lambda: tp_spec.gtp("0e", "0e"),
-             "mtp": lambda: tp_spec.mtp("0e", "0e")}[op]()
-        return tuple(backend.methods(d, "cpu"))
-    except Exception:
-        return ()
+    fw = BACKENDS[package]
+    return {op: tuple(name for name, m in ms.items()
+                      if fw in m.frameworks and m.adapter != "openequivariance")
+            for op, ms in METHODS.items()}
 
 
 def all_subjects(include: tuple[str, ...] | None = None) -> list[Subject]:
     """Every known subject (optionally only those whose name starts with one of ``include``;
     ``name@op`` keeps only that op's subject, e.g. ``tp_torch/sparse@mtp``)."""
     subjects: list[Subject] = []
-    for package, table in BACKEND_METHODS.items():
-        for op, methods in table.items():
-            for method in dict.fromkeys(methods + _discovered_methods(package, op)):
+    for package in BACKENDS:
+        for op, methods in backend_methods(package).items():
+            for method in methods:
                 subjects.append(BackendSubject(package, op, method))
     subjects += [NumpyReference(), E3nnCGTP(), E3nnJaxCGTP(), E3nnGrid(), E3nnJaxGrid(),
                  CueqTorchCGTP(), CueqJaxCGTP(), OeqCGTP(), E3xMTP()]

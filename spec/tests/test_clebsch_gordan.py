@@ -1,4 +1,4 @@
-"""Tests for the exact real Clebsch-Gordan tables (DESIGN.md section 2)."""
+"""Tests for the exact real Clebsch-Gordan tables (docs/conventions.md)."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Path counts, interactability and expressivity (DESIGN section 5)."""
+"""Path counts, interactability and expressivity (docs/expressivity.md)."""
 
 from __future__ import annotations
 

@@ -295,7 +295,7 @@ def test_gtp_unit(normalization):
 
 
 def test_gtp_is_sqrt_4pi_times_gaunt():
-    """component GTP = sqrt(4 pi) * sum G x1 x2 with DESIGN section 2's Gaunt formula."""
+    """component GTP = sqrt(4 pi) * sum G x1 x2 with the Gaunt formula of docs/conventions.md."""
     torch = pytest.importorskip("torch")
     o3 = pytest.importorskip("e3nn.o3")
     torch.set_default_dtype(torch.float64)

@@ -1,4 +1,4 @@
-"""Tests for the Gaunt tables (integral-normalized real SH, e3nn basis; DESIGN.md section 2).
+"""Tests for the Gaunt tables (integral-normalized real SH, e3nn basis; docs/conventions.md).
 
 The quadrature check against spherical harmonics lives with the spherical-harmonics tests.
 """

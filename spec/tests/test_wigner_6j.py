@@ -81,7 +81,7 @@ def test_float_orthogonality_distinct():
 
 @pytest.mark.parametrize("t", [1, 2])
 def test_matrix_product_path_identity(t):
-    """DESIGN section 4: <B3, B1 B2>_F = (-1)^l3 sqrt(d1 d2 d3) {l1 l2 l3; t t t} C(l1,l2,l3)."""
+    """docs/families.md: <B3, B1 B2>_F = (-1)^l3 sqrt(d1 d2 d3) {l1 l2 l3; t t t} C(l1,l2,l3)."""
     B = {l: np.sqrt(2 * l + 1) * np.moveaxis(clebsch_gordan(t, t, l), 2, 0)
          for l in range(2 * t + 1)}
     for l1, l2 in itertools.product(range(2 * t + 1), repeat=2):

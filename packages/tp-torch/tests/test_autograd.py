@@ -109,10 +109,13 @@ def test_first_and_second_order(name, method, per_sample, rng, batch=2):
 def test_scalar_plan_matvec_gradients(name, rng, monkeypatch):
     """The scalar plan's outer-product gradients as batched matrix-vector products (the branch
     that larger products take): first and second order as in the test above."""
-    from tp_torch import _cgtp
+    from conftest import fused_executor, use_fused_tuning
+    from tp_spec.plan import Tuning
+    from tp_torch._scalar import ScalarExecutor
 
-    monkeypatch.setattr(_cgtp, "_MATVEC_MIN", 0)
-    monkeypatch.setattr(_cgtp, "_MATVEC_T_MIN", 0)
+    tuning = Tuning(matvec_min_entries=0, matvec_t_min_entries=0)
+    assert isinstance(fused_executor(CASES[name], tuning), ScalarExecutor)
+    use_fused_tuning(monkeypatch, tuning)
     test_first_and_second_order(name, "fused", False, rng)
 
 
@@ -163,12 +166,15 @@ def test_scalar_plan_chunks(name, rng, monkeypatch):
     """The scalar plan's CPU row chunks (37 rows as 13 + 13 + 11): forward and first-order
     gradients (the chunked backward) against the reference, double backward (whole batch,
     after a chunked forward) against finite differences."""
-    from tp_torch import _cgtp
+    from conftest import use_fused_tuning
+    from tp_spec.plan import Tuning
+    from tp_torch._common import chunk_rows
 
-    monkeypatch.setattr(_cgtp, "_CHUNK_ENTRIES", 1)
+    tuning = Tuning(scalar_chunk_entries=1)
     d = CASES[name]
-    assert _cgtp.chunk_rows(torch.empty(37, d.irreps_in1.dim), d.irreps_in1.dim,
-                            _cgtp._CHUNK_ENTRIES, _cgtp._CHUNK_MIN_ROWS) == 13
+    assert chunk_rows(torch.empty(37, d.irreps_in1.dim), d.irreps_in1.dim,
+                      tuning.scalar_chunk_entries, tuning.scalar_chunk_min_rows) == 13
+    use_fused_tuning(monkeypatch, tuning)
     _check_chunked(name, "fused", 37, rng)
 
 
@@ -177,35 +183,56 @@ def test_channelwise_plan_chunks(name, rng, monkeypatch):
     """The channelwise plan's CPU row chunks as torch ops (29 rows as 10 + 10 + 9; the
     compiled CPU kernels, which replace them where Numba is present, turned off), checked as
     above."""
-    from tp_torch import _cgtp, _cpu_kernels
+    from conftest import fused_executor, use_fused_tuning
+    from tp_spec.plan import Tuning
+    from tp_torch import _cpu_kernels
+    from tp_torch._channelwise import ChannelwiseExecutor
 
     monkeypatch.setattr(_cpu_kernels, "available", lambda: False)
-    monkeypatch.setattr(_cgtp, "_CW_CHUNK_ENTRIES", 1)
-    monkeypatch.setattr(_cgtp, "_CW_MIN_ROWS", 13)
+    tuning = Tuning(channelwise_chunk_entries=1, channelwise_chunk_min_rows=13)
     d = CASES[name]
-    kernel = next(m for m in tp_torch.TensorProduct(d, "fused").modules()
-                  if isinstance(m, _cgtp.CGTPFused))
-    assert kernel.plan == "channelwise"
-    assert kernel._cw_chunk_rows(torch.empty(29, d.irreps_in1.dim)) == 10
+    kernel = fused_executor(d, tuning)
+    assert isinstance(kernel, ChannelwiseExecutor)
+    assert kernel.rows_per_chunk(torch.empty(29, d.irreps_in1.dim)) == 10
+    use_fused_tuning(monkeypatch, tuning)
     _check_chunked(name, "fused", 29, rng)
 
 
-_CHUNKED = [(n, m) for n in ("gtp_all_pairs", "gtp_given_out", "gtp_broadcast_w")
-            for m in ("grid", "fourier")]
-_CHUNKED += [(n, m) for n in ("mtp_all", "mtp_given_out", "mtp_broadcast_w")
-             for m in ("dense", "sparse")]
+_GTP_CHUNKED = [(n, m) for n in ("gtp_all_pairs", "gtp_given_out", "gtp_broadcast_w")
+                for m in ("grid", "fourier")]
 
 
-@pytest.mark.parametrize(("name", "method"), _CHUNKED)
-def test_gtp_mtp_chunks(name, method, rng, monkeypatch):
-    """GTP and MTP in CPU batch chunks (23 rows as 6 + 6 + 6 + 5), checked as above (with
+@pytest.mark.parametrize(("name", "method"), _GTP_CHUNKED)
+def test_gtp_chunks(name, method, rng, monkeypatch):
+    """GTP in CPU batch chunks (23 rows as 6 + 6 + 6 + 5: the executor of a plan built with a
+    small ``Tuning``, which every module of the check then uses), checked as above (with
     per-degree weights the product is not affine in them: finite differences only)."""
-    from tp_torch._gtp import ChannelFunctionKernel
+    from tp_spec import plan as tp_plan
+    from tp_torch import _gtp, _module
 
     d = CASES[name]
-    kernel = tp_torch.TensorProduct(d, method).kernel
-    assert isinstance(kernel, ChannelFunctionKernel)
-    monkeypatch.setattr(type(kernel), "chunk_entries", 1)
-    monkeypatch.setattr(type(kernel), "chunk_min_rows", 7)
-    assert kernel._chunk_rows(torch.empty(23, d.irreps_in1.dim)) == 6
+    p = tp_plan.plan(d, method, tp_plan.Tuning(function_chunk_entries=1,
+                                               function_chunk_min_rows=7))
+    assert _gtp.EXECUTORS[type(p)](p)._chunk_rows(torch.empty(23, d.irreps_in1.dim)) == 6
+    monkeypatch.setattr(_module, "build_kernel", lambda d, m, dev: _gtp.EXECUTORS[type(p)](p))
+    _check_chunked(name, method, 23, rng)
+
+
+_MTP_CHUNKED = [(n, m) for n in ("mtp_all", "mtp_given_out", "mtp_broadcast_w")
+                for m in ("dense", "sparse")]
+
+
+@pytest.mark.parametrize(("name", "method"), _MTP_CHUNKED)
+def test_mtp_chunks(name, method, rng, monkeypatch):
+    """MTP in CPU batch chunks (23 rows as 6 + 6 + 6 + 5: the executor of a plan built with a
+    small ``Tuning``), checked as above."""
+    from tp_spec import plan as tp_plan
+    from tp_spec.plan.mtp import chunk_rows
+    from tp_torch import _module, _mtp
+
+    d = CASES[name]
+    p = tp_plan.plan(d, method, tp_plan.Tuning(function_chunk_entries=1,
+                                               function_chunk_min_rows=7))
+    assert chunk_rows(p, 23) == 6
+    monkeypatch.setattr(_module, "build_kernel", lambda d, m, dev: _mtp.EXECUTORS[type(p)](p))
     _check_chunked(name, method, 23, rng)

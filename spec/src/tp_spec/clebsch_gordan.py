@@ -1,4 +1,4 @@
-"""Exact real Clebsch-Gordan tables in the e3nn convention (DESIGN.md section 2).
+"""Exact real Clebsch-Gordan tables in the e3nn convention (docs/conventions.md).
 
 ``C = clebsch_gordan(l1, l2, l3)`` has shape ``(2l1+1, 2l2+1, 2l3+1)`` and equals e3nn's
 ``o3.wigner_3j(l1, l2, l3)``:

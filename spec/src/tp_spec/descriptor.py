@@ -102,7 +102,7 @@ class Path:
     """One Clebsch-Gordan path ``(i_in1, i_in2) -> i_out``.
 
     It adds ``coefficient * W * C(l1, l2, l_out) . x1[i_in1] . x2[i_in2]`` to output block
-    ``i_out``, contracted over channels according to ``mode`` (see DESIGN section 3), where ``C``
+    ``i_out``, contracted over channels according to ``mode`` (see docs/families.md), where ``C``
     is :func:`tp_spec.clebsch_gordan` (unit Frobenius norm) and ``W`` the weight block (shape
     ``weight_shape``, taken C-order from the flat weights at ``weight_offset``) or 1 if
     ``has_weight`` is false.

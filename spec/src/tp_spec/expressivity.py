@@ -1,4 +1,4 @@
-"""Expressivity, interactability and path counts (DESIGN section 5).
+"""Expressivity, interactability and path counts (docs/expressivity.md).
 
 **Interactability** of a descriptor: the set of irrep triples ``((l1,p1), (l2,p2), (l3,p3))``
 connected by at least one path with a nonzero coefficient (of its emulating CGTP).

@@ -1,6 +1,6 @@
 """Exact 2D-Fourier tables for the Fourier Gaunt tensor product (Luo et al., ICLR 2024).
 
-Convention (DESIGN.md section 2): e3nn real spherical harmonics, polar axis y,
+Convention (docs/conventions.md): e3nn real spherical harmonics, polar axis y,
 ``cos(theta) = y``, ``phi = atan2(x, z)``, no Condon-Shortley phase::
 
     Y_lm = N_lm * P_l^|m|(cos theta) * {cos(m phi) (m > 0), 1 (m = 0), sin(|m| phi) (m < 0)}
@@ -49,7 +49,7 @@ Component and norm entries are ``sqrt(rational)`` times ``1`` or ``i``; integral
 **Gaunt product** (:func:`fourier_gtp_reference`): ``z = fourier_to_sh(F1 * F2) / Y_00``, so the
 constant function (``e0 = [1, 0, ...]``) is the unit: ``GTP(x, e0) = x``. With ``component``
 features that is ``z_lm = (1/(4 pi)) int f1 f2 Y_lm dOmega = sqrt(4 pi) * sum G x1 x2`` where
-``G`` is the Gaunt table of integral-normalized SH (DESIGN.md section 2).
+``G`` is the Gaunt table of integral-normalized SH (docs/conventions.md).
 """
 
 from __future__ import annotations

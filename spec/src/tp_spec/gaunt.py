@@ -1,6 +1,6 @@
 """Gaunt coefficients for integral-normalized real spherical harmonics in the e3nn basis.
 
-``G[a, b, c] = integral over the sphere of Y^{l1}_a Y^{l2}_b Y^{l3}_c`` (DESIGN.md section 2)::
+``G[a, b, c] = integral over the sphere of Y^{l1}_a Y^{l2}_b Y^{l3}_c`` (docs/conventions.md)::
 
     G = sqrt((2l1+1)(2l2+1)(2l3+1) / (4 pi)) * |(l1 l2 l3; 0 0 0)| * C(l1, l2, l3)
 

@@ -1,6 +1,6 @@
 """The Gaunt tensor product (GTP) descriptor: multiply two spherical functions, project back.
 
-Reading (DESIGN section 4): a channel of ``x`` is the function ``f(s) = sum x_lm Y_lm(s)`` with
+Reading (docs/families.md): a channel of ``x`` is the function ``f(s) = sum x_lm Y_lm(s)`` with
 ``component``-normalized spherical harmonics (e3nn basis). Irreps of parity ``p * (-1)**l`` form
 the *parity class* ``p`` (class +1: ``0e, 1o, 2e, ...``; class -1: ``0o, 1e, 2o, ...``); an input
 may mix both classes, each class being one function. The output is::
@@ -226,7 +226,7 @@ class GTPDescriptor(ChannelwiseFixedDescriptor):
                 self.irreps_out.lmax if len(self.irreps_out) else 0)
 
     def grid_shape(self) -> tuple[int, int]:
-        """Minimal exact Gauss-Legendre x uniform grid ``(n_theta, n_phi)`` (DESIGN section 4):
+        """Minimal exact Gauss-Legendre x uniform grid ``(n_theta, n_phi)`` (docs/families.md):
         ``(ceil((L1 + L2 + Lout + 1) / 2), L1 + L2 + Lout + 1)``."""
         total = sum(self.lmax)
         return ((total + 2) // 2, total + 1)

@@ -13,7 +13,7 @@ as ``X = sum x_lm B^(l)_m`` (per channel). The four products ``X1e X2e + X1o X2o
     z_{(l, p)} = s * <B^(l)_m, Z_p>_F,     s = sqrt(n)
 
 The scale ``s = sqrt(n)`` makes ``0e`` the unit (``B^(0) = I / sqrt(n)``): ``MTP(x, e0) = x``.
-As a CGTP (DESIGN section 4 identity) a path ``(l1, p1) x (l2, p2) -> (l3, p1 p2)`` has the
+As a CGTP (the identity in docs/families.md) a path ``(l1, p1) x (l2, p2) -> (l3, p1 p2)`` has the
 coefficient
 
     s * (-1)**l3 * sqrt((2l1+1)(2l2+1)(2l3+1)) * {l1 l2 l3; lt lt lt}
@@ -107,7 +107,7 @@ def mtp(
 ) -> MTPDescriptor:
     """Describe a matrix tensor product (module docstring); channel rules as :func:`tp_spec.gtp`.
 
-    ``lt``: the matrices are ``(2 lt + 1) x (2 lt + 1)``; default (DESIGN)
+    ``lt``: the matrices are ``(2 lt + 1) x (2 lt + 1)``; default
     ``ceil(max(L1, L2, Lout) / 2)``, the smallest that holds every degree. The operation depends
     on ``lt``: asking for higher output degrees than the default grows the matrices and changes
     every path coefficient, so pass ``lt`` explicitly to keep one operation while changing

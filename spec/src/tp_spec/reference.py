@@ -102,7 +102,7 @@ def _path_weight(p: Path, w: np.ndarray | None, batch: tuple[int, ...]) -> np.nd
 
 
 def _cg_path(p: Path, a: np.ndarray, b: np.ndarray, W: np.ndarray) -> np.ndarray:
-    """One path of DESIGN section 3: ``a (..., m1, 2l1+1)``, ``b (..., m2, 2l2+1)`` -> output
+    """One path (docs/families.md): ``a (..., m1, 2l1+1)``, ``b (..., m2, 2l2+1)`` -> output
     block ``(..., mul_out, 2l3+1)`` (without the coefficient)."""
     from .clebsch_gordan import clebsch_gordan
 

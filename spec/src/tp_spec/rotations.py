@@ -1,6 +1,6 @@
 """Rotations, Euler angles (Y-X-Y) and Wigner D matrices in e3nn's real basis.
 
-Conventions (DESIGN section 2): ``R(a, b, c) = R_y(a) R_x(b) R_y(c)``; the Wigner matrix of
+Conventions (docs/conventions.md): ``R(a, b, c) = R_y(a) R_x(b) R_y(c)``; the Wigner matrix of
 degree ``l`` satisfies ``Y^l(R v) = D^l(R) Y^l(v)`` with :func:`~tp_spec.spherical_harmonics`
 (so ``D^1(R) = R`` in the ``(x, y, z)`` basis, and ``D(R1 R2) = D(R1) D(R2)``). For an improper
 ``R = d R'`` (``d = det R = -1``), ``D_{(l,p)}(R) = p^((1-d)/2) D^l(R')``.

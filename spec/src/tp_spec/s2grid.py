@@ -7,7 +7,7 @@ point ``(i, j)`` is ``(x, y, z) = (sin theta_i sin phi_j, cos theta_i, sin theta
 over the sphere exactly every polynomial of total degree ``<= min(2 n_theta - 1, n_phi - 1)``
 (:attr:`S2Grid.exact_degree`).
 
-Exactness rule (DESIGN section 4): the product of functions of degrees ``L1`` and ``L2``
+Exactness rule (docs/families.md): the product of functions of degrees ``L1`` and ``L2``
 projected onto degrees ``<= Lout`` is exact iff ``n_theta >= ceil((L1 + L2 + Lout + 1) / 2)`` and
 ``n_phi >= L1 + L2 + Lout + 1`` (:func:`s2grid_for`).
 

@@ -1,6 +1,6 @@
 """Real spherical harmonics in e3nn's basis, and their separable (Legendre x trig) pieces.
 
-Convention (DESIGN section 2): the standard orthonormal real spherical harmonics WITHOUT the
+Convention (docs/conventions.md): the standard orthonormal real spherical harmonics WITHOUT the
 Condon-Shortley phase, with the polar axis on ``y``::
 
     Y_e3nn(x, y, z) = Y_std(X=z, Y=x, Z=y),   cos(theta) = y,   phi = atan2(x, z).

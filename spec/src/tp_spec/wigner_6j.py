@@ -1,6 +1,6 @@
 """Exact Wigner 6j symbols ``{j1 j2 j3; j4 j5 j6}`` of integer arguments (Racah formula).
 
-Used by the matrix tensor product path identity (DESIGN.md section 4):
+Used by the matrix tensor product path identity (docs/families.md):
 ``<B^(l3), B^(l1) B^(l2)>_F = (-1)**l3 sqrt((2l1+1)(2l2+1)(2l3+1)) {l1 l2 l3; t t t} C(l1,l2,l3)``.
 """
 

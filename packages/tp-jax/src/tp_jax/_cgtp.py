@@ -2,7 +2,7 @@
 
 All three compute, for every path ``p`` of a :class:`tp_spec.CGTPDescriptor`,
 ``out[i_out] += coefficient * W . C(l1, l2, l3) . x1[i_in1] . x2[i_in2]`` contracted over the
-channels according to the e3nn mode (DESIGN section 3). Unweighted paths use ``W = 1``.
+channels according to the e3nn mode. Unweighted paths use ``W = 1``.
 
 ``fused`` (the fast default) has two regimes:
 
@@ -37,9 +37,10 @@ import numpy as np
 import tp_spec
 from tp_spec import CGTPDescriptor
 from tp_spec.descriptor import mode_subscripts
+from tp_spec.plan.cgtp import DensePlan, SparsePlan
 
-from ._ops import const, einsum, ix
 from ._channels import buckets
+from ._ops import const, einsum, ix
 from ._rows import row_take
 
 # ----------------------------------------------------------------------------- helpers
@@ -88,12 +89,6 @@ def _assemble(d: CGTPDescriptor, blocks: dict[int, jax.Array], n: int, dtype) ->
     return jnp.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
 
 
-def _cgtp_available(d) -> str | None:
-    if not isinstance(d, CGTPDescriptor):
-        return f"not a CGTP descriptor ({type(d).__name__})"
-    return None
-
-
 def _add(blocks: dict[int, jax.Array], i: int, v: jax.Array) -> None:
     blocks[i] = v if i not in blocks else blocks[i] + v
 
@@ -108,20 +103,9 @@ def _apply_mode(p: tp_spec.Path, z: jax.Array, w: jax.Array | None, dtype) -> ja
 
 
 # ----------------------------------------------------------------------------- dense
-
-
-@dataclass
-class _DensePlan:
-    d: CGTPDescriptor
-    cg: list[np.ndarray]  # per path, CG * coefficient
-
-
-def _build_dense(d: CGTPDescriptor) -> _DensePlan:
-    return _DensePlan(d, [_cg(*p.lll) * p.coefficient for p in d.paths])
-
-
-def _run_dense(plan: _DensePlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
-    d, n, dt = plan.d, x1.shape[0], x1.dtype
+def _run_dense(plan: DensePlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
+    """``dense``: one einsum per path with its folded CG block."""
+    d, n, dt = plan.descriptor, x1.shape[0], x1.dtype
     blocks: dict[int, jax.Array] = {}
     for p, c in zip(d.paths, plan.cg, strict=True):
         if p.mul_in1 * p.mul_in2 * p.mul_out == 0:
@@ -137,73 +121,18 @@ def _run_dense(plan: _DensePlan, x1: jax.Array, x2: jax.Array, w: jax.Array | No
 
 
 # ----------------------------------------------------------------------------- sparse
-
-
-@dataclass
-class _SparsePlan:
-    d: CGTPDescriptor
-    i1: np.ndarray
-    i2: np.ndarray
-    out: np.ndarray
-    val: np.ndarray
-    widx: np.ndarray  # index into [weights, 1]; weight_numel means "unweighted"
-
-
-def _build_sparse(d: CGTPDescriptor) -> _SparsePlan:
-    o1, o2, oo = _offsets(d.irreps_in1), _offsets(d.irreps_in2), _offsets(d.irreps_out)
-    rows: list[np.ndarray] = []
-    values: list[np.ndarray] = []
-    numel = d.weight_numel
-    for p in d.paths:
-        c = _cg(*p.lll) * p.coefficient
-        a, b, k = np.nonzero(c)
-        if a.size == 0 or p.mul_in1 * p.mul_in2 * p.mul_out == 0:
-            continue
-        m1, m2, mo = p.mul_in1, p.mul_in2, p.mul_out
-        d1, d2, d3 = p.ir_in1.dim, p.ir_in2.dim, p.ir_out.dim
-        if p.mode in ("uvw",):
-            u, v, ww = np.meshgrid(np.arange(m1), np.arange(m2), np.arange(mo), indexing="ij")
-            u, v, ww = u.ravel(), v.ravel(), ww.ravel()
-            wflat = (u * m2 + v) * mo + ww
-        elif p.mode in ("uvu", "uvv", "uvuv"):
-            u, v = (g.ravel() for g in np.meshgrid(np.arange(m1), np.arange(m2), indexing="ij"))
-            ww = {"uvu": u, "uvv": v, "uvuv": u * m2 + v}[p.mode]
-            wflat = u * m2 + v
-        elif p.mode == "uuw":
-            u, ww = (g.ravel() for g in np.meshgrid(np.arange(m1), np.arange(mo), indexing="ij"))
-            v = u
-            wflat = u * mo + ww
-        else:  # uuu
-            u = np.arange(m1)
-            v, ww, wflat = u, u, u
-        wi = p.weight_offset + wflat if p.has_weight else np.full_like(wflat, numel)
-        ii1 = o1[p.i_in1] + u[:, None] * d1 + a[None, :]
-        ii2 = o2[p.i_in2] + v[:, None] * d2 + b[None, :]
-        io = oo[p.i_out] + ww[:, None] * d3 + k[None, :]
-        val = np.broadcast_to(c[a, b, k][None, :], ii1.shape)
-        wi = np.broadcast_to(wi[:, None], ii1.shape)
-        rows.append(np.stack([ii1.ravel(), ii2.ravel(), io.ravel(), wi.ravel()]).astype(np.int64))
-        values.append(val.ravel())
-    if rows:
-        idx = np.concatenate(rows, axis=1)
-        val = np.concatenate(values)
-        order = np.argsort(idx[2], kind="stable")
-        idx, val = idx[:, order], val[order]
-    else:
-        idx, val = np.zeros((4, 0), np.int64), np.zeros(0)
-    return _SparsePlan(d, idx[0], idx[1], idx[2], val, idx[3])
-
-
-def _run_sparse(plan: _SparsePlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
-    d, n, dt = plan.d, x1.shape[0], x1.dtype
-    dim_out = d.irreps_out.dim
-    if plan.val.size == 0:
+def _run_sparse(plan: SparsePlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
+    """``sparse``: one gather-multiply over every nonzero term, one sorted segment sum."""
+    n, dt = x1.shape[0], x1.dtype
+    dim_out = plan.descriptor.irreps_out.dim
+    if plan.value.size == 0:
         return jnp.zeros((n, dim_out), dt)
-    prod = x1[:, ix(plan.i1)] * x2[:, ix(plan.i2)] * const(plan.val, dt)
-    if d.weight_numel:
+    prod = x1[:, ix(plan.i1)] * x2[:, ix(plan.i2)] * const(plan.value, dt)
+    if w is not None:
         wext = jnp.concatenate([w, jnp.ones(w.shape[:-1] + (1,), dt)], axis=-1)
         prod = prod * wext[..., ix(plan.widx)]
-    out_t = jax.ops.segment_sum(prod.T, ix(plan.out), num_segments=dim_out, indices_are_sorted=True)
+    out_t = jax.ops.segment_sum(prod.T, ix(plan.out), num_segments=dim_out,
+                                indices_are_sorted=True)
     return out_t.T
 
 
@@ -451,11 +380,7 @@ def _run_fused(plan: _FusedPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | No
 
 
 #: Methods not yet executed from a tp_spec plan: name -> ``(build(d), run(state, x1, x2, w))``.
-BUILDERS = {
-    "dense": (_build_dense, _run_dense),
-    "fused": (_build_fused, _run_fused),
-    "sparse": (_build_sparse, _run_sparse),
-}
+BUILDERS = {"fused": (_build_fused, _run_fused)}
 
 #: tp_spec plan type -> executor.
-RUNNERS: dict = {}
+RUNNERS = {DensePlan: _run_dense, SparsePlan: _run_sparse}

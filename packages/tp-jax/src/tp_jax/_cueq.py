@@ -23,7 +23,6 @@ from tp_spec import CGTPDescriptor
 from tp_spec.descriptor import MODES, segment_subscripts
 
 
-
 def _available(d) -> str | None:
     if not isinstance(d, CGTPDescriptor):
         return f"not a CGTP descriptor ({type(d).__name__})"

@@ -1,69 +1,46 @@
-"""Gaunt tensor product kernels: ``grid`` and ``fourier``.
+"""Gaunt tensor product executors of the ``grid`` and ``fourier`` plans
+(:mod:`tp_spec.plan.gtp`: classes, degrees, grid, tables, gathers, weight layout).
 
-Both read each channel of an input as up to two functions on the sphere (the parity classes
-``p * (-1)**l``), multiply every class pair that reaches an output class, and project back:
-``z_{l3 m3} = (1 / 4 pi) int f1 f2 Y_{l3 m3}`` (``tp_spec.gtp``).
+* ``grid``: the work runs "batch last" (``(..., B * C)`` columns) so every step is one large
+  matmul: the Legendre step as a batched matmul over the orders ``m`` (``O(L^3)`` per channel),
+  the real DFT over ``phi`` as one matmul, the pointwise products, and the inverse steps.
+* ``fourier``: the sparse SH -> 2D Fourier tables applied by gather + ``index_add``
+  (``O(L^3)`` per channel), a 2D FFT linear convolution, and the sparse projection back.
 
-* ``grid``: separable per-order transforms on the minimal exact Gauss-Legendre x uniform grid
-  (``tp_spec.s2grid``). The work runs "batch last" (``(..., B * C)`` columns) so every step is
-  one large matmul: Legendre step as a batched matmul over the orders ``m`` (``O(L^3)`` per
-  channel), a real DFT over ``phi`` as one matmul, the pointwise product, and the inverse steps.
-* ``fourier``: exact sparse SH <-> 2D Fourier tables (``tp_spec.fourier``) applied by
-  gather + ``index_add`` (``O(L^3)`` per channel), a 2D FFT linear convolution, and the exact
-  sparse projection back.
-
-On CPU both (and the MTP kernels, which share :class:`ChannelFunctionKernel`) run a large batch
-in chunks whose intermediates stay in cache (:attr:`ChannelFunctionKernel.chunk_entries`).
+On CPU both run a large batch in chunks whose intermediates stay in cache
+(``plan.chunk_rows``, from ``plan.tuning``).
 """
 
 from __future__ import annotations
 
 import numpy as np
 import torch
-from tp_spec.fourier import fourier_to_sh, sh_to_fourier
-from tp_spec.gtp import parity_class
-from tp_spec.s2grid import legendre_matrices, phi_matrix, s2grid_for
+from tp_spec.plan.gtp import FourierPlan, GridPlan, permute_flat_index
 
-from ._common import Kernel, chunk_rows
-from ._layout import class_index, feature_weight_index
+from ._common import Kernel
 
-__all__ = ["ChannelFunctionKernel", "GTPFourier", "GTPGrid"]
+__all__ = ["EXECUTORS", "FourierExecutor", "GTPKernel", "GridExecutor"]
 
 
-class ChannelFunctionKernel(Kernel):
-    """Shared layout for GTP/MTP: classes, gather indices, per-degree weight indices."""
+class GTPKernel(Kernel):
+    """What both executors share, from the plan (:class:`tp_spec.plan.gtp.GTPPlan`):
+    per-degree weights on the inputs and the output, the product in CPU batch chunks."""
 
-    def __init__(self, d, class_of) -> None:
+    def __init__(self, plan) -> None:
         super().__init__()
-        self.d = d
-        self.C, self.C2 = d.channels, d.channels_in2
-        pairs = []
-        present = {w: {class_of(ir) for _, ir in irr} for w, irr in
-                   (("in1", d.irreps_in1), ("in2", d.irreps_in2), ("out", d.irreps_out))}
-        for q1 in (1, -1):
-            for q2 in (1, -1):
-                if q1 in present["in1"] and q2 in present["in2"] and q1 * q2 in present["out"]:
-                    pairs.append((q1, q2))
-        self.cls1 = sorted({q1 for q1, _ in pairs}, reverse=True)
-        self.cls2 = sorted({q2 for _, q2 in pairs}, reverse=True)
-        self.clso = sorted({q1 * q2 for q1, q2 in pairs}, reverse=True)
-        self.pairs = [(self.cls1.index(q1), self.cls2.index(q2), self.clso.index(q1 * q2))
-                      for q1, q2 in pairs]
-
-        def lmax(irreps, classes):
-            ls = [ir.l for _, ir in irreps if class_of(ir) in classes]
-            return max(ls) if ls else 0
-
-        self.L1 = lmax(d.irreps_in1, self.cls1)
-        self.L2 = lmax(d.irreps_in2, self.cls2)
-        self.Lo = lmax(d.irreps_out, self.clso)
-        self.class_of = class_of
-        if d.weight_numel:
-            n1, n2 = len(d.irreps_in1), len(d.irreps_in2)
-            self.add_index("widx1", feature_weight_index(d.irreps_in1, 0, self.C))
-            self.add_index("widx2", feature_weight_index(d.irreps_in2, n1 * self.C, self.C2))
-            self.add_index("widx3", feature_weight_index(
-                d.irreps_out, n1 * self.C + n2 * self.C2, self.C))
+        self.plan = plan
+        self.d = plan.descriptor
+        self.C, self.C2 = plan.channels, plan.channels2
+        self.pairs = plan.pairs
+        self.ncls1, self.ncls2 = len(plan.classes1), len(plan.classes2)
+        self.nclso = len(plan.classes_out)
+        self.L1, self.L2, self.Lo = plan.lmax1, plan.lmax2, plan.lmax_out
+        self.active = plan.active
+        self.needs_zero_row = plan.needs_zero_out
+        if plan.weight_index1 is not None:
+            self.add_index("widx1", plan.weight_index1)
+            self.add_index("widx2", plan.weight_index2)
+            self.add_index("widx3", plan.weight_index_out)
 
     @staticmethod
     def _scale(x: torch.Tensor, w: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor:
@@ -83,25 +60,12 @@ class ChannelFunctionKernel(Kernel):
             return out
         return self._scale(out, w, self.widx3)
 
-    #: CPU batch chunks: about this many entries of the largest intermediate per chunk, at
-    #: least this many rows (``_row_entries`` gives the per-row size). Unchunked, MIMO L=10 at
-    #: batch 10,000 makes 34-134 MB intermediates per call, each mapped anew by the allocator
-    #: (a page fault per 4 kB) and streamed from memory. Measured (one thread, batch 10,000,
-    #: AMD EPYC, MIMO, min of 5-7 interleaved, unchunked / 2^18 entries, forward;
-    #: forward+backward): grid L=6 57.7 / 15.4 ms; 72 / 49, L=10 162 / 49; 356 / 170;
-    #: fourier L=6 551 / 239; 1272 / 596, L=10 6177 / 1930; 9251 / 3993; MTP sparse L=6
-    #: 85.7 / 35.0; 133 / 97, L=10 316 / 172; 593 / 395; MTP dense L=10 364 / 308;
-    #: 839 / 699. 2^17 .. 2^20 are within ~15 % of each other from L = 4.
-    chunk_entries = 2 ** 18
-    chunk_min_rows = 64
-
-    def _row_entries(self) -> int:
-        """Entries per batch row of the product's largest intermediate."""
-        raise NotImplementedError
-
     def _chunk_rows(self, x1: torch.Tensor) -> int | None:
-        """Batch rows per chunk on CPU (:func:`chunk_rows`), or None: one piece."""
-        return chunk_rows(x1, self._row_entries(), self.chunk_entries, self.chunk_min_rows)
+        """``plan.chunk_rows`` on CPU; None (one piece) on a GPU or under ``torch.compile``,
+        which fuses the product itself."""
+        if x1.device.type != "cpu" or torch.compiler.is_compiling():
+            return None
+        return self.plan.chunk_rows(x1.shape[0])
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
         """Per-degree weights on the inputs, the product (on CPU in batch chunks: each
@@ -130,65 +94,29 @@ def _pad_rows(xt: torch.Tensor) -> torch.Tensor:
     return torch.cat([xt, xt.new_zeros((1,) + tuple(xt.shape[1:]))], dim=0)
 
 
-class GTPGrid(ChannelFunctionKernel):
-    """``grid``: per-m Legendre matmuls + real DFT over phi, batch-last (see module doc)."""
+class GridExecutor(GTPKernel):
+    """``grid`` (:class:`GridPlan`): per-m Legendre matmuls + real DFT over phi, batch-last:
+    the plan's ``(class, m, l, channel)`` layout is held as ``(m, l, class, channel)`` so
+    that each step is one matmul over columns ``class * channel * B``."""
 
-    def __init__(self, d) -> None:
-        super().__init__(d, parity_class)
-        L1, L2 = self.L1, self.L2
-        self.Lo = min(self.Lo, L1 + L2)  # higher output degrees are exactly zero
-        Lo = self.Lo
-        self.active = bool(self.pairs)
+    def __init__(self, plan: GridPlan) -> None:
+        super().__init__(plan)
         if not self.active:
             return
-        grid = s2grid_for(L1, L2, Lo)
-        self.n_theta, self.n_phi = grid.n_theta, grid.n_phi
-
-        def to_grid_consts(L):
-            pl = legendre_matrices(L, grid, "component", "to_grid")  # [|m|]: (L+1-|m|, nt)
-            plt = np.zeros((2 * L + 1, grid.n_theta, L + 1))
-            for m in range(-L, L + 1):
-                plt[m + L, :, abs(m):] = pl[abs(m)].T
-            return plt, np.ascontiguousarray(phi_matrix(L, grid, "to_grid").T)  # (nphi, M)
-
-        plt1, t1 = to_grid_consts(L1)
-        plt2, t2 = to_grid_consts(L2)
-        self.add_const("plt1", plt1)
-        self.add_const("t1", t1)
-        self.add_const("plt2", plt2)
-        self.add_const("t2", t2)
-        pf = legendre_matrices(Lo, grid, "component", "from_grid")  # [|m|]: (nt, Lo+1-|m|)
-        pft = np.zeros((2 * Lo + 1, Lo + 1, grid.n_theta))
-        for m in range(-Lo, Lo + 1):
-            pft[m + Lo, abs(m):, :] = pf[abs(m)].T
-        self.add_const("pft", pft)
-        self.add_const("tft", np.ascontiguousarray(phi_matrix(Lo, grid, "from_grid").T))
-
-        # gather maps: dense (m, l) layout (M, L+1, ncls, C) from the flat features
-        def ml_index(irreps, classes, L, ch):
-            idx = class_index(irreps, classes, parity_class, L, ch)  # (ncls, ch, (L+1)^2)
-            out = np.full((2 * L + 1, L + 1) + idx.shape[:2], irreps.dim, dtype=np.int64)
-            for l in range(L + 1):
-                for m in range(-l, l + 1):
-                    out[m + L, l] = idx[:, :, l * l + l + m]
-            return out.reshape(-1)
-
-        self.add_index("g1", ml_index(d.irreps_in1, self.cls1, L1, self.C))
-        self.add_index("g2", ml_index(d.irreps_in2, self.cls2, L2, self.C2))
-        # scatter back: output feature -> row of Z (M_o, Lo+1, ncls_o, C) or the zero row
-        nrow = (2 * Lo + 1) * (Lo + 1) * len(self.clso) * self.C
-        go = np.full(d.irreps_out.dim, nrow, dtype=np.int64)
-        for (mul, ir), sl in zip(d.irreps_out, d.irreps_out.slices(), strict=True):
-            q = parity_class(ir)
-            if q not in self.clso or ir.l > Lo:
-                continue
-            k = self.clso.index(q)
-            for c in range(mul):
-                for m in range(-ir.l, ir.l + 1):
-                    row = (((m + Lo) * (Lo + 1) + ir.l) * len(self.clso) + k) * self.C + c
-                    go[sl.start + c * ir.dim + m + ir.l] = row
-        self.add_index("go", go)
-        self.needs_zero_row = bool((go == nrow).any())
+        self.n_theta, self.n_phi = plan.n_theta, plan.n_phi
+        t = np.transpose
+        self.add_const("plt1", t(plan.legendre1, (0, 2, 1)))  # (M, nt, L+1)
+        self.add_const("t1", t(plan.phi1))  # (nphi, M)
+        self.add_const("plt2", t(plan.legendre2, (0, 2, 1)))
+        self.add_const("t2", t(plan.phi2))
+        self.add_const("pft", t(plan.legendre_out, (0, 2, 1)))  # (M_o, Lo+1, nt)
+        self.add_const("tft", t(plan.phi_out))  # (M_o, nphi)
+        # gather maps: (M, L+1, ncls, C) from the flat features
+        self.add_index("g1", t(plan.index1, (1, 2, 0, 3)).reshape(-1))
+        self.add_index("g2", t(plan.index2, (1, 2, 0, 3)).reshape(-1))
+        # output feature -> row of Z (M_o, Lo+1, ncls_o, C) or the zero row
+        shape = (self.nclso, 2 * self.Lo + 1, self.Lo + 1, self.C)
+        self.add_index("go", permute_flat_index(plan.out_index, shape, (1, 2, 0, 3)))
 
     def _to_grid(self, x: torch.Tensor, g: torch.Tensor, plt: torch.Tensor, t: torch.Tensor):
         """``x: (B, dim)`` -> grid values ``(n_phi, n_theta, ncls * ch * B)``."""
@@ -200,9 +128,6 @@ class GTPGrid(ChannelFunctionKernel):
         r = coeff.shape[-1]
         return (t @ a.reshape(m_, nt * r)).reshape(t.shape[0], nt, r)
 
-    def _row_entries(self) -> int:
-        return self.n_phi * self.n_theta * max(len(self.cls1), len(self.clso)) * self.C
-
     def _product(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         b = x1.shape[0]
         dt = x1.dtype
@@ -211,77 +136,45 @@ class GTPGrid(ChannelFunctionKernel):
         f2 = self._to_grid(x2, self.g2, self.const("plt2", dt), self.const("t2", dt))
         # per class (nphi, nt, C, B); unbind, not select: its backward stacks the gradients
         # instead of zero-filling the whole array per class
-        f1 = f1.reshape(nphi, nt, len(self.cls1), self.C, b).unbind(2)
-        f2 = f2.reshape(nphi, nt, len(self.cls2), self.C2, b).unbind(2)
-        prods: list[torch.Tensor | None] = [None] * len(self.clso)
+        f1 = f1.reshape(nphi, nt, self.ncls1, self.C, b).unbind(2)
+        f2 = f2.reshape(nphi, nt, self.ncls2, self.C2, b).unbind(2)
+        prods: list[torch.Tensor | None] = [None] * self.nclso
         for k1, k2, ko in self.pairs:
             p = f1[k1] * f2[k2]  # (nphi, nt, C, B); one x2 channel broadcasts
             prods[ko] = p if prods[ko] is None else prods[ko] + p
         h = torch.stack(prods, dim=2) if len(prods) > 1 else prods[0].unsqueeze(2)
         tft = self.const("tft", dt)  # (M_o, nphi)
         pft = self.const("pft", dt)  # (M_o, Lo+1, nt)
-        r = len(self.clso) * self.C * b
+        r = self.nclso * self.C * b
         bm = (tft @ h.reshape(nphi, nt * r)).reshape(tft.shape[0], nt, r)
-        rows = pft.shape[0] * pft.shape[1] * len(self.clso) * self.C
+        rows = pft.shape[0] * pft.shape[1] * self.nclso * self.C
         z = torch.bmm(pft, bm).reshape(rows, b)  # (M_o*(Lo+1)*ncls_o*C, B)
         if self.needs_zero_row:
             z = _pad_rows(z)
         return z.index_select(0, self.go).t().contiguous()
 
 
-class GTPFourier(ChannelFunctionKernel):
-    """``fourier``: sparse exact SH -> 2D Fourier tables, FFT convolution, exact projection."""
+class FourierExecutor(GTPKernel):
+    """``fourier`` (:class:`FourierPlan`): the sparse tables by gather + ``index_add``, FFT
+    convolution, the sparse projection."""
 
-    def __init__(self, d) -> None:
-        super().__init__(d, parity_class)
-        L1, L2 = self.L1, self.L2
-        self.Lo = min(self.Lo, L1 + L2)
-        Lo = self.Lo
-        self.active = bool(self.pairs)
+    def __init__(self, plan: FourierPlan) -> None:
+        super().__init__(plan)
         if not self.active:
             return
-        self.K = L1 + L2
-        self.N = 2 * self.K + 1
-
-        def forward_table(name, L):
-            tab = sh_to_fourier(L, "component")  # complex128, sparse
-            n = 2 * L + 1
-            s, u, v = tab.indices[:, 0], tab.indices[:, 1] + L, tab.indices[:, 2] + L
-            vals = tab.values
-            real = np.abs(vals.imag) == 0
-            # output position in the flat (2, n, n) real/imag layout
-            pos = np.where(real, 0, n * n) + u * n + v
+        self.N = plan.size
+        for name, (s, pos, val) in (("f1", plan.table1), ("f2", plan.table2)):
             self.add_index(f"{name}_s", s)
             self.add_index(f"{name}_pos", pos)
-            self.add_const(f"{name}_val", np.where(real, vals.real, vals.imag))
-
-        forward_table("f1", L1)
-        forward_table("f2", L2)
-        proj = fourier_to_sh(Lo, self.K, "component")
-        n = self.N
-        s, u, v = proj.indices[:, 0], proj.indices[:, 1] + self.K, proj.indices[:, 2] + self.K
-        vals = proj.values
-        real = np.abs(vals.imag) == 0
+            self.add_const(f"{name}_val", val)
+        p_pos, p_s, p_val = plan.project
         # z = Re(sum T G) = sum Re(T) Re(G) - Im(T) Im(G); G stored as (2, N, N) real/imag
-        self.add_index("p_pos", np.where(real, 0, n * n) + u * n + v)
-        self.add_index("p_s", s)
-        self.add_const("p_val", np.where(real, vals.real, -vals.imag))
-        self.add_index("g1", class_index(d.irreps_in1, self.cls1, parity_class, L1, self.C)
-                       .reshape(-1))
-        self.add_index("g2", class_index(d.irreps_in2, self.cls2, parity_class, L2, self.C2)
-                       .reshape(-1))
-        nrow = len(self.clso) * self.C * (Lo + 1) ** 2
-        go = np.full(d.irreps_out.dim, nrow, dtype=np.int64)
-        for (mul, ir), sl in zip(d.irreps_out, d.irreps_out.slices(), strict=True):
-            q = parity_class(ir)
-            if q not in self.clso or ir.l > Lo:
-                continue
-            k = self.clso.index(q)
-            for c in range(mul):
-                base = (k * self.C + c) * (Lo + 1) ** 2 + ir.l * ir.l
-                go[sl.start + c * ir.dim: sl.start + (c + 1) * ir.dim] = base + np.arange(ir.dim)
-        self.add_index("go", go)
-        self.needs_zero_row = bool((go == nrow).any())
+        self.add_index("p_pos", p_pos)
+        self.add_index("p_s", p_s)
+        self.add_const("p_val", p_val)
+        self.add_index("g1", plan.index1.reshape(-1))  # (ncls, C, (L+1)^2)
+        self.add_index("g2", plan.index2.reshape(-1))
+        self.add_index("go", plan.out_index)  # into (ncls_o, C, (Lo+1)^2) or the zero column
 
     def _fourier(self, x, g, name, L, ch, ncls):
         """``x: (B, dim)`` -> complex Fourier coefficients ``(B, ncls, ch, 2L+1, 2L+1)``."""
@@ -296,9 +189,6 @@ class GTPFourier(ChannelFunctionKernel):
         f = torch.complex(flat[:, : n * n], flat[:, n * n:]).reshape(b, ncls, ch, n, n)
         return f
 
-    def _row_entries(self) -> int:
-        return 2 * self.N * self.N * max(len(self.cls1), len(self.clso)) * self.C
-
     def _product(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         b = x1.shape[0]
         dt = x1.dtype
@@ -306,11 +196,11 @@ class GTPFourier(ChannelFunctionKernel):
             zero = (x1.sum() + x2.sum()) * 0.0
             return x1.new_zeros((0, self.d.irreps_out.dim)) + zero
         N = self.N
-        f1 = self._fourier(x1, self.g1, "f1", self.L1, self.C, len(self.cls1))
-        f2 = self._fourier(x2, self.g2, "f2", self.L2, self.C2, len(self.cls2))
+        f1 = self._fourier(x1, self.g1, "f1", self.L1, self.C, self.ncls1)
+        f2 = self._fourier(x2, self.g2, "f2", self.L2, self.C2, self.ncls2)
         h1 = torch.fft.fft2(f1, s=(N, N))
         h2 = torch.fft.fft2(f2, s=(N, N))
-        prods: list[torch.Tensor | None] = [None] * len(self.clso)
+        prods: list[torch.Tensor | None] = [None] * self.nclso
         for k1, k2, ko in self.pairs:
             p = h1[:, k1] * h2[:, k2]  # (B, C, N, N)
             prods[ko] = p if prods[ko] is None else prods[ko] + p
@@ -320,7 +210,11 @@ class GTPFourier(ChannelFunctionKernel):
         terms = gr.index_select(1, self.p_pos) * self.const("p_val", dt)
         dim_o = (self.Lo + 1) ** 2
         z = terms.new_zeros((gr.shape[0], dim_o)).index_add(1, self.p_s, terms)
-        z = z.reshape(b, len(self.clso) * self.C * dim_o)
+        z = z.reshape(b, self.nclso * self.C * dim_o)
         if self.needs_zero_row:
             z = torch.cat([z, z.new_zeros((b, 1))], dim=1)
         return z.index_select(1, self.go)
+
+
+#: Plan type -> executor.
+EXECUTORS = {GridPlan: GridExecutor, FourierPlan: FourierExecutor}

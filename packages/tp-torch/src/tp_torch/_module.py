@@ -6,76 +6,50 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
-from tp_spec import InstructionError, TensorProductDescriptor
+from tp_spec import DeviceError, DTypeError, InstructionError, TensorProductDescriptor
 from tp_spec import plan as tp_plan
+from tp_spec.validation import check_call, dtype_name
 
-from ._common import Kernel, flatten_batch, validate_inputs
+from ._common import Kernel, flatten_batch
 
 __all__ = ["METHODS", "TensorProduct", "default_method", "methods"]
 
-#: Every method name per descriptor family (public API; keep the names).
+#: Every method name tp_torch runs, per descriptor family (from :data:`tp_spec.plan.METHODS`).
 METHODS: dict[str, tuple[str, ...]] = {
-    "cgtp": ("fused", "dense", "sparse", "cueq", "oeq"),
-    "gtp": ("grid", "fourier"),
-    "mtp": ("dense", "sparse"),
+    fam: tuple(name for name, m in ms.items() if "torch" in m.frameworks)
+    for fam, ms in tp_plan.METHODS.items()
 }
-
-
-def _family(d: Any) -> str:
-    kind = getattr(d, "kind", None)
-    if not isinstance(d, TensorProductDescriptor) or kind not in METHODS:
-        raise InstructionError(
-            f"expected a tp_spec descriptor (cgtp, gtp or mtp), got {type(d).__name__}"
-        )
-    return kind
 
 
 def methods(descriptor: TensorProductDescriptor, device: str = "cpu") -> dict[str, str | None]:
     """Every method of ``descriptor``'s family -> ``None`` if it runs on ``device``, else the
     reason it cannot."""
-    fam = _family(descriptor)
-    dev = torch.device(device)
-    out: dict[str, str | None] = {}
-    for m in METHODS[fam]:
-        reason = None
-        if dev.type == "cuda" and not torch.cuda.is_available():
-            reason = "CUDA is not available"
-        elif fam == "cgtp" and m == "cueq":
+    out = tp_plan.methods(descriptor, "torch")
+    cuda_missing = torch.device(device).type == "cuda" and not torch.cuda.is_available()
+    for name, reason in out.items():
+        if reason is not None:
+            continue
+        if cuda_missing:
+            out[name] = "CUDA is not available"
+        elif name == "cueq":
             from ._cueq import cueq_unsupported_reason
 
-            reason = cueq_unsupported_reason(descriptor)
-        elif fam == "cgtp" and m == "oeq":
+            out[name] = cueq_unsupported_reason(descriptor)
+        elif name == "oeq":
             from ._oeq import oeq_unsupported_reason
 
-            reason = oeq_unsupported_reason(descriptor, device)
-        out[m] = reason
+            out[name] = oeq_unsupported_reason(descriptor, device)
     return out
 
 
 def default_method(descriptor: TensorProductDescriptor, device: str = "cpu") -> str:
-    """The method ``method=None`` picks (the fastest measured on CPU; the same on CUDA, where
-    the adapters are opt-in).
-
-    Choice table (CPU, float32, batch 10,000, 2 threads; scripts and numbers in the README):
-    CGTP ``fused`` (faster than ``dense``/``sparse`` and than e3nn on every workload measured);
-    GTP ``grid`` (2-3x faster than ``fourier`` at L=1..6, O(L^3)); MTP ``sparse`` (block-sparse
-    change of basis, no gathers): faster than ``dense`` at L = 4, 6, 8 on the harness's MIMO
-    descriptor, float32, 1 thread, batch 10,000 (``scripts/bench_cpu.py mtp 4 6 8 --cpu-time``:
-    forward x1.16-1.45, forward+backward x1.19-1.52, on a loaded 2-core machine).
-    """
-    fam = _family(descriptor)
-    if fam == "cgtp":
-        return "fused"
-    if fam == "gtp":
-        return "grid"
-    return "sparse"
+    """The method ``method=None`` picks (:data:`tp_spec.plan.DEFAULT_METHODS`, the same on every
+    device: the GPU adapters are opt-in)."""
+    return tp_plan.default_method(descriptor)
 
 
 def _adapters() -> dict[tuple[str, str], Callable[..., Kernel]]:
     """Builders of the methods without a tp_spec plan, ``(family, method) -> (d, device)``."""
-    from ._cgtp import CGTPFused
-    from ._gtp import GTPFourier, GTPGrid
-    from ._mtp import MTPDense, MTPSparse
 
     def cueq(d, device):
         from ._cueq import CGTPCueq
@@ -88,21 +62,16 @@ def _adapters() -> dict[tuple[str, str], Callable[..., Kernel]]:
         return CGTPOeq(d, device)
 
     return {
-        ("cgtp", "fused"): lambda d, dev: CGTPFused(d),
         ("cgtp", "cueq"): cueq,
         ("cgtp", "oeq"): oeq,
-        ("gtp", "grid"): lambda d, dev: GTPGrid(d),
-        ("gtp", "fourier"): lambda d, dev: GTPFourier(d),
-        ("mtp", "dense"): lambda d, dev: MTPDense(d),
-        ("mtp", "sparse"): lambda d, dev: MTPSparse(d),
     }
 
 
 def _executors() -> dict[type, Callable[[Any], Kernel]]:
     """Plan type -> the executor (a :class:`Kernel` built from the plan)."""
-    from . import _cgtp
+    from . import _cgtp, _gtp, _mtp, _sparse
 
-    return {**_cgtp.EXECUTORS}
+    return {**_cgtp.EXECUTORS, **_sparse.EXECUTORS, **_mtp.EXECUTORS, **_gtp.EXECUTORS}
 
 
 def build_kernel(d: TensorProductDescriptor, method: str, device: torch.device) -> Kernel:
@@ -117,6 +86,25 @@ def build_kernel(d: TensorProductDescriptor, method: str, device: torch.device) 
     return _adapters()[(m.family, method)](d, device)
 
 
+def _check_call(d: TensorProductDescriptor, x1: Any, x2: Any, weights: Any,
+                module_device: torch.device) -> tuple[tuple[int, ...], str]:
+    """:func:`tp_spec.validation.check_call` plus what is torch's own: tensors only, one
+    device, the module's device. Returns the batch shape and the compute dtype's name."""
+    named = (("x1", x1), ("x2", x2)) + ((("weights", weights),) if weights is not None else ())
+    for name, t in named:
+        if not isinstance(t, torch.Tensor):
+            raise DTypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+    batch, compute = check_call(d, x1, x2, weights)
+    for name, t in named[1:]:
+        if t.device != x1.device:
+            raise DeviceError(f"device mix: x1 is on {x1.device} but {name} is on {t.device}")
+    if x1.device != module_device:
+        raise DeviceError(
+            f"inputs are on {x1.device} but the module's constants are on {module_device}; "
+            "move the module with .to(device)")
+    return batch, compute
+
+
 class TensorProduct(torch.nn.Module):
     """Run a tp_spec descriptor (CGTP, GTP or MTP) with a chosen method.
 
@@ -124,7 +112,8 @@ class TensorProduct(torch.nn.Module):
     ``x1: (*batch, d.irreps_in1.dim)``, ``x2: (*batch, d.irreps_in2.dim)`` (same batch, nothing
     broadcast), ``weights``: ``None`` iff ``d.weight_numel == 0``, else ``(weight_numel,)``
     shared or ``(*batch, weight_numel)`` per sample. Returns ``(*batch, d.irreps_out.dim)`` in
-    the inputs' dtype (float32 or float64; half precisions raise :class:`tp_spec.DTypeError`).
+    the inputs' dtype: float32 and float64 compute in their own precision, bfloat16 and float16
+    in float32, rounded once (:mod:`tp_spec.validation`).
 
     The constants (CG blocks, Legendre/DFT matrices, gather indices) are built once here, in
     float32 and float64, as non-persistent buffers: ``.to(device)`` moves them. Attributes:
@@ -138,26 +127,19 @@ class TensorProduct(torch.nn.Module):
         device: str | torch.device | None = None,
     ) -> None:
         super().__init__()
-        fam = _family(descriptor)
         dev = torch.device(device) if device is not None else torch.device("cpu")
-        avail = methods(descriptor, str(dev))
         if method is None:
             method = default_method(descriptor, str(dev))
-        if method not in avail:
+        tp_plan.get_method(descriptor, method, framework="torch")  # unknown method: raises
+        reason = methods(descriptor, str(dev))[method]
+        if reason is not None:
+            usable = [m for m, r in methods(descriptor, str(dev)).items() if r is None]
             raise InstructionError(
-                f"unknown method {method!r} for a {fam} descriptor; valid methods: "
-                f"{list(avail)}"
-            )
-        if avail[method] is not None:
-            usable = [m for m, r in avail.items() if r is None]
-            raise InstructionError(
-                f"method {method!r} cannot run this {fam} descriptor on {dev}: {avail[method]}. "
-                f"Usable methods: {usable}"
-            )
+                f"method {method!r} cannot run this {descriptor.kind} descriptor on {dev}: "
+                f"{reason}. Usable methods: {usable}")
         self.descriptor = descriptor
         self.method = method
         self.weight_numel = int(descriptor.weight_numel)
-        self._dims = (descriptor.irreps_in1.dim, descriptor.irreps_in2.dim, self.weight_numel)
         self._dim_out = descriptor.irreps_out.dim
         self.kernel = build_kernel(descriptor, method, dev)
         self.register_buffer("_probe", torch.zeros(0), persistent=False)
@@ -167,10 +149,14 @@ class TensorProduct(torch.nn.Module):
     def forward(
         self, x1: torch.Tensor, x2: torch.Tensor, weights: torch.Tensor | None = None
     ) -> torch.Tensor:
-        batch = validate_inputs(self.descriptor, x1, x2, weights, self._dims, self._probe.device)
+        batch, compute = _check_call(self.descriptor, x1, x2, weights, self._probe.device)
+        dtype = x1.dtype
+        if compute != dtype_name(dtype):  # half precisions: computed in float32, rounded once
+            x1, x2 = x1.float(), x2.float()
+            weights = None if weights is None else weights.float()
         a, b, w = flatten_batch(x1, x2, weights, self.weight_numel)
         out = self.kernel(a, b, w)
-        return out.reshape(batch + (self._dim_out,))
+        return out.reshape(batch + (self._dim_out,)).to(dtype)
 
     def extra_repr(self) -> str:
         d = self.descriptor
