@@ -16,9 +16,10 @@ import torch
 import tp_spec as spec
 import tp_torch
 from conftest import random_inputs, tensors
-from tp_spec import reference
+from tp_spec import plan, reference
+from tp_spec.plan import Tuning
 from tp_torch import _mtp
-from tp_torch._bmm import matprod, use_batch_last
+from tp_torch._bmm import matprod
 
 #: small descriptors covering: all four parity pairs (one channel: fused read-out), channels,
 #: one broadcast x2 channel with per-degree weights, a single parity pair, two pairs into one
@@ -41,17 +42,23 @@ MTP_CASES = {
 TRANSPOSE_REGIME = {"mimo_l1", "mimo_l2", "broadcast_w", "pseudo", "channels_nat"}
 
 
-@pytest.fixture(autouse=True)
-def _transpose_regime_everywhere(monkeypatch):
-    monkeypatch.setattr(_mtp, "_TR_MIN_N", 1)
+#: the transpose regime for every matrix size
+TR_EVERYWHERE = Tuning(mtp_transpose_min_n=1)
 
 
-def test_transpose_regime_cases(monkeypatch):
+def _module(d, method, tuning=TR_EVERYWHERE):
+    """``TensorProduct(d, method)`` whose kernel executes the plan built with ``tuning``."""
+    tp = tp_torch.TensorProduct(d, method)
+    p = plan.plan(d, method, tuning)
+    tp.kernel = _mtp.EXECUTORS[type(p)](p)
+    return tp
+
+
+def test_transpose_regime_cases():
     """Which descriptors take ``sparse``'s transpose regime: all four parity pairs and each
     input all natural or all pseudo irreps; by default from n = 7."""
-    got = {name for name, d in MTP_CASES.items() if tp_torch.TensorProduct(d, "sparse").kernel.tr}
+    got = {name for name, d in MTP_CASES.items() if _module(d, "sparse").kernel.tr}
     assert got == TRANSPOSE_REGIME
-    monkeypatch.setattr(_mtp, "_TR_MIN_N", 7)
     assert not tp_torch.TensorProduct(MTP_CASES["mimo_l2"], "sparse").kernel.tr  # n = 5
     assert tp_torch.TensorProduct(MTP_CASES["channels_nat"], "sparse").kernel.tr  # n = 9
 
@@ -98,16 +105,18 @@ def test_matprod_values_and_derivatives(n, batch_last, broadcast):
 
 
 def test_layout_choice():
-    assert [use_batch_last(n) for n in (1, 3, 5, 7, 9, 11, 21)] == [True] * 4 + [False] * 3
+    got = [plan.plan(spec.mtp("0e", "0e", lt=(n - 1) // 2), "sparse").batch_last
+           for n in (1, 3, 5, 7, 9, 11, 21)]
+    assert got == [True] * 4 + [False] * 3
 
 
 @pytest.mark.parametrize("method", ["dense", "sparse"])
 @pytest.mark.parametrize("name", list(MTP_CASES))
 def test_variants_match_reference(name, method, rng):
     d = MTP_CASES[name]
-    tp = tp_torch.TensorProduct(d, method)
+    tp = _module(d, method)
     default = (tp.kernel.batch_last, tp.kernel.fused_out)
-    assert default[0] == use_batch_last(d.n)
+    assert default[0] == (d.n ** 3 < 400)
     for per_sample in ([False, True] if d.weight_numel else [False]):
         x1, x2, w = random_inputs(d, (5,), rng, per_sample)
         ref = reference.apply(d, x1, x2, w)
@@ -124,7 +133,7 @@ def test_variants_match_reference(name, method, rng):
 @pytest.mark.parametrize("name", list(MTP_CASES))
 def test_variants_first_and_second_order(name, method, rng):
     d = MTP_CASES[name]
-    tp = tp_torch.TensorProduct(d, method)
+    tp = _module(d, method)
     x1, x2, w = random_inputs(d, (2,), rng, per_sample=True)
     ins = tuple(t for t in tensors(x1, x2, w, grad=True) if t is not None)
     for variant in _variants(tp.kernel):
@@ -140,7 +149,7 @@ def test_variants_first_and_second_order(name, method, rng):
 def test_empty_batch(rng):
     for name, method in itertools.product(["mimo_l1", "channels", "big_n"], ["dense", "sparse"]):
         d = MTP_CASES[name]
-        tp = tp_torch.TensorProduct(d, method)
+        tp = _module(d, method)
         for variant in _variants(tp.kernel):
             _set(tp.kernel, *variant)
             x1, x2, w = random_inputs(d, (0,), rng)
@@ -159,7 +168,7 @@ def test_compile_fullgraph_variants(name, method, rng):
     batch-last only)."""
     torch._dynamo.reset()
     d = MTP_CASES[name]
-    tp = tp_torch.TensorProduct(d, method)
+    tp = _module(d, method)
     compiled = torch.compile(tp, fullgraph=True, dynamic=False, backend="aot_eager")
     x1, x2, w = random_inputs(d, (4,), rng, per_sample=True)
     a = tensors(x1, x2, w, dtype=torch.float64, grad=True)

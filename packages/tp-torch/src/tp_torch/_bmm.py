@@ -4,7 +4,8 @@ Two layouts (``batch_last``):
 
 * ``True``: matrices on the two LEADING axes, ``a: (n, n, *batch)``; the product
   ``Z[i, k] = sum_j A[i, j] * B[j, k]`` is ``n`` broadcast multiply-adds over whole rows, each
-  vectorized along the trailing (batch) axes. On CPU this beats ``torch.bmm`` for ``n^3 < 400``,
+  vectorized along the trailing (batch) axes. On CPU this beats ``torch.bmm`` for ``n^3 < 400``
+  (``Tuning.batch_last_max_n3``),
   where ATen's ``bmm`` falls back to a naive per-matrix loop (5x5: ~6x slower, 7x7: ~7x).
 * ``False``: matrices on the two TRAILING axes (``torch.matmul``; MKL batched GEMM on CPU).
 
@@ -18,15 +19,7 @@ from __future__ import annotations
 
 import torch
 
-__all__ = ["BATCH_LAST_MAX_N3", "matprod", "use_batch_last"]
-
-#: ``batch_last`` is used while ``n^3`` is below this (ATen's small-``bmm`` threshold on CPU).
-BATCH_LAST_MAX_N3 = 400
-
-
-def use_batch_last(n: int) -> bool:
-    """Whether :func:`matprod` should run ``n x n`` products in the batch-last layout."""
-    return n ** 3 < BATCH_LAST_MAX_N3
+__all__ = ["matprod"]
 
 
 def _op(a: torch.Tensor, t: bool, batch_last: bool) -> torch.Tensor:
