@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 import tp_spec as spec
 from tp_spec.errors import DeviceError, DTypeError, InstructionError
+from tp_spec.validation import check_call
 
 __all__ = ["NumpyBackend", "backend", "validate_common"]
 
@@ -23,10 +24,13 @@ Grads = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
 METHOD = "reference"
 
 
-def validate_common(name: str, methods: dict[str, str | None], method: str, dtype: str,
-                    device: str, devices: list[str], *arrays: Any) -> None:
-    """Checks every adapter shares: method, dtype string, device, real floating inputs of one
-    dtype. Raises the :mod:`tp_spec.errors` classes."""
+def validate_common(name: str, d: spec.TensorProductDescriptor, methods: dict[str, str | None],
+                    method: str, dtype: str, device: str, devices: list[str], x1: Any, x2: Any,
+                    weights: Any = None, *extra: Any) -> tuple[int, ...]:
+    """Checks every adapter shares: method, dtype string, device, then the call itself through
+    :func:`tp_spec.validation.check_call` (one floating dtype, shapes), and that the cotangent
+    or tangents ``extra`` have the inputs' dtype. Returns the batch shape; raises the
+    :mod:`tp_spec.errors` classes."""
     if method not in methods:
         raise InstructionError(f"{name}: unknown method {method!r}; valid: {sorted(methods)}")
     if methods[method] is not None:
@@ -35,16 +39,14 @@ def validate_common(name: str, methods: dict[str, str | None], method: str, dtyp
         raise DTypeError(f"{name}: dtype must be 'float64' or 'float32', got {dtype!r}")
     if device not in devices:
         raise DeviceError(f"{name}: device {device!r} not available; devices: {devices}")
-    kinds = set()
-    for label, a in zip(("x1", "x2", "weights", "cotangent", "tangent"), arrays, strict=False):
-        if a is None:
-            continue
-        a = np.asarray(a)
-        if not np.issubdtype(a.dtype, np.floating):
-            raise DTypeError(f"{name}: {label} must be a real floating array, got {a.dtype}")
-        kinds.add(a.dtype)
-    if len(kinds) > 1:
-        raise DTypeError(f"{name}: inputs have mixed dtypes {sorted(map(str, kinds))}")
+    x1, x2 = np.asarray(x1), np.asarray(x2)
+    weights = None if weights is None else np.asarray(weights)
+    batch, _ = check_call(d, x1, x2, weights)
+    for label, a in zip(("cotangent", "tangent"), extra, strict=False):
+        if a is not None and np.asarray(a).dtype != x1.dtype:
+            raise DTypeError(f"{name}: {label} has dtype {np.asarray(a).dtype}, the inputs "
+                             f"{x1.dtype} (nothing is cast silently)")
+    return batch
 
 
 class NumpyBackend:
@@ -62,13 +64,11 @@ class NumpyBackend:
 
     # ------------------------------------------------------------------ helpers
     def _prep(self, d, method, dtype, device, x1, x2, weights, *extra):
-        validate_common(self.name, self.methods(d, device), method, dtype, device, self.devices(),
-                        x1, x2, weights, *extra)
+        batch = validate_common(self.name, d, self.methods(d, device), method, dtype, device,
+                                self.devices(), x1, x2, weights, *extra)
         cast = np.float64 if dtype == "float64" else np.float32
         arrs = [None if a is None else np.asarray(a).astype(cast).astype(np.float64)
                 for a in (x1, x2, weights, *extra)]
-        batch = d.check_shapes(arrs[0].shape, arrs[1].shape,
-                               None if arrs[2] is None else arrs[2].shape)
         return arrs, batch, cast
 
     def _forward(self, d, x1, x2, w) -> np.ndarray:

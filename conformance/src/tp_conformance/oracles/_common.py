@@ -113,11 +113,9 @@ class OracleBase:
         return {self.method: cache[key][1]}
 
     def _prepare(self, d, method, dtype, device, *arrays):
-        validate_common(self.name, self.methods(d, device), method, dtype, device,
-                        self.devices(), *arrays)
+        batch = validate_common(self.name, d, self.methods(d, device), method, dtype, device,
+                                self.devices(), *arrays)
         arrs = [None if a is None else np.asarray(a, dtype=dtype) for a in arrays]
-        w = arrs[2]
-        batch = d.check_shapes(arrs[0].shape, arrs[1].shape, None if w is None else w.shape)
         return arrs, tuple(batch)
 
     @staticmethod
