@@ -9,6 +9,7 @@ import pytest
 import tp_jax
 import tp_spec as spec
 from conftest import all_cases, random_inputs
+from tp_spec import plan as tp_plan
 
 CASES = all_cases()
 IDS = [c[0] for c in CASES]
@@ -115,15 +116,16 @@ def test_fused_duplicate_paths_and_unweighted():
 
 
 @pytest.mark.parametrize("method", ["dense", "sparse"])
-def test_mtp_chunked_batch_vs_reference(method, monkeypatch):
+def test_mtp_chunked_batch_vs_reference(method):
     """A batch over the chunking bound runs in checkpointed chunks (the last one padded)."""
     from tp_jax import _mtp
 
-    monkeypatch.setattr(_mtp, "CHUNK_ELEMENTS", 1)  # 256-sample chunks
     d = spec.mtp("2x0e+2x1o+2x1e+2x2e", "0e+1o+1e+2e", per_degree_weights=True, lt=2)
+    p = tp_plan.plan(d, method, tp_plan.Tuning(jax_mtp_chunk_elements=1))
+    assert p.jax_chunk_rows == 256
     x1, x2, w = random_inputs(d, (1030,), seed=13)
     ref = spec.reference.apply(d, x1, x2, w)
-    f = tp_jax.tensor_product(d, method)
+    f = jax.jit(lambda a, b, c: _mtp.RUNNERS[type(p)](p, a, b, c))
     assert _rel(f(x1, x2, w), ref) < 1e-10
     # The product is linear in x1: <grad_x1 <c, f>, v> = <c, f(v, x2)> for any v.
     rng = np.random.default_rng(14)
@@ -142,11 +144,10 @@ def test_mtp_chunked_batch_vs_reference(method, monkeypatch):
 ], ids=["pq", "one-class", "summed-pairs", "explicit-out", "unreached-parity"])
 @pytest.mark.parametrize("weights", [False, True], ids=["plain", "per_degree"])
 def test_mtp_one_channel_folded_vs_reference(args, weights):
-    """One channel, ``sparse``: the folded three-GEMM pipeline (value and gradient)."""
-    from tp_jax import _mtp
-
+    """One channel, ``sparse``: the gathers folded into the GEMMs (value and gradient)."""
     d = spec.mtp(*args[:2], args[2], per_degree_weights=weights)
-    assert _mtp._build(d, full=False).folded is not None
+    p = tp_plan.plan(d, "sparse")
+    assert p.index1 is None and p.index2 is None  # the gathers folded into the matrices
     x1, x2, w = random_inputs(d, (7,), seed=21)
     f = tp_jax.tensor_product(d, "sparse")
     ref = spec.reference.apply(d, x1, x2, w)

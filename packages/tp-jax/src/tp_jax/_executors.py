@@ -10,13 +10,11 @@ from . import _cgtp, _cueq, _gtp, _mtp, _s2fft
 __all__ = ["ADAPTERS", "BUILDERS", "RUNNERS"]
 
 #: tp_spec plan type -> ``run(plan, x1, x2, w)`` on flat inputs of the compute dtype.
-RUNNERS: dict[type, Callable[..., Any]] = {**_cgtp.RUNNERS}
+RUNNERS: dict[type, Callable[..., Any]] = {**_cgtp.RUNNERS, **_gtp.RUNNERS, **_mtp.RUNNERS}
 
 #: Methods still planned here, ``(family, name) -> (build(d), run(state, x1, x2, w))``.
 BUILDERS: dict[tuple[str, str], tuple[Callable[..., Any], Callable[..., Any]]] = {
     **{("cgtp", k): v for k, v in _cgtp.BUILDERS.items()},
-    **{("gtp", k): v for k, v in _gtp.BUILDERS.items()},
-    **{("mtp", k): v for k, v in _mtp.BUILDERS.items()},
 }
 
 #: Adapters of outside libraries, ``(family, name) -> (available(d), build(d), run(...))``.
