@@ -22,11 +22,13 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import tp_spec
+from tp_spec import plan as tp_plan
 from tp_spec.errors import DTypeError
 from tp_spec.gtp import GTPDescriptor
+from tp_spec.plan.gtp import FourierPlan
 
+from ._gtp import assemble, gather_classes, products, scale_inputs
 from ._ops import HIGHEST, einsum
-from ._channels import ChannelLayout, channel_layout, scale_inputs, with_zero_column
 
 #: Largest s2fft band limit we allow. Measured (s2fft 1.5.0, jax 0.10.2, 2-core CPU): tracing
 #: and compiling the vmapped ``s2fft.inverse``/``forward`` takes ~3 s at band limit 5 but more
@@ -87,9 +89,11 @@ def _projection(lmax: int, ls: int) -> np.ndarray:
 
 @dataclass
 class _S2fftPlan:
-    d: GTPDescriptor
-    layout: ChannelLayout
-    base: object  # the _GTPPlan of the fourier layout (standard rows)
+    """``base``: the ``fourier`` plan, for its classes, gathers ``(C, (L + 1)^2)`` per class,
+    weights and output index; ``a1``, ``a2``, ``proj``: the coefficient conversions at band
+    limit ``ls``."""
+
+    base: FourierPlan
     ls: int
     a1: np.ndarray
     a2: np.ndarray
@@ -97,22 +101,17 @@ class _S2fftPlan:
 
 
 def _build(d: GTPDescriptor) -> _S2fftPlan:
-    from ._gtp import _common, _standard_rows
-
-    base = _common(d, _standard_rows, _standard_rows)
-    lo = d.irreps_out.lmax if len(d.irreps_out) else 0
-    base.consts = {"n_out_rows": np.array((lo + 1) ** 2)}
+    base = tp_plan.plan(d, "fourier")
     ls = _band_limit(d)
-    return _S2fftPlan(d, channel_layout(d), base, ls, _conversion(d.irreps_in1.lmax, ls),
-                      _conversion(d.irreps_in2.lmax, ls), _projection(lo, ls))
+    return _S2fftPlan(base, ls, _conversion(base.lmax1, ls), _conversion(base.lmax2, ls),
+                      _projection(base.lmax_out, ls))
 
 
 def _run(plan: _S2fftPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None) -> jax.Array:
     import s2fft
 
-    from ._gtp import _gather, _output
-
-    d, n, dt, ls = plan.d, x1.shape[0], x1.dtype, plan.ls
+    base = plan.base
+    n, dt, ls = x1.shape[0], x1.dtype, plan.ls
     if not jax.config.jax_enable_x64:
         # Measured: with x64 off, s2fft's complex64 transforms are wrong by O(1) at band
         # limit 5 (e.g. 2e x 2e -> 0..4), so refuse rather than return wrong numbers.
@@ -121,29 +120,26 @@ def _run(plan: _S2fftPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None) ->
     # s2fft builds its internal tables in float64 when x64 is on (and then fails to lower
     # complex64 programs): compute in complex128 and round the result to ``dt``.
     cdt = jnp.complex128
-    x1, x2, mult = scale_inputs(plan.layout, x1, x2, w)
-    x1e, x2e = with_zero_column(x1), with_zero_column(x2)
+    if not base.active:
+        return jnp.zeros((n, base.descriptor.irreps_out.dim), dt)
+    x1, x2, mult = scale_inputs(base, x1, x2, w)
 
-    def to_grid(x: jax.Array, a: np.ndarray) -> jax.Array:  # (N, rows, C) -> (N, C, nt, np)
-        flm = einsum("nsc,sk->nck", x.astype(cdt), jnp.asarray(a.astype(cdt)))
+    def to_grid(x: jax.Array, a: np.ndarray) -> jax.Array:  # (N, C, rows) -> (N, C, nt, np)
+        flm = einsum("ncs,sk->nck", x.astype(cdt), jnp.asarray(a.astype(cdt)))
         flm = flm.reshape(-1, ls, 2 * ls - 1)
         g = jax.vmap(lambda f: s2fft.inverse(f, ls, sampling="gl", method="jax"))(flm)
-        return g.reshape(x.shape[0], x.shape[2], ls, 2 * ls - 1)
+        return g.reshape(x.shape[0], x.shape[1], ls, 2 * ls - 1)
 
-    g1 = {q: to_grid(_gather(x1e, i), plan.a1) for q, i in plan.base.idx1.items()}
-    g2 = {q: to_grid(_gather(x2e, i), plan.a2) for q, i in plan.base.idx2.items()}
-    per_class = {}
-    for q, pairs in plan.base.pairs.items():
-        h = None
-        for q1, q2 in pairs:
-            prod = g1[q1] * g2[q2]
-            h = prod if h is None else h + prod
+    g1 = [to_grid(c, plan.a1) for c in gather_classes(x1, base.index1)]
+    g2 = [to_grid(c, plan.a2) for c in gather_classes(x2, base.index2)]
+    per_class = []
+    for h in products(base, g1, g2):
         flm = jax.vmap(lambda f: s2fft.forward(f, ls, sampling="gl", method="jax"))(
             h.reshape(-1, ls, 2 * ls - 1))
-        z = jnp.matmul(flm.reshape(n, d.channels, -1), jnp.asarray(plan.proj.astype(cdt)),
+        z = jnp.matmul(flm.reshape(n, base.channels, -1), jnp.asarray(plan.proj.astype(cdt)),
                        precision=HIGHEST)
-        per_class[q] = jnp.swapaxes(z.real.astype(dt), 1, 2)  # (N, rows, C)
-    return _output(plan.base, per_class, n, dt, mult)
+        per_class.append(z.real.astype(dt))  # (N, C, rows)
+    return assemble(base, per_class, mult)
 
 
 #: The adapter: ``(available(d), build(d), run(state, x1, x2, w))``.
