@@ -55,8 +55,14 @@ class Tuning:
     channelwise_chunk_entries: int = 2 ** 21
     #: ... and at least this many rows (fewer cost more in per-op overhead than they save).
     channelwise_chunk_min_rows: int = 256
-    #: GTP (grid, fourier) and MTP: chunks of about this many intermediate entries (grid MIMO
-    #: L=10 batch 10,000: fwd 162 -> 49 ms, fwd+bwd 380 -> 137 ms) ...
+    #: GTP (grid, fourier) and MTP (torch, CPU): chunks of about this many entries of the
+    #: largest intermediate. Unchunked, MIMO L=10 at batch 10,000 makes 34-134 MB
+    #: intermediates per call, each mapped anew by the allocator (a page fault per 4 kB) and
+    #: streamed from memory. Unchunked / 2^18 entries, MIMO, batch 10,000, AMD EPYC, fwd;
+    #: fwd+bwd: grid L=6 57.7 / 15.4; 72 / 49 ms, L=10 162 / 49; 356 / 170 ms; fourier L=6
+    #: 551 / 239; 1272 / 596 ms, L=10 6177 / 1930; 9251 / 3993 ms; MTP sparse L=6
+    #: 85.7 / 35.0; 133 / 97 ms, L=10 316 / 172; 593 / 395 ms; MTP dense L=10 364 / 308;
+    #: 839 / 699 ms. 2^17 .. 2^20 are within ~15 % of each other from L = 4 ...
     function_chunk_entries: int = 2 ** 18
     #: ... and at least this many rows.
     function_chunk_min_rows: int = 64
