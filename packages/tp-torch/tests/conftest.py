@@ -89,3 +89,22 @@ def tensors(*arrays, dtype=torch.float64, grad=False):
 @pytest.fixture
 def rng():
     return np.random.default_rng(1234)
+
+
+def fused_executor(d, tuning=None):
+    """The ``fused`` executor of ``d``'s plan built with ``tuning`` (default tuning: None)."""
+    from tp_spec import plan as tp_plan
+    from tp_torch._cgtp import EXECUTORS
+
+    return EXECUTORS[type(tp_plan.plan(d, "fused", tuning))](tp_plan.plan(d, "fused", tuning))
+
+
+def use_fused_tuning(monkeypatch, tuning):
+    """From here on ``tp_torch.TensorProduct(d, "fused")`` runs the executor of the plan built
+    with ``tuning`` (thresholds small enough to reach a code path on small inputs)."""
+    from tp_torch import _module
+
+    build = _module.build_kernel
+    monkeypatch.setattr(_module, "build_kernel", lambda d, m, dev: (
+        fused_executor(d, tuning) if m == "fused" else build(d, m, dev)))
+

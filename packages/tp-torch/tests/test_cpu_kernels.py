@@ -13,25 +13,30 @@ import tp_torch
 from conftest import CASES, random_inputs, tensors
 from test_autograd import _reference_grads, test_first_and_second_order
 from tp_spec import reference
-from tp_torch import _cgtp, _cpu_kernels
+from tp_spec.plan import DEFAULT_TUNING, Tuning
+from tp_spec.plan.fused import fused_regime
+from tp_torch import _cpu_kernels
 
 pytestmark = pytest.mark.skipif(not _cpu_kernels.available(),
                                 reason="Numba missing or TP_TORCH_CPU_KERNELS=0")
 
 CHANNELWISE = [n for n, d in CASES.items()
-               if d.kind == "cgtp" and _cgtp.fused_plan(d) in ("channelwise", "folded")]
+               if d.kind == "cgtp"
+               and fused_regime(d, DEFAULT_TUNING) in ("channelwise", "folded")]
 
 
 def _fused(tp):
-    return next(m for m in tp.modules() if isinstance(m, _cgtp.CGTPFused))
+    return tp.kernel
 
 
 @pytest.fixture
 def chunks_and_threads(monkeypatch):
-    """Chunks of 4 rows, batches of 10 rows or more split over two threads."""
-    monkeypatch.setattr(_cpu_kernels, "_CHUNK_ENTRIES", 1)
-    monkeypatch.setattr(_cpu_kernels, "_CHUNK_MIN_ROWS", 4)
-    monkeypatch.setattr(_cpu_kernels, "_THREAD_MIN_ROWS", 5)
+    """Chunks of 4 rows, batches of 10 rows or more split over two threads (the executors of
+    plans built with a small ``Tuning``)."""
+    from conftest import use_fused_tuning
+
+    use_fused_tuning(monkeypatch, Tuning(kernel_chunk_entries=1, kernel_chunk_min_rows=4,
+                                         kernel_thread_min_rows=5))
     threads = torch.get_num_threads()
     torch.set_num_threads(2)
     yield
@@ -137,8 +142,9 @@ def test_supports():
     for name in ("uvw", "uvv", "uuw", "uuu", "full", "mixed"):
         assert not _cpu_kernels.supports(CASES[name])
     from tp_spec import cgtp
-    assert len(_cpu_kernels.cg_nonzeros(8, 8, 8)) > _cpu_kernels.MAX_NONZEROS
+    assert len(_cpu_kernels.cg_nonzeros(8, 8, 8)) > DEFAULT_TUNING.kernel_max_nonzeros
     assert not _cpu_kernels.supports(cgtp("2x8e", "8e", "2x8e", mode="uvu"))
+    assert not _cpu_kernels.supports(CASES["uvu_sh"], Tuning(kernel_max_nonzeros=1))
     with pytest.raises(ValueError, match="channelwise"):
         _cpu_kernels.ChannelwiseKernels(CASES["uvw"])
 

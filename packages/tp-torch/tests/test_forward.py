@@ -34,16 +34,22 @@ def test_matches_reference(name, method, rng):
 
 @pytest.mark.parametrize("name", [n for n in CASES if CASES[n].kind == "cgtp"])
 def test_fused_plans_cover_cases(name):
-    from tp_torch._cgtp import _SPLIT_MIN, CGTPFused, fused_plan
+    from conftest import fused_executor
+    from tp_spec.plan import DEFAULT_TUNING
+    from tp_spec.plan.fused import fused_regime
 
-    plan = fused_plan(CASES[name])
+    d = CASES[name]
+    regime = fused_regime(d, DEFAULT_TUNING)
+    kernel = fused_executor(d)
+    assert type(kernel).__name__ == regime.capitalize() + "Executor"
+    assert type(tp_torch.TensorProduct(d, "fused").kernel) is type(kernel)
     if name.startswith("mimo"):
-        d = CASES[name]
-        big = d.irreps_in1.dim * d.irreps_in2.dim * d.irreps_out.dim >= _SPLIT_MIN
-        assert CGTPFused(d)._permute == big == (name == "mimo_split")
+        big = d.irreps_in1.dim * d.irreps_in2.dim * d.irreps_out.dim >= \
+            DEFAULT_TUNING.split_min_entries
+        assert kernel.split == big == (name == "mimo_split")
     expected = {"mimo": "scalar", "mimo_split": "scalar", "uvu_sh": "folded",
                 "uvu_pad": "channelwise", "uvu_shared_out": "channelwise"}.get(name, "grouped")
-    assert plan == expected
+    assert regime == expected
 
 
 def test_gtp_unit_and_emulation(rng):
@@ -83,18 +89,17 @@ def test_folded_plan_by_channel_count(channels, plan, rng):
     ``scalar`` plan; the output (every channel in ``mul_ir`` order) and the gradients equal the
     channelwise plan's, which the same descriptor gets when folding is switched off."""
     import tp_spec as spec
-    from tp_torch import _cgtp
+    from conftest import fused_executor
+    from tp_spec.plan import DEFAULT_TUNING, Tuning
+    from tp_spec.plan.fused import fused_regime
+    from tp_torch._channelwise import ChannelwiseExecutor
 
     d = spec.cgtp(f"{channels}x0e+{channels}x1o+{channels}x2e", "0e+1o+2e", mode="uvu")
-    assert _cgtp.fused_plan(d) == plan
+    assert fused_regime(d, DEFAULT_TUNING) == plan
     x1, x2, w = random_inputs(d, (7,), rng)
-    folded = _cgtp.CGTPFused(d).double()
-    try:
-        _cgtp._FOLD_MAX, saved = 1, _cgtp._FOLD_MAX
-        per_path = _cgtp.CGTPFused(d).double()
-    finally:
-        _cgtp._FOLD_MAX = saved
-    assert per_path.plan == "channelwise"
+    folded = fused_executor(d).double()
+    per_path = fused_executor(d, Tuning(fold_max_channels=1)).double()
+    assert isinstance(per_path, ChannelwiseExecutor)
     results = []
     for kernel in (folded, per_path):
         t = tensors(x1, x2, w, grad=True)
@@ -108,15 +113,17 @@ def test_folded_plan_by_channel_count(channels, plan, rng):
 @pytest.mark.parametrize("name", ["uvu_pad", "uvu_shared_out"])
 @pytest.mark.parametrize("compiled", [False, True], ids=["eager", "compiled"])
 def test_channelwise_degree0_shortcut(name, compiled, rng):
-    """Channelwise paths with a degree-0 ``x2`` block skip the matmul (``_cw_scale``) unless the
-    weight gradient needs the unweighted products: both cases against the reference."""
+    """Channelwise paths with a degree-0 ``x2`` block skip the matmul (the plan's ``scale``
+    paths) unless the weight gradient needs the unweighted products: both cases against the
+    reference."""
     from tp_spec import reference
-    from tp_torch._cgtp import CGTPFused
+    from tp_torch._channelwise import ChannelwiseExecutor
 
     d = CASES[name]
     tp = tp_torch.TensorProduct(d, "fused")
-    kernel = next(m for m in tp.modules() if isinstance(m, CGTPFused))
-    assert kernel._cw_scale, "the case has degree-0 x2 paths"
+    kernel = tp.kernel
+    assert isinstance(kernel, ChannelwiseExecutor)
+    assert kernel.scale, "the case has degree-0 x2 paths"
     fn = tp
     if compiled:
         torch._dynamo.reset()

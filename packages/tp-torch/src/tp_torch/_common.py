@@ -20,21 +20,16 @@ __all__ = ["FLOAT_DTYPES", "Kernel", "aligned_empty", "chunk_rows", "flatten_bat
 #: dtypes every method computes in. Half precisions are rejected (see the README).
 FLOAT_DTYPES = (torch.float32, torch.float64)
 
-#: CPU matmul outputs are written into rows that start every this many elements. MKL's GEMM
-#: runs much slower into rows of odd length: one thread, AMD EPYC, ``(10000, 49) @ (49, 169)``
-#: 6.7 ms into contiguous rows of 169, 2.7 ms into rows of 176 (the same 169 columns written);
-#: ``(10000, 121) @ (121, 441)`` 24.0 vs 14.1 ms; ``(668, 784) @ (784, 85)`` 1.43 vs 1.21 ms.
-ROW_ALIGN = 16
 
-
-def aligned_empty(rows: int, cols: int, like: torch.Tensor) -> torch.Tensor:
-    """An uninitialised ``(rows, cols)`` tensor like ``like`` whose rows start every
-    :data:`ROW_ALIGN` elements on CPU (a column slice of a wider buffer: not contiguous unless
-    ``cols`` is a multiple); a plain contiguous tensor elsewhere. Its columns can be split by
-    ``view`` (``(rows, n, k)``), not merged with the rows."""
-    if like.device.type != "cpu" or cols % ROW_ALIGN == 0:
+def aligned_empty(rows: int, cols: int, like: torch.Tensor, align: int) -> torch.Tensor:
+    """An uninitialised ``(rows, cols)`` tensor like ``like`` whose rows start every ``align``
+    elements on CPU (``Tuning.row_align``: MKL's GEMM is slower into rows of odd length; a
+    column slice of a wider buffer: not contiguous unless ``cols`` is a multiple); a plain
+    contiguous tensor elsewhere. Its columns can be split by ``view`` (``(rows, n, k)``), not
+    merged with the rows."""
+    if like.device.type != "cpu" or cols % align == 0:
         return like.new_empty((rows, cols))
-    return like.new_empty((rows, -(-cols // ROW_ALIGN) * ROW_ALIGN))[:, :cols]
+    return like.new_empty((rows, -(-cols // align) * align))[:, :cols]
 
 
 def chunk_rows(x: torch.Tensor, row_entries: int, entries: int, min_rows: int) -> int | None:

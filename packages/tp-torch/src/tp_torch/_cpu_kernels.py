@@ -47,14 +47,10 @@ from typing import Any
 import numpy as np
 import torch
 from tp_spec import clebsch_gordan
+from tp_spec.plan import DEFAULT_TUNING, Tuning
 
-__all__ = ["MAX_NONZEROS", "ChannelwiseKernels", "available", "cg_nonzeros", "path_kernels",
+__all__ = ["ChannelwiseKernels", "available", "cg_nonzeros", "path_kernels",
            "supports"]
-
-#: Paths whose CG block has more nonzero entries than this run as torch ops: source and compile
-#: time grow with them (one thread, forward + backward, float32: (3, 3, 3) 42 nonzeros 2.7 s,
-#: (4, 4, 4) 97 4.2 s, (6, 6, 6) 217 12 s; once per machine, Numba caches the code on disk).
-MAX_NONZEROS = 220
 
 _FASTMATH = {"reassoc", "contract"}  # vectorised sums over channels and FMAs; no NaN/inf change
 _FASTMATH_SRC = "{" + ", ".join(repr(f) for f in sorted(_FASTMATH)) + "}"
@@ -210,23 +206,18 @@ def path_kernels(l1: int, l2: int, l3: int, dtype: str) -> tuple[Any, Any]:
     return mod.fwd, mod.bwd
 
 
-def supports(d: Any) -> bool:
+def supports(d: Any, tuning: Tuning = DEFAULT_TUNING) -> bool:
     """Whether the kernels run the CGTP descriptor ``d``: every path channelwise (``uvu``,
-    ``x2`` multiplicity 1) with at most :data:`MAX_NONZEROS` CG nonzeros."""
+    ``x2`` multiplicity 1) with at most ``tuning.kernel_max_nonzeros`` CG nonzeros (source and
+    compile time grow with them; one thread, forward + backward, float32: (3, 3, 3) 42
+    nonzeros 2.7 s, (4, 4, 4) 97 4.2 s, (6, 6, 6) 217 12 s; once per machine, Numba caches the
+    code on disk)."""
+    n = tuning.kernel_max_nonzeros
     return bool(d.paths) and all(
-        p.mode == "uvu" and p.mul_in2 == 1 and len(cg_nonzeros(*p.lll)) <= MAX_NONZEROS
+        p.mode == "uvu" and p.mul_in2 == 1 and len(cg_nonzeros(*p.lll)) <= n
         for p in d.paths)
 
 
-#: Rows per kernel call: about this many x1 + output entries per chunk, so that a chunk's x1
-#: rows stay in cache while every path reads them and its output rows while the paths that
-#: share an output block add into it (one thread, AMD EPYC, MACE-large, batch 2,000: whole
-#: batch per path 20 ms, chunks of 64 rows 14 ms).
-_CHUNK_ENTRIES = 2 ** 17
-_CHUNK_MIN_ROWS = 16
-#: Batches of at least this many rows per thread are split across torch's intra-op threads
-#: (the kernels release the GIL).
-_THREAD_MIN_ROWS = 256
 _POOL: Any = None
 
 
@@ -264,10 +255,17 @@ class ChannelwiseKernels:
     not asked for in ``need = (x1, x2, w)`` are None). With ``weighted_only`` only the weighted
     paths run: the product's derivative along the weights, ``w`` then being the direction
     (double backward). No autograd: the caller wraps them.
+
+    ``tuning``: rows per kernel call (``kernel_chunk_entries`` x1 + output entries, at least
+    ``kernel_chunk_min_rows``), so that a chunk's x1 rows stay in cache while every path reads
+    them and its output rows while the paths that share an output block add into it (one
+    thread, AMD EPYC, MACE-large, batch 2,000: whole batch per path 20 ms, chunks of 64 rows
+    14 ms); batches of at least ``kernel_thread_min_rows`` rows per thread are split across
+    torch's intra-op threads (the kernels release the GIL).
     """
 
-    def __init__(self, d: Any) -> None:
-        if not supports(d):
+    def __init__(self, d: Any, tuning: Tuning = DEFAULT_TUNING) -> None:
+        if not supports(d, tuning):
             raise ValueError("ChannelwiseKernels needs channelwise (uvu, mul_in2 = 1) paths")
         off1 = [s.start for s in d.irreps_in1.slices()]
         off2 = [s.start for s in d.irreps_in2.slices()]
@@ -292,7 +290,9 @@ class ChannelwiseKernels:
                                       enumerate(d.irreps_out.slices()) if i not in seen]
         self.dims = (d.irreps_in1.dim, d.irreps_in2.dim, d.irreps_out.dim, d.weight_numel)
         self.max_mul = max(p.mul_in1 for p in d.paths)
-        self.rows = max(_CHUNK_MIN_ROWS, _CHUNK_ENTRIES // (self.dims[0] + self.dims[2]))
+        self.rows = max(tuning.kernel_chunk_min_rows,
+                        tuning.kernel_chunk_entries // (self.dims[0] + self.dims[2]))
+        self.thread_min_rows = tuning.kernel_thread_min_rows
 
     def _bound(self, np_dtype: Any, weighted_only: bool = False) -> list[tuple[Any, ...]]:
         """The paths with their kernels and the coefficient in the dtype."""
@@ -301,7 +301,7 @@ class ChannelwiseKernels:
                 for lll, o1, o2, o3, wo, mul, c, acc in self.paths[weighted_only]]
 
     def _split(self, b: int) -> list[tuple[int, int]]:
-        n = min(_num_threads(), b // _THREAD_MIN_ROWS)
+        n = min(_num_threads(), b // self.thread_min_rows)
         if n <= 1:
             return [(0, b)]
         step = -(-b // n)
