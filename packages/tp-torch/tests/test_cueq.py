@@ -19,15 +19,7 @@ CGTP = [n for n, d in CASES.items() if d.kind == "cgtp"]
 def test_cueq_exact_or_reported(name, rng):
     d = CASES[name]
     reason = tp_torch.methods(d)["cueq"]
-    if name == "uvu_shared_out":  # mixes weighted and unweighted paths
-        assert reason is not None and "weighted" in reason
-        return
-    if name == "mixed":
-        assert reason is not None and "mode" in reason
-        with pytest.raises(InstructionError, match="cueq"):
-            tp_torch.TensorProduct(d, "cueq")
-        return
-    assert reason is None, reason
+    assert reason is None, reason  # mixed modes and mixed weighted/unweighted paths run too
     tp = tp_torch.TensorProduct(d, "cueq")
     for batch in [(), (1,), (3, 4), (0,)]:
         for per_sample in ([False, True] if d.weight_numel else [False]):
@@ -50,6 +42,13 @@ def test_cueq_gradients_match_fused(name, rng):
         grads.append(g)
     for a, b in zip(*grads, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-12)
+
+
+def test_cueq_refuses_zero_multiplicities():
+    d = spec.cgtp("0x0e + 1o", "1o", "0e + 0x1e", mode="uvw")
+    assert "zero multiplicity" in tp_torch.methods(d)["cueq"]
+    with pytest.raises(InstructionError, match="zero multiplicity"):
+        tp_torch.TensorProduct(d, "cueq")
 
 
 def test_cueq_reports_unsupported():

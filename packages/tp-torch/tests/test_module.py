@@ -27,16 +27,28 @@ def _inputs(tp, rng, batch=(3,)):
 
 def test_dtype_errors(tp, rng):
     x1, x2, w = _inputs(tp, rng)
-    with pytest.raises(DTypeError, match="dtype mix"):
+    with pytest.raises(DTypeError, match="share one dtype"):
         tp(x1.float(), x2, w)
-    with pytest.raises(DTypeError, match="dtype mix"):
+    with pytest.raises(DTypeError, match="share one dtype"):
         tp(x1, x2, w.float())
     with pytest.raises(DTypeError, match="float32 or"):
         tp(x1.long(), x2.long(), w.long())
-    with pytest.raises(DTypeError):
-        tp(x1.half(), x2.half(), w.half())
-    with pytest.raises(DTypeError):
+    with pytest.raises(DTypeError, match="share one dtype"):
+        tp(x1.half(), x2.half(), w)
+    with pytest.raises(DTypeError, match="torch.Tensor"):
         tp(x1.numpy(), x2, w)
+
+
+@pytest.mark.parametrize("half", [torch.float16, torch.bfloat16])
+def test_half_precision_computes_in_float32_rounded_once(tp, rng, half):
+    x1, x2, w = (t.to(half) for t in _inputs(tp, rng))
+    out = tp(x1, x2, w)
+    assert out.dtype == half
+    want = tp(x1.float(), x2.float(), w.float()).to(half)  # float32 math, one rounding
+    assert torch.equal(out, want)
+    exact = reference.apply(tp.descriptor, *(t.double().numpy() for t in (x1, x2, w)))
+    np.testing.assert_allclose(out.double().numpy(), exact, rtol=0,
+                               atol=4 * torch.finfo(half).eps * np.abs(exact).max())
 
 
 def test_device_errors(tp, rng):

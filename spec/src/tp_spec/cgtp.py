@@ -3,7 +3,7 @@
 Each instruction ``(i_in1, i_in2, i_out, mode, has_weight[, path_weight])`` couples one block of
 each input into one block of the output with the Clebsch-Gordan table
 :func:`tp_spec.clebsch_gordan`; the fixed coefficient of every path follows e3nn's
-``irrep_normalization`` and ``path_normalization`` (DESIGN section 3):
+``irrep_normalization`` and ``path_normalization`` (docs/conventions.md):
 
 ``coefficient = sqrt(alpha / x * out_var * path_weight)``, ``alpha = 2 l_out + 1`` (component),
 ``(2 l1 + 1)(2 l2 + 1)`` (norm) or 1 (none); ``x`` sums ``in1_var * in2_var * num_elements`` over

@@ -5,9 +5,8 @@ connection mode, shared / per-sample / no weights), each from its :mod:`tp_spec.
 differ in how the Clebsch-Gordan contraction is organised:
 
 * ``dense``: one dense ``(d1, d2, d3)`` contraction per path, as e3nn does.
-* ``sparse``: per path, gather the nonzero CG entries ``(i, j, k, c)`` and scatter-add the
-  products ``c * x1[i] * x2[j]`` into ``k`` (the paper's sparse variant; fewer FLOPs, more
-  memory traffic).
+* ``sparse``: every nonzero term of the product, channels included, gathered, multiplied and
+  scatter-added in one go (the paper's sparse variant; fewer FLOPs, more memory traffic).
 * ``fused``: one of four regimes chosen from the descriptor's structure
   (:mod:`tp_spec.plan.fused`), one executor each: :mod:`tp_torch._scalar`,
   :mod:`tp_torch._channelwise`, :mod:`tp_torch._folded` and :mod:`tp_torch._grouped` (on CPU
@@ -25,6 +24,7 @@ from tp_spec.plan.fused import ChannelwisePlan, FoldedPlan, GroupedPlan, ScalarP
 
 from ._cgtp_blocks import UU, CGTPKernel, add_block, apply_mode, assemble, path_weight
 from ._channelwise import ChannelwiseExecutor
+from ._common import Kernel
 from ._folded import FoldedExecutor
 from ._grouped import GroupedExecutor
 from ._scalar import ScalarExecutor
@@ -57,35 +57,26 @@ class DenseExecutor(CGTPKernel):
         return assemble(self.d, blocks, b, x1)
 
 
-class SparseExecutor(CGTPKernel):
-    """``sparse`` (:class:`tp_spec.plan.cgtp.SparsePlan`): gather the nonzero CG entries,
-    multiply, scatter-add into the output."""
+class SparseExecutor(Kernel):
+    """``sparse`` (:class:`tp_spec.plan.cgtp.SparsePlan`): one gather of both inputs over every
+    nonzero term (channels included), a multiply by the values and weights, one scatter-add."""
 
     def __init__(self, plan: SparsePlan) -> None:
-        super().__init__(plan.descriptor)
-        for n, (i, j, k, v) in enumerate(plan.entries):
-            self.add_index(f"i{n}", i)
-            self.add_index(f"j{n}", j)
-            self.add_index(f"k{n}", k)
-            self.add_const(f"v{n}", v)
+        super().__init__()
+        self.dim_out = plan.descriptor.irreps_out.dim
+        self.add_index("i1", plan.i1)
+        self.add_index("i2", plan.i2)
+        self.add_index("out", plan.out)
+        self.add_index("widx", plan.widx)
+        self.add_const("value", plan.value)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-        b = x1.shape[0]
-        blocks: dict[int, torch.Tensor] = {}
-        for n, p in enumerate(self.d.paths):
-            ii, jj, kk = getattr(self, f"i{n}"), getattr(self, f"j{n}"), getattr(self, f"k{n}")
-            vals = self.const(f"v{n}", x1.dtype)
-            a = self._blk1(x1, p.i_in1).index_select(-1, ii)  # (B, u, nnz)
-            v = self._blk2(x2, p.i_in2).index_select(-1, jj)  # (B, v, nnz)
-            d3 = p.ir_out.dim
-            if p.mode in UU:
-                prod = a * v * vals
-                s = prod.new_zeros((b, p.mul_in1, d3)).index_add(-1, kk, prod)
-            else:
-                prod = a.unsqueeze(2) * (v * vals).unsqueeze(1)  # (B, u, v, nnz)
-                s = prod.new_zeros((b, p.mul_in1, p.mul_in2, d3)).index_add(-1, kk, prod)
-            add_block(blocks, p.i_out, apply_mode(p, s, path_weight(p, w)))
-        return assemble(self.d, blocks, b, x1)
+        prod = x1.index_select(1, self.i1) * x2.index_select(1, self.i2)
+        prod = prod * self.const("value", x1.dtype)
+        if w is not None:
+            wext = torch.cat([w, w.new_ones(w.shape[:-1] + (1,))], dim=-1)
+            prod = prod * wext.index_select(w.dim() - 1, self.widx)
+        return x1.new_zeros((x1.shape[0], self.dim_out)).index_add(1, self.out, prod)
 
 
 #: Plan type -> executor, every CGTP plan.

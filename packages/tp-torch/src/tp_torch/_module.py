@@ -10,7 +10,10 @@ from tp_spec import DeviceError, DTypeError, InstructionError, TensorProductDesc
 from tp_spec import plan as tp_plan
 from tp_spec.validation import check_call, dtype_name
 
+from . import _cgtp, _gtp, _mtp
 from ._common import Kernel, flatten_batch
+from ._cueq import CGTPCueq, cueq_reason
+from ._oeq import CGTPOeq, oeq_unsupported_reason
 
 __all__ = ["METHODS", "TensorProduct", "default_method", "methods"]
 
@@ -32,12 +35,8 @@ def methods(descriptor: TensorProductDescriptor, device: str = "cpu") -> dict[st
         if cuda_missing:
             out[name] = "CUDA is not available"
         elif name == "cueq":
-            from ._cueq import cueq_unsupported_reason
-
-            out[name] = cueq_unsupported_reason(descriptor)
+            out[name] = cueq_reason(descriptor)
         elif name == "oeq":
-            from ._oeq import oeq_unsupported_reason
-
             out[name] = oeq_unsupported_reason(descriptor, device)
     return out
 
@@ -48,42 +47,26 @@ def default_method(descriptor: TensorProductDescriptor, device: str = "cpu") -> 
     return tp_plan.default_method(descriptor)
 
 
-def _adapters() -> dict[tuple[str, str], Callable[..., Kernel]]:
-    """Builders of the methods without a tp_spec plan, ``(family, method) -> (d, device)``."""
+#: Methods without a tp_spec plan (adapters of outside libraries): ``(family, name) ->
+#: build(d, device)``.
+ADAPTERS: dict[tuple[str, str], Callable[..., Kernel]] = {
+    ("cgtp", "cueq"): CGTPCueq,
+    ("cgtp", "oeq"): CGTPOeq,
+}
 
-    def cueq(d, device):
-        from ._cueq import CGTPCueq
-
-        return CGTPCueq(d, device)
-
-    def oeq(d, device):
-        from ._oeq import CGTPOeq
-
-        return CGTPOeq(d, device)
-
-    return {
-        ("cgtp", "cueq"): cueq,
-        ("cgtp", "oeq"): oeq,
-    }
-
-
-def _executors() -> dict[type, Callable[[Any], Kernel]]:
-    """Plan type -> the executor (a :class:`Kernel` built from the plan)."""
-    from . import _cgtp, _gtp, _mtp, _sparse
-
-    return {**_cgtp.EXECUTORS, **_sparse.EXECUTORS, **_mtp.EXECUTORS, **_gtp.EXECUTORS}
+#: Plan type -> the executor (a :class:`Kernel` built from the plan alone).
+EXECUTORS: dict[type, Callable[[Any], Kernel]] = {
+    **_cgtp.EXECUTORS, **_gtp.EXECUTORS, **_mtp.EXECUTORS}
 
 
 def build_kernel(d: TensorProductDescriptor, method: str, device: torch.device) -> Kernel:
     """The kernel running ``d`` with ``method``: the executor of its tp_spec plan, or the
     adapter's own builder."""
     m = tp_plan.get_method(d, method, framework="torch")
-    if m.build is not None:
-        p = tp_plan.plan(d, method)
-        run = _executors().get(type(p))
-        if run is not None:
-            return run(p)
-    return _adapters()[(m.family, method)](d, device)
+    if m.build is None:
+        return ADAPTERS[(m.family, method)](d, device)
+    p = tp_plan.plan(d, method)
+    return EXECUTORS[type(p)](p)
 
 
 def _check_call(d: TensorProductDescriptor, x1: Any, x2: Any, weights: Any,
