@@ -186,11 +186,6 @@ class ChannelwiseFixedDescriptor(TensorProductDescriptor):
         return {q: tuple(i for i, (_, ir) in enumerate(irreps) if parity_class(ir) == q)
                 for q in (1, -1)}
 
-    def blocks_by_parity(self, which: str) -> dict[int, tuple[int, ...]]:
-        """Block indices of ``which`` per parity ``p`` (the even/odd matrix parts of MTP)."""
-        irreps = self._irreps(which)
-        return {q: tuple(i for i, (_, ir) in enumerate(irreps) if ir.p == q) for q in (1, -1)}
-
 
 def _gtp_coefficient(l1: int, l2: int, l3: int) -> float:
     """``sqrt((2l1+1)(2l2+1)(2l3+1)) |(l1 l2 l3; 000)|`` (0 for odd sums), correctly rounded."""

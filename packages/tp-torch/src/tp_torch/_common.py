@@ -1,4 +1,4 @@
-"""Shared machinery: constant buffers in both float precisions, input validation, helpers.
+"""Shared machinery of the executors: constant buffers in both float precisions, helpers.
 
 Every method implementation is an :class:`Kernel` (a ``torch.nn.Module``) whose constants are
 built ONCE from the exact ``tp_spec`` tables (float64 NumPy) and registered as non-persistent
@@ -12,13 +12,8 @@ from typing import Any
 
 import numpy as np
 import torch
-from tp_spec import DeviceError, DTypeError, ShapeError
 
-__all__ = ["FLOAT_DTYPES", "Kernel", "aligned_empty", "chunk_rows", "flatten_batch",
-           "validate_inputs"]
-
-#: dtypes every method computes in. Half precisions are rejected (see the README).
-FLOAT_DTYPES = (torch.float32, torch.float64)
+__all__ = ["Kernel", "aligned_empty", "chunk_rows", "flatten_batch"]
 
 
 def aligned_empty(rows: int, cols: int, like: torch.Tensor, align: int) -> torch.Tensor:
@@ -79,72 +74,6 @@ class Kernel(torch.nn.Module):
         if t.dtype != dtype:  # the module was cast with .double()/.float(): convert
             t = t.to(dtype)
         return t
-
-
-def validate_inputs(
-    descriptor: Any,
-    x1: Any,
-    x2: Any,
-    weights: Any,
-    dims: tuple[int, int, int],
-    module_device: torch.device | None,
-) -> tuple[int, ...]:
-    """Check types, dtypes, devices and shapes before any kernel; return the batch shape.
-
-    Raises :class:`tp_spec.DTypeError` (non-tensor, integer, half or mixed dtypes),
-    :class:`tp_spec.DeviceError` (inputs on different devices or not where the module's
-    constants live) and :class:`tp_spec.ShapeError` (via ``descriptor.check_shapes``).
-    """
-    named = (("x1", x1), ("x2", x2)) + ((("weights", weights),) if weights is not None else ())
-    for name, t in named:
-        if not isinstance(t, torch.Tensor):
-            raise DTypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
-        if t.dtype not in FLOAT_DTYPES:
-            raise DTypeError(
-                f"{name} has dtype {t.dtype}; tp_torch computes in torch.float32 or "
-                "torch.float64 only (cast explicitly)"
-            )
-    for name, t in named[1:]:
-        if t.dtype != x1.dtype:
-            raise DTypeError(
-                f"dtype mix: x1 is {x1.dtype} but {name} is {t.dtype} (nothing is cast "
-                "silently; convert explicitly)"
-            )
-    for name, t in named[1:]:
-        if t.device != x1.device:
-            raise DeviceError(f"device mix: x1 is on {x1.device} but {name} is on {t.device}")
-    if module_device is not None and x1.device != module_device:
-        raise DeviceError(
-            f"inputs are on {x1.device} but the module's constants are on {module_device}; "
-            "move the module with .to(device)"
-        )
-    dim1, dim2, numel = dims
-    s1, s2 = x1.shape, x2.shape
-    ok = (
-        x1.dim() >= 1
-        and x2.dim() >= 1
-        and s1[-1] == dim1
-        and s2[-1] == dim2
-        and s1[:-1] == s2[:-1]
-    )
-    if ok:
-        if numel == 0:
-            ok = weights is None
-        elif weights is None:
-            ok = False
-        else:
-            ok = tuple(weights.shape) == (numel,) or tuple(weights.shape) == tuple(s1[:-1]) + (
-                numel,
-            )
-    if not ok:
-        descriptor.check_shapes(
-            tuple(s1), tuple(s2), None if weights is None else tuple(weights.shape)
-        )
-        raise ShapeError(  # pragma: no cover - check_shapes raises first
-            f"bad shapes x1 {tuple(s1)}, x2 {tuple(s2)}, weights "
-            f"{None if weights is None else tuple(weights.shape)}"
-        )
-    return tuple(s1[:-1])
 
 
 def flatten_batch(
