@@ -79,12 +79,54 @@ def test_gtp_grid_formula():
 
 
 def test_mtp_counts():
+    # n = 1, one parity pair (e x e -> e): embeddings 2 * 1 * 1 each, product 2 * 1^3,
+    # read-out 2 * 1 * 1; dense and sparse coincide
     scalar = spec.mtp("0e", "0e")
     assert cost.flops(scalar, 1, "dense") == 8 and cost.flops(scalar, 1, "sparse") == 8
-    d = spec.mtp("1o", "1o", "1e")  # n = 3: odd x odd -> even, one matmul
-    assert cost.flops(d, 1, "dense") == 2 * 9 * 3 + 2 * 9 * 3 + 2 * 27 + 2 * 9 * 3
-    assert cost.flops(d, 1, "sparse") == 2 * NNZ_111 * 3 + 2 * 27
+    # n = 3, odd x odd -> even only: one product (2 * 27 = 54).
+    # dense: embedding rows (L+1)^2 = 4 (degree 0 a zero row), one matrix per side:
+    # 2 * 4 * 9 = 72 each; read-out (Lo+1)^2 = 4 rows, one parity: 2 * 9 * 4 = 72.
+    # sparse: 3 features per side, 2 * 3 * 9 = 54 each; read-out onto the 3 components: 54.
+    d = spec.mtp("1o", "1o", "1e")
+    assert cost.flops(d, 1, "dense") == 72 + 72 + 54 + 72
+    assert cost.flops(d, 1, "sparse") == 54 + 54 + 54 + 54
     assert cost.flops(d, 1) == 2 * NNZ_111
+    assert cost.flops(d, 10, "sparse") == 10 * 216
+
+
+def test_mtp_mimo_hand_counts():
+    # L=1 MIMO, one channel: x = 0e + 1o (4 features), n = 3, out 0e + 1o + 1e + 2e
+    # (12 components); all four parity pairs: [X, X'] (2 matrices), products P and Q
+    # (2 * 2 * 27 = 108), read-out one GEMM from [P, Q] (2 * 18 * 12 = 432).
+    # Embedding 2 * 4 rows * 18 columns = 144 per side, for dense (degrees 0..1 = 4 rows)
+    # and sparse (4 features) alike.
+    d1 = spec.mtp("0e + 1o", "0e + 1o")
+    assert d1.n == 3 and d1.irreps_out.dim == 12
+    assert cost.flops(d1, 1, "dense") == cost.flops(d1, 1, "sparse") == 2 * 144 + 108 + 432
+    # L=2: x = 0e + 1o + 2e (9 features = 9 rows), n = 3, out 0e+1o+1e+2e+2o (17):
+    # embedding 2 * 9 * 18 = 324 per side, products 108, read-out 2 * 18 * 17 = 612.
+    d2 = spec.mtp("0e + 1o + 2e", "0e + 1o + 2e")
+    assert d2.n == 3 and d2.irreps_out.dim == 17
+    assert cost.flops(d2, 1, "dense") == cost.flops(d2, 1, "sparse") == 2 * 324 + 108 + 612
+    # L=6 MIMO: 49 natural features per side, n = 7, out: 0e and both parities of
+    # l = 1..6 (1 + 2 * 48 = 97 components). dense: 2 * 49 * 98 = 9604 per side, products
+    # 2 * 2 * 343 = 1372, read-out from [P, Q] 2 * 98 * 97 = 19012. sparse (n = 7: the
+    # transpose regime): X alone, 2 * 49 * 49 = 4802 per side, products X1 X2 and X2 X1
+    # (1372), read-out of the commutator and anticommutator onto the 97 components
+    # 2 * 49 * 97 = 9506.
+    s6 = spec.Irreps.spherical_harmonics(6)
+    d6 = spec.mtp(s6, s6)
+    assert d6.n == 7 and d6.irreps_out.dim == 97
+    assert cost.flops(d6, 1, "dense") == 2 * 9604 + 1372 + 19012
+    assert cost.flops(d6, 1, "sparse") == 2 * 4802 + 1372 + 9506
+    # L=1 with 2 channels: no fused read-out. Products 2 channels * 2 * 27 = 216.
+    # dense: 2 channels * 2 matrices * 4 rows * 9 = 144, times 2 FLOPs = 288 per side;
+    # read-out per channel and output parity onto (Lo+1)^2 = 9 rows: 2 * 2 * 2 * 9 * 9 = 648.
+    # sparse: the 4 features of a channel, same 288 per side; read-out onto the 12
+    # components of a channel: 2 * 2 * 9 * 12 = 432.
+    d1c = spec.mtp("2x0e + 2x1o", "2x0e + 2x1o")
+    assert cost.flops(d1c, 1, "dense") == 2 * 288 + 216 + 648
+    assert cost.flops(d1c, 1, "sparse") == 2 * 288 + 216 + 432
 
 
 def test_method_relations():

@@ -36,11 +36,21 @@ channels of ``x2``):
 FFT constants: complex length ``N``: ``fft_complex(N) = 5 N log2 N``; real input:
 ``fft_real(N) = 2.5 N log2 N``; 2D ``N x N`` complex: ``5 N^2 log2(N^2)``.
 
-**MTP methods** (per channel; ``n = 2 lt + 1``; ``dim_p`` components of parity ``p``):
-``"dense"``: change of basis as a dense ``(n^2 x dim_p)`` matrix, ``2 n^2 dim_p`` per input
-parity part and per output parity part, plus ``2 n^3`` per matrix product (up to 4 parity
-pairs); ``"sparse"``: the change of basis touches only the nonzeros,
-``2 * nnz(C(lt, lt, l))`` per block, plus the same matmuls.
+**MTP methods** (per sample, as planned by :mod:`tp_spec.plan.mtp` with the default tuning;
+``n = 2 lt + 1``, ``C`` channels of ``x1``, ``C2`` of ``x2``): an embedding GEMM of ``K`` rows
+into ``s`` matrices costs ``2 K s n^2`` per channel, an ``n x n`` product ``2 n^3`` per channel,
+a read-out GEMM onto ``K`` rows ``2 n^2 K`` per channel and read class; the elementwise sums
+(``X +- X'``, ``P +- Q``, accumulated pairs) are not counted. Products: 2 with all four parity
+pairs (``[P, Q]``) or in the transpose regime (``X1 X2`` and ``X2 X1``), else one per parity pair.
+
+* ``"dense"``: per input, ``K = (L+1)^2`` (every degree up to the largest used, absent ones as
+  zero rows) and ``s = 2`` (``[X, X']``) with all four pairs, else one matrix per parity used;
+  read-out ``K = (Lo+1)^2`` per output parity.
+* ``"sparse"``: per input, ``K`` = the used features of one channel (with one channel every
+  feature of the input: the gather is folded into the GEMM) and ``s = 1`` in the transpose
+  regime, else as dense; read-out ``K`` = the output components of one channel.
+* Both: with one channel and all four pairs (no transpose regime) the read-out is one GEMM
+  from ``[P, Q]``: ``2 * 2 n^2 * dim_out``.
 
 >>> import tp_spec as spec
 >>> d = spec.cgtp("0e", "0e", "0e", mode="uvw")
@@ -59,6 +69,8 @@ import numpy as np
 from .errors import InstructionError
 from .irreps import parity_class
 from .plan.gtp import degrees
+from .plan.mtp import build_dense, build_sparse
+from .plan.tuning import DEFAULT_TUNING
 
 if TYPE_CHECKING:
     from .descriptor import Path, TensorProductDescriptor
@@ -194,23 +206,28 @@ def _gtp_fourier(d: TensorProductDescriptor) -> float:
 
 
 def _mtp(d: TensorProductDescriptor, sparse: bool) -> float:
-    n = d.n  # type: ignore[attr-defined]
-    lt = d.lt  # type: ignore[attr-defined]
-    c, c2 = d.channels, d.channels_in2  # type: ignore[attr-defined]
-
-    def basis_cost(irreps: object) -> int:
-        if sparse:
-            return sum(2 * nnz_cg(lt, lt, ir.l) for _, ir in irreps)  # type: ignore[attr-defined]
-        dims = {1: 0, -1: 0}
-        for _, ir in irreps:  # type: ignore[attr-defined]
-            dims[ir.p] += ir.dim
-        return sum(2 * n * n * v for v in dims.values())
-
-    par = {w: _class_dims(d, w, "parity") for w in ("in1", "in2", "out")}
-    products = sum(1 for p1 in (1, -1) for p2 in (1, -1)
-                   if par["in1"][p1] and par["in2"][p2] and par["out"][p1 * p2])
-    return (c * basis_cost(d.irreps_in1) + c2 * basis_cost(d.irreps_in2)
-            + c * products * 2 * n**3 + c * basis_cost(d.irreps_out))
+    """Per-sample FLOPs of the MTP plan of ``d`` (default tuning), from its table sizes."""
+    p = (build_sparse if sparse else build_dense)(d, DEFAULT_TUNING)  # type: ignore[arg-type]
+    if not p.active:
+        return 0
+    n2, c = p.n * p.n, p.channels
+    total = 0
+    for w, ch in ((1, c), (2, p.channels2)):
+        emb = getattr(p, f"embed{w}")
+        if sparse:  # (rows, mats * n^2): one row per used feature of a channel (or flat feature)
+            total += 2 * ch * emb.size
+        else:  # ((L+1)^2, n^2) per matrix: [X, X'] with pq, else one per parity class
+            total += 2 * ch * (2 if p.pq else len(getattr(p, f"classes{w}"))) * emb.size
+    transpose = sparse and p.transpose  # type: ignore[attr-defined]
+    products = 2 if transpose or p.pq else len(p.pairs)
+    total += c * products * 2 * p.n ** 3
+    if p.fused_out:  # (n^2, 2, dim_out)
+        total += 2 * p.read_pq.size
+    elif sparse:
+        total += 2 * c * n2 * p.read_total  # type: ignore[attr-defined]
+    else:
+        total += 2 * c * len(p.classes_out) * p.read.size
+    return total
 
 
 def flops(d: TensorProductDescriptor, batch: int = 1, method: str | None = None) -> int:
