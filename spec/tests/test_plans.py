@@ -92,6 +92,24 @@ def test_plan_numpy_executor_equals_reference(fam, name, case, tuning):
         np.testing.assert_allclose(got, want, rtol=1e-12, atol=1e-12 * np.abs(want).max())
 
 
+def test_fused_regime_follows_the_descriptor_structure():
+    from tp_spec.plan.fused import fused_regime
+
+    fold4 = Tuning(fold_max_channels=4)
+    assert fused_regime(spec.cgtp(S2, S2, "0e + 1o + 2e", mode="uvw"), fold4) == "scalar"
+    assert fused_regime(spec.cgtp("4x0e + 4x1o", "0e + 1o", mode="uvu"), fold4) == "folded"
+    assert fused_regime(spec.cgtp("5x0e + 5x1o", "0e + 1o", mode="uvu"), fold4) == "channelwise"
+    assert fused_regime(spec.cgtp("4x0e + 2x1o", "0e + 1o", mode="uvu"), fold4) == "channelwise"
+    assert fused_regime(spec.cgtp("4x0e + 4x1o", "2x0e + 1o", mode="uvu"), fold4) == "grouped"
+    assert fused_regime(spec.cgtp("2x0e", "2x0e", "2x0e", mode="uvw"), fold4) == "grouped"
+
+
+def test_scalar_regime_splits_by_parity_from_the_tuned_size():
+    d = spec.cgtp(S2, S2, "0e + 1o + 1e + 2e", mode="uvw")  # 9 * 9 * 12 = 972 dense entries
+    assert not plan.plan(d, "fused", Tuning(split_min_entries=973)).split
+    assert plan.plan(d, "fused", Tuning(split_min_entries=972)).split
+
+
 def test_plan_is_cached_per_descriptor_method_and_tuning():
     d = DESCRIPTORS["cgtp"]["grouped-uvw"]()
     assert plan.plan(d, "dense") is plan.plan(d, "dense")

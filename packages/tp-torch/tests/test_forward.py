@@ -33,23 +33,12 @@ def test_matches_reference(name, method, rng):
 
 
 @pytest.mark.parametrize("name", [n for n in CASES if CASES[n].kind == "cgtp"])
-def test_fused_plans_cover_cases(name):
-    from conftest import fused_executor
-    from tp_spec.plan import DEFAULT_TUNING
-    from tp_spec.plan.fused import fused_regime
+def test_fused_runs_the_executor_of_its_plan(name):
+    from tp_spec import plan
 
     d = CASES[name]
-    regime = fused_regime(d, DEFAULT_TUNING)
-    kernel = fused_executor(d)
-    assert type(kernel).__name__ == regime.capitalize() + "Executor"
-    assert type(tp_torch.TensorProduct(d, "fused").kernel) is type(kernel)
-    if name.startswith("mimo"):
-        big = d.irreps_in1.dim * d.irreps_in2.dim * d.irreps_out.dim >= \
-            DEFAULT_TUNING.split_min_entries
-        assert kernel.split == big == (name == "mimo_split")
-    expected = {"mimo": "scalar", "mimo_split": "scalar", "uvu_sh": "folded",
-                "uvu_pad": "channelwise", "uvu_shared_out": "channelwise"}.get(name, "grouped")
-    assert regime == expected
+    kernel = tp_torch.TensorProduct(d, "fused").kernel
+    assert type(kernel) is tp_torch._module.EXECUTORS[type(plan.plan(d, "fused"))]
 
 
 def test_gtp_unit_and_emulation(rng):
