@@ -28,7 +28,7 @@ def test_method_of_other_family():
 
 
 def test_not_a_descriptor():
-    with pytest.raises(TypeError):
+    with pytest.raises(InstructionError, match="expected a tp_spec descriptor"):
         tp_jax.tensor_product("0e+1o")
 
 
