@@ -162,3 +162,16 @@ def test_fused_scalar_regime_transforms_match_dense(n):
     # reverse mode (first and second order) is built from gathers, not scatter-adds
     for fn in (jax.grad(e_fu, (0, 1, 2)), jax.grad(l_fu, (0, 1, 2))):
         assert "scatter" not in str(jax.make_jaxpr(fn)(*args))
+
+
+def test_tuning_reaches_the_plan():
+    from tp_spec import plan
+    from tp_spec.plan import Tuning
+
+    d = spec.mtp("0e+1o+2e+3o", "0e+1o+2e+3o")  # n = 5: below the default transpose regime
+    small = Tuning(mtp_transpose_min_n=5)
+    assert plan.plan(d, "sparse", small).transpose and not plan.plan(d, "sparse").transpose
+    f = tp_jax.tensor_product(d, "sparse", tuning=small)
+    assert f is not tp_jax.tensor_product(d, "sparse")
+    x1, x2, w = random_inputs(d, (5,))
+    np.testing.assert_allclose(f(x1, x2, w), spec.reference.apply(d, x1, x2, w), atol=1e-12)

@@ -105,6 +105,6 @@ def use_fused_tuning(monkeypatch, tuning):
     from tp_torch import _module
 
     build = _module.build_kernel
-    monkeypatch.setattr(_module, "build_kernel", lambda d, m, dev: (
-        fused_executor(d, tuning) if m == "fused" else build(d, m, dev)))
+    monkeypatch.setattr(_module, "build_kernel", lambda d, m, dev, t=None: (
+        build(d, m, dev, tuning if m == "fused" else t)))
 

@@ -198,3 +198,14 @@ def test_backend_protocol(rng):
         np.testing.assert_allclose(an, (gp - gm) / (2 * h), rtol=1e-6, atol=1e-8)
     m = b.methods(spec.gtp("0e", "0e"))
     assert m == {"grid": None, "fourier": None}
+
+
+def test_tuning_reaches_the_plan(rng):
+    from tp_spec.plan import Tuning
+
+    d = CASES["mimo"]
+    tp = tp_torch.TensorProduct(d, "fused", tuning=Tuning(split_min_entries=1))
+    assert tp.kernel.split and not tp_torch.TensorProduct(d, "fused").kernel.split
+    x1, x2, w = random_inputs(d, (5,), rng)
+    np.testing.assert_allclose(tp(*tensors(x1, x2, w)).numpy(), reference.apply(d, x1, x2, w),
+                               rtol=0, atol=1e-12)

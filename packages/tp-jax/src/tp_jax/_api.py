@@ -61,11 +61,13 @@ def _resolve(d: TensorProductDescriptor, method: str | None) -> str:
 
 
 @lru_cache(maxsize=256)
-def _executor(d: TensorProductDescriptor, method: str) -> tuple[Callable[..., jax.Array], Any]:
-    """``(run, state)`` of ``(d, method)``: the plan's executor and the plan, or an adapter's
-    (or a not yet planned method's) run function and its NumPy state, built once."""
+def _executor(d: TensorProductDescriptor, method: str,
+              tuning: tp_plan.Tuning | None) -> tuple[Callable[..., jax.Array], Any]:
+    """``(run, state)`` of ``(d, method)``: the plan's executor and the plan (built with
+    ``tuning``), or an adapter's (or a not yet planned method's) run function and its NumPy
+    state, built once."""
     if tp_plan.METHODS[d.kind][method].build is not None:
-        p = tp_plan.plan(d, method)
+        p = tp_plan.plan(d, method, tuning)
         if type(p) in RUNNERS:
             return RUNNERS[type(p)], p
     build, run = (ADAPTERS[(d.kind, method)][1:] if (d.kind, method) in ADAPTERS
@@ -99,8 +101,9 @@ def _as_array(x: Any) -> Any:
     return np.asarray(x)
 
 
-def _make_kernel(d: TensorProductDescriptor, method: str) -> Callable:
-    run, state = _executor(d, method)
+def _make_kernel(d: TensorProductDescriptor, method: str,
+                 tuning: tp_plan.Tuning | None) -> Callable:
+    run, state = _executor(d, method, tuning)
     dim_out = d.irreps_out.dim
     key = (d, method)
 
@@ -127,8 +130,8 @@ def _make_kernel(d: TensorProductDescriptor, method: str) -> Callable:
 
 
 @lru_cache(maxsize=256)
-def _function(d: TensorProductDescriptor, method: str) -> Callable:
-    kernel = _make_kernel(d, method)
+def _function(d: TensorProductDescriptor, method: str, tuning: tp_plan.Tuning | None) -> Callable:
+    kernel = _make_kernel(d, method, tuning)
 
     def f(x1: Any, x2: Any, weights: Any = None) -> jax.Array:
         x1, x2 = _as_array(x1), _as_array(x2)
@@ -148,7 +151,8 @@ def _function(d: TensorProductDescriptor, method: str) -> Callable:
     return f
 
 
-def tensor_product(d: TensorProductDescriptor, method: str | None = None) -> Callable:
+def tensor_product(d: TensorProductDescriptor, method: str | None = None, *,
+                   tuning: tp_plan.Tuning | None = None) -> Callable:
     """A pure function ``f(x1, x2, weights=None) -> (*batch, irreps_out.dim)`` computing ``d``.
 
     ``x1``: ``(*batch, irreps_in1.dim)``, ``x2``: ``(*batch, irreps_in2.dim)`` (same ``batch``,
@@ -159,5 +163,6 @@ def tensor_product(d: TensorProductDescriptor, method: str | None = None) -> Cal
     ``jvp``/``vjp`` to any order; the constants are NumPy arrays built once per
     ``(d, method)``. ``method=None`` picks :func:`default_method`; see :func:`methods` for the
     valid names. A bad descriptor or method raises :class:`tp_spec.InstructionError`.
+    ``tuning``: a :class:`tp_spec.plan.Tuning` for the plan (default thresholds if None).
     """
-    return _function(d, _resolve(d, method))
+    return _function(d, _resolve(d, method), tuning)

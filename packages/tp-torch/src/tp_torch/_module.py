@@ -59,13 +59,14 @@ EXECUTORS: dict[type, Callable[[Any], Kernel]] = {
     **_cgtp.EXECUTORS, **_gtp.EXECUTORS, **_mtp.EXECUTORS}
 
 
-def build_kernel(d: TensorProductDescriptor, method: str, device: torch.device) -> Kernel:
-    """The kernel running ``d`` with ``method``: the executor of its tp_spec plan, or the
-    adapter's own builder."""
+def build_kernel(d: TensorProductDescriptor, method: str, device: torch.device,
+                 tuning: tp_plan.Tuning | None = None) -> Kernel:
+    """The kernel running ``d`` with ``method``: the executor of its tp_spec plan (built with
+    ``tuning``), or the adapter's own builder."""
     m = tp_plan.get_method(d, method, framework="torch")
     if m.build is None:
         return ADAPTERS[(m.family, method)](d, device)
-    p = tp_plan.plan(d, method)
+    p = tp_plan.plan(d, method, tuning)
     return EXECUTORS[type(p)](p)
 
 
@@ -91,7 +92,9 @@ def _check_call(d: TensorProductDescriptor, x1: Any, x2: Any, weights: Any,
 class TensorProduct(torch.nn.Module):
     """Run a tp_spec descriptor (CGTP, GTP or MTP) with a chosen method.
 
-    ``TensorProduct(d, method=None, device=None)``; ``forward(x1, x2, weights=None)`` with
+    ``TensorProduct(d, method=None, device=None, tuning=None)`` (``tuning``: a
+    :class:`tp_spec.plan.Tuning` for the plan, default thresholds if None);
+    ``forward(x1, x2, weights=None)`` with
     ``x1: (*batch, d.irreps_in1.dim)``, ``x2: (*batch, d.irreps_in2.dim)`` (same batch, nothing
     broadcast), ``weights``: ``None`` iff ``d.weight_numel == 0``, else ``(weight_numel,)``
     shared or ``(*batch, weight_numel)`` per sample. Returns ``(*batch, d.irreps_out.dim)`` in
@@ -108,6 +111,7 @@ class TensorProduct(torch.nn.Module):
         descriptor: TensorProductDescriptor,
         method: str | None = None,
         device: str | torch.device | None = None,
+        tuning: tp_plan.Tuning | None = None,
     ) -> None:
         super().__init__()
         dev = torch.device(device) if device is not None else torch.device("cpu")
@@ -124,7 +128,7 @@ class TensorProduct(torch.nn.Module):
         self.method = method
         self.weight_numel = int(descriptor.weight_numel)
         self._dim_out = descriptor.irreps_out.dim
-        self.kernel = build_kernel(descriptor, method, dev)
+        self.kernel = build_kernel(descriptor, method, dev, tuning)
         self.register_buffer("_probe", torch.zeros(0), persistent=False)
         if device is not None:
             self.to(dev)
