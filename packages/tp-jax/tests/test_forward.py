@@ -157,3 +157,28 @@ def test_mtp_one_channel_folded_vs_reference(args, weights):
     g = jax.grad(lambda b: jnp.sum(c * f(x1, b, w)))(jnp.asarray(x2))
     want = np.sum(c * spec.reference.apply(d, x1, v, w))
     assert abs(float(np.sum(np.asarray(g) * v)) - want) < 1e-10 * max(abs(want), 1.0)
+
+
+@pytest.mark.parametrize("args", [
+    ("0e+1o+2e", "0e+1o+2e", None),  # natural x natural: anticommutator and commutator
+    ("0o+1e+2o", "0e+1o", None),  # pseudo x natural
+    ("0e+1o+2e", "1o+2e", "0e+1e+2o+3e"),  # explicit output, odd-led x2
+    ("2x0e+2x1o", "0e+1o", None),  # two channels: per-class read-out, not read_tr
+], ids=["natural", "pseudo", "explicit-out", "two-channels"])
+def test_mtp_transpose_regime_vs_reference(args):
+    """``sparse`` in the transpose regime (forced with a small ``mtp_transpose_min_n``): one
+    channel reads ``[X1 X2, X2 X1]`` through ``plan.read_tr`` (value and gradient)."""
+    from tp_jax import _mtp
+
+    d = spec.mtp(*args[:2], args[2])
+    p = tp_plan.plan(d, "sparse", tp_plan.Tuning(mtp_transpose_min_n=3))
+    assert p.transpose and (p.read_tr is not None) == (d.channels == 1)
+    x1, x2, _ = random_inputs(d, (9,), seed=23)
+    f = jax.jit(lambda a, b: _mtp.RUNNERS[type(p)](p, a, b, None))
+    ref = spec.reference.apply(d, x1, x2)
+    assert _rel(f(x1, x2), ref) < 1e-10
+    rng = np.random.default_rng(24)
+    c, v = rng.standard_normal(ref.shape), rng.standard_normal(x1.shape)
+    g = jax.grad(lambda a: jnp.sum(c * f(a, x2)))(jnp.asarray(x1))
+    want = np.sum(c * spec.reference.apply(d, v, x2))
+    assert abs(float(np.sum(np.asarray(g) * v)) - want) < 1e-10 * max(abs(want), 1.0)

@@ -6,7 +6,9 @@ The batch (in checkpointed chunks only when huge, ``plan.jax_chunk_rows``) is tr
 ``C x samples``, and the ``n x n`` products are :func:`tp_jax._bmm.bmm` (``n`` fused multiply-adds
 over whole rows, vectorised along the samples, whose derivatives are again ``bmm``) instead of a
 batch of tiny matmuls: the plan's batch-last layout for every ``n`` (``plan.batch_last`` is
-torch's choice). The plan's feature gathers run as slices of contiguous blocks
+torch's choice). One channel reads ``[P, Q]`` (``plan.read_pq``) or, in the transpose regime,
+``[X1 X2, X2 X1]`` (``plan.read_tr``) with one GEMM straight into the output. The plan's feature
+gathers run as slices of contiguous blocks
 (``plan.blocks*``, ``plan.out_blocks``) and one channel's as GEMMs with the gather folded in, so
 reverse mode has no scatter: the transposes of slices, reshapes and concatenations are slices,
 reshapes and concatenations.
@@ -100,6 +102,11 @@ def _core(plan: MTPPlan, x1: jax.Array, x2: jax.Array) -> jax.Array:
     m1, m2 = _embed(plan, x1, x1t, 1), _embed(plan, x2, x2t, 2)
     if isinstance(plan, SparseMTPPlan) and plan.transpose:
         a, a2 = bmm(m1[:, :, 0], m2[:, :, 0]), bmm(m2[:, :, 0], m1[:, :, 0])
+        if plan.read_tr is not None:  # one channel: (rows (a, b, s), S)^T @ read_tr
+            z = jnp.stack([a, a2], axis=2)  # (n, n, 2, 1, S)
+            return jax.lax.dot_general(
+                z.reshape(-1, s), const(plan.read_tr.reshape(2 * n * n, -1), dt),
+                (((0,), (0,)), ((), ())), precision=HIGHEST)
         zs = [a + a2 if q == 1 else a - a2 for q in plan.read_classes]
     elif plan.pq:
         z = bmm(m1, m2)  # (n, n, 2, C, S): [P, Q]

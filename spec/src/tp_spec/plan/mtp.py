@@ -125,7 +125,9 @@ class SparseMTPPlan(MTPPlan):
     (``index1 = None``); ``transpose``, ``transpose_sign = s1 s2``; ``read_classes`` the output
     parities, or in the transpose regime ``+1`` (anticommutator) / ``-1`` (commutator), each
     with ``read[k] (n^2, K_k)`` onto its present degrees; read-out rows
-    ``c * read_total + (offset of k) + j``."""
+    ``c * read_total + (offset of k) + j``; ``read_tr (n^2, 2, dim_out)``: one channel in the
+    transpose regime, ``[X1 X2, X2 X1]`` read straight into the flat output (the JAX
+    executor's read-out; else ``None``)."""
 
     transpose: bool
     transpose_sign: int
@@ -140,6 +142,7 @@ class SparseMTPPlan(MTPPlan):
     read_classes: tuple[int, ...]
     read: tuple[np.ndarray, ...]
     read_total: int
+    read_tr: np.ndarray | None
 
 
 # ----------------------------------------------------------------------------- planning
@@ -329,10 +332,18 @@ def build_sparse(d: MTPDescriptor, tuning: Tuning) -> SparseMTPPlan:
 
     rows = c * total
     out_index, out_blocks = _out_tables(d, row_of, rows)
+    read_tr = None
+    if tr and c == 1:  # Z = X1 X2 + t X2 X1 read by read[k]: columns [R, t R]
+        read_tr = np.zeros((n2, 2, d.irreps_out.dim))
+        for blk, sl in zip(out_blocks, d.irreps_out.slices(), strict=True):
+            if blk is not None:
+                k, j, l = blk
+                cols = reads[k][:, j:j + 2 * l + 1]
+                read_tr[:, 0, sl], read_tr[:, 1, sl] = cols, read_classes[k] * cols
     return SparseMTPPlan(
         method="sparse", **com, out_index=out_index, out_rows=rows, out_blocks=out_blocks,
         transpose=tr, transpose_sign=sign, read_classes=read_classes, read=tuple(reads),
-        read_total=total, **tabs)
+        read_total=total, read_tr=read_tr, **tabs)
 
 
 def chunk_rows(p: MTPPlan, batch: int) -> int | None:
