@@ -22,7 +22,7 @@ from tp_spec import DeviceError, InstructionError, TensorProductDescriptor
 from tp_spec import plan as tp_plan
 from tp_spec.validation import check_call
 
-from ._executors import ADAPTERS, BUILDERS, RUNNERS
+from ._executors import ADAPTERS, RUNNERS
 
 __all__ = ["TRACE_COUNT", "default_method", "methods", "tensor_product"]
 
@@ -64,14 +64,11 @@ def _resolve(d: TensorProductDescriptor, method: str | None) -> str:
 def _executor(d: TensorProductDescriptor, method: str,
               tuning: tp_plan.Tuning | None) -> tuple[Callable[..., jax.Array], Any]:
     """``(run, state)`` of ``(d, method)``: the plan's executor and the plan (built with
-    ``tuning``), or an adapter's (or a not yet planned method's) run function and its NumPy
-    state, built once."""
+    ``tuning``), or an adapter's run function and its NumPy state, built once."""
     if tp_plan.METHODS[d.kind][method].build is not None:
         p = tp_plan.plan(d, method, tuning)
-        if type(p) in RUNNERS:
-            return RUNNERS[type(p)], p
-    build, run = (ADAPTERS[(d.kind, method)][1:] if (d.kind, method) in ADAPTERS
-                  else BUILDERS[(d.kind, method)])
+        return RUNNERS[type(p)], p
+    build, run = ADAPTERS[(d.kind, method)][1:]
     return run, build(d)
 
 

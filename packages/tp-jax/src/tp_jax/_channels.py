@@ -79,31 +79,6 @@ def block_index(irreps: tp_spec.Irreps, blocks, rows: list[tuple[int, int]], cha
     return out
 
 
-#: Bucketing tolerance: a bucket's padded GEMM may cost this much more than its groups' own.
-BUCKET_SLACK = 0.35
-
-
-def buckets(sizes: list[tuple[int, int]], slack: float = BUCKET_SLACK) -> list[list[int]]:
-    """Greedy bucketing of small dense blocks ``(R, C)`` (largest first) into batched GEMMs:
-    padding every block of a bucket to its ``(max R, max C)`` adds at most ``slack`` of the
-    bucket's own work. Returns lists of block indices."""
-    order = sorted(range(len(sizes)), key=lambda i: (-sizes[i][0], -sizes[i][1]))
-    out: list[list[int]] = []
-    cur: list[int] = []
-    for i in order:
-        trial = cur + [i]
-        rmax = max(sizes[j][0] for j in trial)
-        cmax = max(sizes[j][1] for j in trial)
-        own = sum(sizes[j][0] * sizes[j][1] for j in trial)
-        if cur and len(trial) * rmax * cmax > (1 + slack) * own:
-            out.append(cur)
-            trial = [i]
-        cur = trial
-    if cur:
-        out.append(cur)
-    return out
-
-
 def with_zero_column(x: jax.Array) -> jax.Array:
     """``(N, dim) -> (N, dim + 1)`` with a zero last column (the target of pad indices)."""
     return jnp.concatenate([x, jnp.zeros(x.shape[:-1] + (1,), x.dtype)], axis=-1)
@@ -113,5 +88,5 @@ def finish(out: jax.Array, mult: jax.Array | None) -> jax.Array:
     return out if mult is None else out * mult
 
 
-__all__ = ["ChannelLayout", "block_index", "buckets", "channel_layout", "const", "finish",
+__all__ = ["ChannelLayout", "block_index", "channel_layout", "const", "finish",
            "scale_inputs", "with_zero_column"]

@@ -5,17 +5,13 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import _cgtp, _cueq, _gtp, _mtp, _s2fft
+from . import _cgtp, _cueq, _fused, _gtp, _mtp, _s2fft
 
-__all__ = ["ADAPTERS", "BUILDERS", "RUNNERS"]
+__all__ = ["ADAPTERS", "RUNNERS"]
 
 #: tp_spec plan type -> ``run(plan, x1, x2, w)`` on flat inputs of the compute dtype.
-RUNNERS: dict[type, Callable[..., Any]] = {**_cgtp.RUNNERS, **_gtp.RUNNERS, **_mtp.RUNNERS}
-
-#: Methods still planned here, ``(family, name) -> (build(d), run(state, x1, x2, w))``.
-BUILDERS: dict[tuple[str, str], tuple[Callable[..., Any], Callable[..., Any]]] = {
-    **{("cgtp", k): v for k, v in _cgtp.BUILDERS.items()},
-}
+RUNNERS: dict[type, Callable[..., Any]] = {**_cgtp.RUNNERS, **_fused.RUNNERS, **_gtp.RUNNERS,
+                                           **_mtp.RUNNERS}
 
 #: Adapters of outside libraries, ``(family, name) -> (available(d), build(d), run(...))``.
 ADAPTERS: dict[tuple[str, str], tuple[Callable[..., Any], ...]] = {

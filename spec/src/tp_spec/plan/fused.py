@@ -29,6 +29,7 @@ import numpy as np
 from ..channel_fold import channel_count, channel_fold
 from .base import Plan, folded_cg, offsets
 from .cgtp_numpy import UU_MODES, apply_mode_numpy, assemble_numpy, block, path_weight_numpy
+from .order_blocks import OrderBlocks, build_order_blocks
 from .tuning import Tuning
 
 __all__ = ["ChannelwisePlan", "FoldedPlan", "GroupedPlan", "ScalarPlan", "build_fused",
@@ -73,7 +74,9 @@ class ScalarPlan(Plan):
     is the scatter-add of ``[w, 1][w_idx] * w_val`` into ``w_pos`` (``w_full``: ``W`` itself
     when there are no weights). Per-sample weights: ``(x1 (x) x2) @ cg_stack`` ``(B, sum d3)``,
     columns grouped by output block (``out_groups``: ``(i_out, col0, n_paths, d3)``), path
-    ``n``'s weight ``[w, 1][cg_stack_w[n]]``."""
+    ``n``'s weight ``[w, 1][cg_stack_w[n]]``. ``order_blocks``: the same product (shared or no
+    weights) in the order-blocked layout XLA runs (:mod:`tp_spec.plan.order_blocks`: paired
+    rows, one small dense GEMM per order group, bucketed into batched GEMMs)."""
 
     split: bool
     x1_perm: np.ndarray
@@ -89,6 +92,7 @@ class ScalarPlan(Plan):
     cg_stack: np.ndarray
     cg_stack_w: np.ndarray
     out_groups: tuple[tuple[int, int, int, int], ...]
+    order_blocks: OrderBlocks
 
 
 def build_scalar(d, tuning: Tuning) -> ScalarPlan:
@@ -172,7 +176,8 @@ def build_scalar(d, tuning: Tuning) -> ScalarPlan:
         tuple((ro[q][0], ro[q][1]) for q in (1, -1)), tuple(sgroups), base, pos_a, widx_a,
         vals_a, w_full,
         np.concatenate(stack_cols, axis=1) if stack_cols else np.zeros((n, 0)),
-        np.array(gw, dtype=np.int64), tuple(out_groups))
+        np.array(gw, dtype=np.int64), tuple(out_groups),
+        build_order_blocks(d, tuning.jax_bucket_slack))
 
 
 def _outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:
