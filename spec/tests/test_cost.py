@@ -61,9 +61,21 @@ def test_gtp_counts():
     scalar = spec.gtp("0e", "0e")
     # grid 1 x 1: Legendre 1 MAC per input, 1 product MAC, 1 projection MAC, FFTs of length 1 free
     assert cost.flops(scalar, 1, "grid") == 2 + 2 + 2 + 2
-    # Fourier: 1 table entry per input (2 FLOPs each), 1x1 complex MAC (8), 1 projection entry
-    assert cost.flops(scalar, 1, "fourier") == 2 + 2 + 8 + 2
+    # Fourier (dense tables): per input a (1, 2) table GEMM onto real and imaginary part (4),
+    # FFTs of size 1 free, a 1x1 complex MAC (8), the (2, 1) projection GEMM (4)
+    assert cost.flops(scalar, 1, "fourier") == 4 + 4 + 8 + 4
     assert cost.flops(spec.gtp("0e", "0e", per_degree_weights=True), 1) == 2 + 3
+
+
+def test_gtp_fourier_formula():
+    # 0e + 1o (L = 1): classes +1 only (0e, 1o are natural), one pair, out degrees 0..2.
+    # Tables: (L+1)^2 = 4 rows onto 2 * 3^2 = 18 columns: 2 * 4 * 18 = 144 per input.
+    # Convolution N = 2 (1 + 1) + 1 = 5: 2D FFT 5 * 25 * log2(25) each (two forward, one
+    # inverse), complex MAC 8 * 25, projection 2 * 50 * (2 + 1)^2 = 900.
+    d = spec.gtp("0e + 1o", "0e + 1o")
+    fft2 = 5 * 25 * math.log2(25)
+    expected = 2 * (144 + fft2) + 8 * 25 + (fft2 + 900)
+    assert cost.flops(d, 1, "fourier") == round(expected)
 
 
 def test_gtp_grid_formula():

@@ -214,7 +214,8 @@ def test_gtp_chunks(name, method, rng, monkeypatch):
     p = tp_plan.plan(d, method, tp_plan.Tuning(function_chunk_entries=1,
                                                function_chunk_min_rows=7))
     assert _gtp.EXECUTORS[type(p)](p)._chunk_rows(torch.empty(23, d.irreps_in1.dim)) == 6
-    monkeypatch.setattr(_module, "build_kernel", lambda d, m, dev: _gtp.EXECUTORS[type(p)](p))
+    monkeypatch.setattr(_module, "build_kernel",
+                        lambda d, m, dev, t=None: _gtp.EXECUTORS[type(p)](p))
     _check_chunked(name, method, 23, rng)
 
 
@@ -234,5 +235,6 @@ def test_mtp_chunks(name, method, rng, monkeypatch):
     p = tp_plan.plan(d, method, tp_plan.Tuning(function_chunk_entries=1,
                                                function_chunk_min_rows=7))
     assert chunk_rows(p, 23) == 6
-    monkeypatch.setattr(_module, "build_kernel", lambda d, m, dev: _mtp.EXECUTORS[type(p)](p))
+    monkeypatch.setattr(_module, "build_kernel",
+                        lambda d, m, dev, t=None: _mtp.EXECUTORS[type(p)](p))
     _check_chunked(name, method, 23, rng)

@@ -28,10 +28,11 @@ channels of ``x2``):
   FFTs of length ``np``; per class pair a pointwise MAC ``2 * nt * np``; per output class an
   FFT step ``nt * fft_real(np)`` and a Legendre projection ``2 * nt * dim_q``. Inputs count
   ``C`` (resp. ``C2``) times, products and outputs ``C`` times.
-* ``"fourier"``: per input class used: ``2 * nnz`` of the sparse SH->Fourier rows of its degrees,
-  one 2D complex FFT of size ``N x N`` (``N = 2 (L1 + L2) + 1``); per class pair a complex MAC
-  ``8 N^2``; per output class an inverse 2D FFT and ``2 * nnz`` of the projection rows (real
-  part only: entries are real or imaginary).
+* ``"fourier"``: per input class used: the dense SH -> Fourier GEMM ``2 (L+1)^2 * 2 m^2``
+  (``m = 2L + 1``, onto the real and imaginary parts) and one 2D complex FFT of size ``N x N``
+  (``N = 2 (L1 + L2) + 1``); per class pair a complex MAC ``8 N^2``; per output class an
+  inverse 2D FFT and the projection GEMM ``2 * 2 N^2 (Lo+1)^2`` (from the real and imaginary
+  parts).
 
 FFT constants: complex length ``N``: ``fft_complex(N) = 5 N log2 N``; real input:
 ``fft_real(N) = 2.5 N log2 N``; 2D ``N x N`` complex: ``5 N^2 log2(N^2)``.
@@ -50,7 +51,9 @@ pairs (``[P, Q]``) or in the transpose regime (``X1 X2`` and ``X2 X1``), else on
   feature of the input: the gather is folded into the GEMM) and ``s = 1`` in the transpose
   regime, else as dense; read-out ``K`` = the output components of one channel.
 * Both: with one channel and all four pairs (no transpose regime) the read-out is one GEMM
-  from ``[P, Q]``: ``2 * 2 n^2 * dim_out``.
+  from ``[P, Q]``: ``2 * 2 n^2 * dim_out``. The count of the transpose regime is tp_torch's
+  (and NumPy's) read-out; tp_jax reads one channel from ``[X1 X2, X2 X1]`` with one GEMM,
+  ``2 * 2 n^2 * dim_out``.
 
 >>> import tp_spec as spec
 >>> d = spec.cgtp("0e", "0e", "0e", mode="uvw")
@@ -174,34 +177,19 @@ def _gtp_grid(d: TensorProductDescriptor) -> float:
     return total
 
 
-@cache
-def _fourier_rows(kind: str, lmax: int, k: int) -> tuple[int, ...]:
-    """Nonzeros per degree ``l`` of the SH->Fourier (``k`` unused) or projection table."""
-    from .fourier import fourier_to_sh, sh_to_fourier
-
-    table = sh_to_fourier(lmax) if kind == "forward" else fourier_to_sh(lmax, k)
-    rows = np.asarray(table.indices)[:, 0]
-    degree = np.floor(np.sqrt(rows)).astype(int)
-    return tuple(int(np.sum(degree == l)) for l in range(lmax + 1))
-
-
 def _gtp_fourier(d: TensorProductDescriptor) -> float:
     pairs = d.class_pairs()  # type: ignore[attr-defined]
     c, c2 = d.channels, d.channels_in2  # type: ignore[attr-defined]
     l1, l2, lout = degrees(d)
-    k = l1 + l2
-    n = 2 * k + 1
-    fft2 = 5.0 * n * n * math.log2(n * n)
+    n = 2 * (l1 + l2) + 1
+    fft2 = 5.0 * n * n * math.log2(n * n) if n > 1 else 0.0
     total = 0.0
-    for which, lm, mult, used in (("in1", l1, c, {q for q, _, _ in pairs}),
-                                  ("in2", l2, c2, {q for _, q, _ in pairs})):
-        rows = _fourier_rows("forward", lm, 0)
-        for q in used:
-            total += mult * (2 * sum(rows[l] for l in _class_ls(d, which, q)) + fft2)
+    for lm, mult, used in ((l1, c, {q for q, _, _ in pairs}),
+                           (l2, c2, {q for _, q, _ in pairs})):
+        m = 2 * lm + 1
+        total += mult * len(used) * (2 * (lm + 1) ** 2 * 2 * m * m + fft2)
     total += c * len(pairs) * 8 * n * n
-    rows = _fourier_rows("project", lout, k)
-    for q in {q3 for _, _, q3 in pairs}:
-        total += c * (fft2 + 2 * sum(rows[l] for l in _class_ls(d, "out", q) if l <= lout))
+    total += c * len({q3 for _, _, q3 in pairs}) * (fft2 + 2 * 2 * n * n * (lout + 1) ** 2)
     return total
 
 

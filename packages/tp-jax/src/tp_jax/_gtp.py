@@ -8,9 +8,9 @@ and output blocks per channel.
 
 ``grid``: the Legendre step per order ``m`` is a batched GEMM over ``m`` (the degrees padded to
 ``L + 1``, O(L^3)), the phi step a real DFT GEMM; pointwise products; then the transposed steps
-with quadrature weights. ``fourier``: the plan's sparse SH <-> Fourier tables applied as the
-dense complex matrices they scatter into (``plan.dense_tables()``: XLA runs them as GEMMs), a 2D
-FFT convolution, the projection back.
+with quadrature weights. ``fourier``: the plan's dense SH -> Fourier table as one real GEMM
+onto ``[Re | Im]`` of the spectrum, a 2D FFT convolution, the projection back as one real GEMM
+from ``[Re | Im]``.
 """
 
 from __future__ import annotations
@@ -101,19 +101,23 @@ def run_fourier(p: FourierPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | Non
     if not p.active:
         return _zero(p, x1)
     dt = x1.dtype
-    cdt = jnp.complex128 if dt == jnp.float64 else jnp.complex64
     x1, x2, mult = scale_inputs(p, x1, x2, w)
-    s1, s2, pr = (const(t, cdt) for t in p.dense_tables())
     size = p.size
 
-    def spectrum(x: jax.Array, table: jax.Array) -> jax.Array:  # (N, C, S) -> (N, C, n, n)
-        f = einsum("ncs,suv->ncuv", x.astype(cdt), table)
+    def spectrum(x: jax.Array, table, lmax: int) -> jax.Array:  # (N, C, S) -> (N, C, n, n)
+        n = 2 * lmax + 1
+        f = einsum("ncs,sk->nck", x, const(table, dt))  # [Re | Im]
+        f = jax.lax.complex(f[..., :n * n], f[..., n * n:]).reshape(f.shape[:2] + (n, n))
         return jnp.fft.fft2(f, s=(size, size))
 
-    f1 = [spectrum(c, s1) for c in gather_classes(x1, p.index1)]
-    f2 = [spectrum(c, s2) for c in gather_classes(x2, p.index2)]
-    out = [einsum("ncuv,suv->ncs", jnp.fft.ifft2(h), pr).real.astype(dt)
-           for h in products(p, f1, f2)]
+    f1 = [spectrum(c, p.table1, p.lmax1) for c in gather_classes(x1, p.index1)]
+    f2 = [spectrum(c, p.table2, p.lmax2) for c in gather_classes(x2, p.index2)]
+    pr = const(p.project, dt)
+    out = []
+    for h in products(p, f1, f2):
+        g = jnp.fft.ifft2(h)
+        g = g.reshape(g.shape[:2] + (size * size,))
+        out.append(einsum("nck,ks->ncs", jnp.concatenate([g.real, g.imag], axis=-1), pr))
     return assemble(p, out, mult)
 
 

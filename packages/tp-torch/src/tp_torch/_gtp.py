@@ -4,8 +4,8 @@
 * ``grid``: the work runs "batch last" (``(..., B * C)`` columns) so every step is one large
   matmul: the Legendre step as a batched matmul over the orders ``m`` (``O(L^3)`` per channel),
   the real DFT over ``phi`` as one matmul, the pointwise products, and the inverse steps.
-* ``fourier``: the sparse SH -> 2D Fourier tables applied by gather + ``index_add``
-  (``O(L^3)`` per channel), a 2D FFT linear convolution, and the sparse projection back.
+* ``fourier``: the SH -> 2D Fourier tables as one dense GEMM, a 2D FFT linear convolution,
+  and the projection back as one dense GEMM.
 
 On CPU both run a large batch in chunks whose intermediates stay in cache
 (``plan.chunk_rows``, from ``plan.tuning``).
@@ -155,23 +155,17 @@ class GridExecutor(GTPKernel):
 
 
 class FourierExecutor(GTPKernel):
-    """``fourier`` (:class:`FourierPlan`): the sparse tables by gather + ``index_add``, FFT
-    convolution, the sparse projection."""
+    """``fourier`` (:class:`FourierPlan`): the dense tables as GEMMs, FFT convolution, the
+    projection GEMM."""
 
     def __init__(self, plan: FourierPlan) -> None:
         super().__init__(plan)
         if not self.active:
             return
         self.N = plan.size
-        for name, (s, pos, val) in (("f1", plan.table1), ("f2", plan.table2)):
-            self.add_index(f"{name}_s", s)
-            self.add_index(f"{name}_pos", pos)
-            self.add_const(f"{name}_val", val)
-        p_pos, p_s, p_val = plan.project
-        # z = Re(sum T G) = sum Re(T) Re(G) - Im(T) Im(G); G stored as (2, N, N) real/imag
-        self.add_index("p_pos", p_pos)
-        self.add_index("p_s", p_s)
-        self.add_const("p_val", p_val)
+        self.add_const("f1", plan.table1)  # ((L1+1)^2, 2 n1^2): [Re | Im]
+        self.add_const("f2", plan.table2)
+        self.add_const("proj", plan.project)  # (2 N^2, (Lo+1)^2) from [Re G | Im G]
         self.add_index("g1", plan.index1.reshape(-1))  # (ncls, C, (L+1)^2)
         self.add_index("g2", plan.index2.reshape(-1))
         self.add_index("go", plan.out_index)  # into (ncls_o, C, (Lo+1)^2) or the zero column
@@ -182,12 +176,8 @@ class FourierExecutor(GTPKernel):
         n = 2 * L + 1
         xp = torch.cat([x, x.new_zeros((b, 1))], dim=1)
         coeff = xp.index_select(1, g).reshape(b * ncls * ch, (L + 1) ** 2)
-        vals = coeff.index_select(1, getattr(self, f"{name}_s")) * self.const(f"{name}_val",
-                                                                                x.dtype)
-        flat = coeff.new_zeros((coeff.shape[0], 2 * n * n)).index_add(
-            1, getattr(self, f"{name}_pos"), vals)
-        f = torch.complex(flat[:, : n * n], flat[:, n * n:]).reshape(b, ncls, ch, n, n)
-        return f
+        flat = coeff @ self.const(name, x.dtype)  # (rows, 2 n^2)
+        return torch.complex(flat[:, : n * n], flat[:, n * n:]).reshape(b, ncls, ch, n, n)
 
     def _product(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         b = x1.shape[0]
@@ -207,10 +197,8 @@ class FourierExecutor(GTPKernel):
         h = torch.stack(prods, dim=1)  # (B, ncls_o, C, N, N)
         g = torch.fft.ifft2(h)
         gr = torch.cat([g.real.reshape(-1, N * N), g.imag.reshape(-1, N * N)], dim=1)
-        terms = gr.index_select(1, self.p_pos) * self.const("p_val", dt)
-        dim_o = (self.Lo + 1) ** 2
-        z = terms.new_zeros((gr.shape[0], dim_o)).index_add(1, self.p_s, terms)
-        z = z.reshape(b, self.nclso * self.C * dim_o)
+        z = gr @ self.const("proj", dt)  # (B * ncls_o * C, (Lo+1)^2)
+        z = z.reshape(b, -1)
         if self.needs_zero_row:
             z = torch.cat([z, z.new_zeros((b, 1))], dim=1)
         return z.index_select(1, self.go)

@@ -12,8 +12,8 @@ pairs are computed, up to their own highest degrees ``L1``, ``L2``; the output u
   for ``(L1, L2, Lo)`` (:func:`tp_spec.s2grid.s2grid_for`): a Legendre step per order ``m``
   (``O(L^3)`` per channel), a real DFT over ``phi``, the pointwise products, and the transposed
   steps with the quadrature weights.
-* ``fourier``: the exact sparse SH -> 2D Fourier tables (:mod:`tp_spec.fourier`), a 2D FFT
-  linear convolution, and the exact sparse projection back.
+* ``fourier``: the exact SH -> 2D Fourier tables (:mod:`tp_spec.fourier`) as one dense GEMM,
+  a 2D FFT linear convolution, and the exact projection back as one dense GEMM.
 
 A large batch runs in chunks whose largest intermediate holds about
 ``tuning.function_chunk_entries`` entries (:meth:`GTPPlan.chunk_rows`).
@@ -311,66 +311,57 @@ def run_grid_numpy(p: GridPlan, x1, x2, w):
 # ----------------------------------------------------------------------------- fourier
 @dataclass(frozen=True, eq=False)
 class FourierPlan(GTPPlan):
-    """``fourier``: sparse exact tables, FFT size ``size = 2 (L1 + L2) + 1``.
+    """``fourier``: the exact tables as dense real matrices, FFT size ``size = 2 (L1 + L2) + 1``.
 
     Layout ``(class k, channel c, l * l + l + m)`` (``(ncls, C, (L + 1)^2)``). ``index1/2``:
-    gathers into ``x1``/``x2`` (``dim``: zero). ``table1/2 = (row, pos, value)``: the nonzero
-    entries of the SH -> Fourier table of degree ``L`` (``n = 2L + 1``): coefficient ``row``
-    times ``value`` adds into ``pos`` of the real ``(2, n, n)`` (real part, imaginary part)
-    spectrum (every entry is real or imaginary). ``project = (pos, row, value)``: output
-    coefficient ``row`` adds ``value`` times entry ``pos`` of the real ``(2, size, size)``
-    convolution (``Re(T G) = Re T Re G - Im T Im G``: ``value`` is ``Re T`` or ``-Im T``).
-    The product array is ``(ncls_out, C, (Lo + 1)^2)``."""
+    gathers into ``x1``/``x2`` (``dim``: zero). ``table1/2 ((L + 1)^2, 2 n^2)``: the SH -> 2D
+    Fourier table of degree ``L`` (``n = 2L + 1``), coefficients to the real and imaginary
+    parts ``[Re | Im]`` of the ``(n, n)`` spectrum. ``project (2 size^2, (Lo + 1)^2)``: the
+    ``[Re | Im]`` parts of the ``(size, size)`` convolution to the output coefficients
+    (``Re(T G) = Re T Re G - Im T Im G``). The product array is ``(ncls_out, C, (Lo + 1)^2)``.
+    Dense, not gathered: one GEMM each way (measured against the sparse gathers, torch, one
+    thread, MIMO L=3 and 6: the GEMMs are faster)."""
 
     size: int
     index1: np.ndarray
     index2: np.ndarray
-    table1: tuple[np.ndarray, np.ndarray, np.ndarray]
-    table2: tuple[np.ndarray, np.ndarray, np.ndarray]
-    project: tuple[np.ndarray, np.ndarray, np.ndarray]
-
-    def dense_tables(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        """The same tables as dense complex arrays: ``(rows1, n1, n1)``, ``(rows2, n2, n2)``
-        and the projection ``(rows_out, size, size)`` (``z = Re(sum T G)``)."""
-
-        def forward(table, lmax):
-            row, pos, val = table
-            n = 2 * lmax + 1
-            out = np.zeros(((lmax + 1) ** 2, 2 * n * n))
-            np.add.at(out, (row, pos), val)
-            return (out[:, :n * n] + 1j * out[:, n * n:]).reshape(-1, n, n)
-
-        pos, row, val = self.project
-        n = self.size
-        pr = np.zeros(((self.lmax_out + 1) ** 2, 2 * n * n))
-        np.add.at(pr, (row, pos), val)
-        proj = (pr[:, :n * n] - 1j * pr[:, n * n:]).reshape(-1, n, n)
-        return forward(self.table1, self.lmax1), forward(self.table2, self.lmax2), proj
+    table1: np.ndarray
+    table2: np.ndarray
+    project: np.ndarray
 
 
-def _forward_table(lmax: int):
+def _forward_table(lmax: int) -> np.ndarray:
+    """``((lmax + 1)^2, 2 n^2)``: SH coefficients -> ``[Re | Im]`` of the 2D spectrum."""
     from ..fourier import sh_to_fourier
 
-    tab = sh_to_fourier(lmax, "component")  # complex128, sparse
+    tab = sh_to_fourier(lmax, "component")  # complex128, sparse; every entry real or imaginary
     n = 2 * lmax + 1
     row, u, v = tab.indices[:, 0], tab.indices[:, 1] + lmax, tab.indices[:, 2] + lmax
-    real = np.abs(tab.values.imag) == 0
-    pos = np.where(real, 0, n * n) + u * n + v
-    return (row.astype(np.int64), pos.astype(np.int64),
-            np.where(real, tab.values.real, tab.values.imag))
+    out = np.zeros(((lmax + 1) ** 2, 2 * n * n))
+    np.add.at(out, (row, u * n + v), tab.values.real)
+    np.add.at(out, (row, n * n + u * n + v), tab.values.imag)
+    return out
+
+
+def _project_table(lo: int, k: int) -> np.ndarray:
+    """``(2 n^2, (lo + 1)^2)``, ``n = 2k + 1``: ``[Re G | Im G]`` -> ``Re(T G)``."""
+    from ..fourier import fourier_to_sh
+
+    proj = fourier_to_sh(lo, k, "component")
+    n = 2 * k + 1
+    row, u, v = proj.indices[:, 0], proj.indices[:, 1] + k, proj.indices[:, 2] + k
+    out = np.zeros((2 * n * n, (lo + 1) ** 2))
+    np.add.at(out, (u * n + v, row), proj.values.real)
+    np.add.at(out, (n * n + u * n + v, row), -proj.values.imag)
+    return out
 
 
 def build_fourier(d, tuning: Tuning) -> FourierPlan:
-    from ..fourier import fourier_to_sh
-
     base = _common(d, tuning, "fourier")
     l1, l2, lo = base["lmax1"], base["lmax2"], base["lmax_out"]
     c, cb = base["channels"], base["channels2"]
     k = l1 + l2
     n = 2 * k + 1
-    proj = fourier_to_sh(lo, k, "component")
-    row, u, v = proj.indices[:, 0], proj.indices[:, 1] + k, proj.indices[:, 2] + k
-    real = np.abs(proj.values.imag) == 0
 
     def position(lmax, ch):
         return lambda kk, cc, l, m: (kk * ch + cc) * (lmax + 1) ** 2 + l * l + l + m
@@ -389,23 +380,17 @@ def build_fourier(d, tuning: Tuning) -> FourierPlan:
         size=n,
         index1=index(d.irreps_in1, base["classes1"], l1, c),
         index2=index(d.irreps_in2, base["classes2"], l2, cb),
-        table1=_forward_table(l1), table2=_forward_table(l2),
-        project=((np.where(real, 0, n * n) + u * n + v).astype(np.int64),
-                 row.astype(np.int64), np.where(real, proj.values.real, -proj.values.imag)),
+        table1=_forward_table(l1), table2=_forward_table(l2), project=_project_table(lo, k),
     )
 
 
 def _fourier_product(p: FourierPlan, x1, x2) -> np.ndarray:
-    """Weighted inputs -> the product array ``(B, out_size)`` (the sparse tables applied as
-    the dense matrices they scatter into)."""
+    """Weighted inputs -> the product array ``(B, out_size)``."""
     b, n = x1.shape[0], p.size
 
     def spectrum(x, index, table, lmax):  # -> (B, ncls, ch, n, n) complex
         m = 2 * lmax + 1
-        row, pos, val = table
-        a = np.zeros(((lmax + 1) ** 2, 2 * m * m))
-        np.add.at(a, (row, pos), val)
-        flat = with_zero_column_numpy(x)[:, index] @ a
+        flat = with_zero_column_numpy(x)[:, index] @ table
         f = flat[..., :m * m] + 1j * flat[..., m * m:]
         return np.fft.fft2(f.reshape(f.shape[:-1] + (m, m)), s=(n, n))
 
@@ -415,10 +400,7 @@ def _fourier_product(p: FourierPlan, x1, x2) -> np.ndarray:
     for k1, k2, ko in p.pairs:
         h[:, ko] += h1[:, k1] * h2[:, k2]
     g = np.fft.ifft2(h).reshape(b, len(p.classes_out), p.channels, n * n)
-    pos, row, val = p.project
-    t = np.zeros((2 * n * n, (p.lmax_out + 1) ** 2))
-    np.add.at(t, (pos, row), val)
-    return (np.concatenate([g.real, g.imag], axis=-1) @ t).reshape(b, -1)
+    return (np.concatenate([g.real, g.imag], axis=-1) @ p.project).reshape(b, -1)
 
 
 def run_fourier_numpy(p: FourierPlan, x1, x2, w):
@@ -429,7 +411,8 @@ METHODS = (
     Method("gtp", "grid", "separable Gauss-Legendre grid transform (per-order Legendre GEMMs "
            "and a real DFT), pointwise product, projection back", build=build_grid,
            numpy=run_grid_numpy, available=_is_gtp, cost_model="grid"),
-    Method("gtp", "fourier", "exact sparse 2D Fourier tables, FFT convolution, projection back",
+    Method("gtp", "fourier", "exact 2D Fourier tables (dense GEMMs), FFT convolution, "
+           "projection back",
            build=build_fourier, numpy=run_fourier_numpy, available=_is_gtp,
            cost_model="fourier"),
     Method("gtp", "s2fft", "grid GTP through s2fft's spherical transforms", available=_is_gtp,
