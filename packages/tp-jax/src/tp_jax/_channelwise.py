@@ -3,11 +3,14 @@
 MACE/NequIP shape).
 
 Shared or no weights: per x1 block ``M = x2 @ K_g`` ``(B, d1, S)`` (every path of the block
-that is not a scale path), per path ``(B, m1, d1) @ M[..., c0:c1]`` times its expanded weights
-into its output block; a scale path (degree-0 x2 block) is the flat multiply
-``c x2_j x1``. The plan's zero padding of the contraction (``kp > d1``, for torch's matmul
-dispatch) is dropped: only the first ``d1`` rows of ``K_g`` are used. Per-sample weights: per
-path ``(x2_j @ k[n]).view(B, d1, d3)`` contracted with the weighted x1 block.
+that is not a scale path); a path's product ``(B, m1, d1) @ M[..., c0:c1]`` is read as the
+columns ``c0:c1`` of one batched product ``(B, m1, d1) @ M`` per block (in XLA one batched dot
+per block runs faster than one per path: NequIP shape, batch 2,000, forward + backward 43 ms
+against 51 ms, double backward 23 ms against 92 ms), times its expanded weights into its output
+block; a scale path (degree-0 x2 block) is the flat multiply ``c x2_j x1``. The plan's zero
+padding of the contraction (``kp > d1``, for torch's matmul dispatch) is dropped: only the
+first ``d1`` rows of ``K_g`` are used. Per-sample weights: per path
+``(x2_j @ k[n]).view(B, d1, d3)`` contracted with the weighted x1 block.
 """
 
 from __future__ import annotations
@@ -50,10 +53,11 @@ def run_channelwise(plan: ChannelwisePlan, x1: jax.Array, x2: jax.Array, w: jax.
     for (i1, mul1, kp, s_tot, cols), kg in zip(plan.groups, plan.kg, strict=True):
         d1 = d.irreps_in1[i1].ir.dim
         u = block(x1, d.irreps_in1, i1)  # (B, m1, d1)
-        m = None
+        y_all = None
         if s_tot:
             k = kg.reshape(kg.shape[0], kp, s_tot)[:, :d1].reshape(kg.shape[0], d1 * s_tot)
             m = einsum("bj,jk->bk", x2, const(k, dt)).reshape(b, d1, s_tot)
+            y_all = einsum("bui,bis->bus", u, m)  # every path's product: column slices
         for n, c0, c1, w0, _, _ in cols:
             p = d.paths[n]
             size = mul1 * p.ir_out.dim
@@ -61,7 +65,7 @@ def run_channelwise(plan: ChannelwisePlan, x1: jax.Array, x2: jax.Array, w: jax.
                 j, c = plan.scale[n]
                 y = x1[:, d.irreps_in1.slices()[i1]] * (x2[:, j:j + 1] * c)
             else:
-                y = einsum("bui,bik->buk", u, m[:, :, c0:c1]).reshape(b, size)
+                y = y_all[:, :, c0:c1].reshape(b, size)
             if wexp is not None:
                 y = y * wexp[w0:w0 + size]
             add_block(blocks, p.i_out, y)

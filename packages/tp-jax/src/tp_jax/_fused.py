@@ -14,6 +14,7 @@ from tp_spec.plan.fused import ChannelwisePlan, FoldedPlan, GroupedPlan, ScalarP
 from ._channelwise import run_channelwise
 from ._fused_blocks import add_block, apply_mode, assemble, block
 from ._ops import const, einsum, ix
+from ._rows import col_take
 from ._scalar import run_scalar
 
 __all__ = ["RUNNERS", "run_folded", "run_grouped"]
@@ -36,18 +37,16 @@ def run_grouped(plan: GroupedPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | 
 
 
 def run_folded(plan: FoldedPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
-    """``"folded"``: the single-channel scalar product of every channel ``u`` (``x1``'s channel
-    ``u``, ``x2``, the ``u``-th weight of every path), mapped over the channels; the channels
-    stacked back into ``mul_ir``."""
+    """``"folded"``: per channel ``u``, the single-channel scalar product of ``x1``'s channel
+    ``u``, ``x2`` and the ``u``-th weight of every path; the channels stacked back into
+    ``mul_ir``. The channels are a Python loop, as in tp_torch (4x(0e+1o+2e+3o) x (0e+1o+2e+3o),
+    batch 10,000: forward + backward 125 ms, against 210 ms with the channels ``vmap``-ed)."""
     b, c = x1.shape[0], plan.channels
-    x1c = x1[:, ix(plan.x1_index)].reshape(b, c, -1)
-    if w is None:
-        ys = jax.vmap(lambda a: run_scalar(plan.inner, a, x2, None), in_axes=1, out_axes=1)(x1c)
-    else:
-        wc = jnp.moveaxis(w[..., ix(plan.weight_index)], -2, 0)  # (C, [B,] numel_single)
-        ys = jax.vmap(lambda a, ww: run_scalar(plan.inner, a, x2, ww), in_axes=(1, 0),
-                      out_axes=1)(x1c, wc)
-    return ys.reshape(b, -1)[:, ix(plan.out_index)]
+    x1c = col_take(plan.x1_index, x1.shape[1])(x1).reshape(b, c, -1)
+    wc = None if w is None else w[..., ix(plan.weight_index)]  # ([B,] C, numel_single)
+    ys = jnp.stack([run_scalar(plan.inner, x1c[:, u], x2, None if w is None else wc[..., u, :])
+                    for u in range(c)], axis=1).reshape(b, -1)
+    return col_take(plan.out_index, ys.shape[1])(ys)
 
 
 #: ``fused`` plan type -> runner.

@@ -25,7 +25,7 @@ from jax.interpreters import ad, batching, mlir
 
 from ._ops import ix
 
-__all__ = ["row_take"]
+__all__ = ["col_take", "row_take"]
 
 
 class _Table:
@@ -113,3 +113,10 @@ def row_take(idx: np.ndarray, d: int) -> Callable[[jax.Array], jax.Array]:
         return gather_rows_p.bind(x, **params)
 
     return take
+
+
+def col_take(idx: np.ndarray, d: int) -> Callable[[jax.Array], jax.Array]:
+    """``x (N, d) -> x[:, idx]`` as :func:`row_take` on ``x.T`` (its transpose a gather and a
+    sum, never a scatter-add)."""
+    take = row_take(idx, d)
+    return lambda x: take(x.T).T

@@ -19,7 +19,7 @@ import numpy as np
 
 from .base import folded_cg, offsets
 
-__all__ = ["Bucket", "OrderBlocks", "buckets", "build_order_blocks"]
+__all__ = ["Bucket", "OrderBlocks", "buckets", "build_order_blocks", "run_order_blocks_numpy"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -174,3 +174,26 @@ def build_order_blocks(d, slack: float) -> OrderBlocks:
         k_const = sum((v for v, _ in k_layers), np.zeros(k_start))
     out_index[out_index < 0] = out_start  # an output no path reaches: the zero row
     return OrderBlocks(tuple(bks), k_start, tuple(k_layers), k_const, out_index, out_start)
+
+
+def run_order_blocks_numpy(ob: OrderBlocks, x1: np.ndarray, x2: np.ndarray, w) -> np.ndarray:
+    """The order-blocked product in NumPy: ``x1 (B, dim1)``, ``x2 (B, dim2)``, ``w`` None or
+    ``(numel,)`` -> ``(B, dim_out)``."""
+    b = x1.shape[0]
+    if ob.k_const is not None:
+        k = ob.k_const
+    else:
+        wext = np.append(w, 1.0)
+        k = sum((val * wext[wix] for val, wix in ob.k_layers), np.zeros(ob.k_size))
+    z1 = np.concatenate([x1, np.zeros((b, 1))], axis=1)
+    z2 = np.concatenate([x2, np.zeros((b, 1))], axis=1)
+    parts = []
+    for bk in ob.buckets:
+        i1, i2, j1, j2 = bk.rows
+        r = z1[:, i1] * z2[:, i2] + bk.sign * (z1[:, j1] * z2[:, j2])
+        kb = k[bk.k_start:bk.k_start + bk.n_groups * bk.n_cols * bk.n_rows]
+        y = np.einsum("gcr,bgr->bgc", kb.reshape(bk.n_groups, bk.n_cols, bk.n_rows),
+                      r.reshape(b, bk.n_groups, bk.n_rows))
+        parts.append(y.reshape(b, -1))
+    cat = np.concatenate(parts + [np.zeros((b, 1))], axis=1)
+    return cat[:, ob.out_index]

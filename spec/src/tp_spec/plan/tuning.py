@@ -99,8 +99,8 @@ class Tuning:
     #: JAX ``fused`` scalar regime: batch rows per ``lax.map`` chunk (one chunk's intermediates
     #: stay in the L2 cache).
     jax_scalar_chunk_rows: int = 256
-    #: JAX bucketing of small dense GEMM blocks: a bucket's padded GEMM may cost this much more
-    #: than its blocks' own.
+    #: Order-blocked scalar layout (``ScalarPlan.order_blocks``, run by tp_jax): a bucket's padded
+    #: batched GEMM may cost this much more than its order groups' own GEMMs.
     jax_bucket_slack: float = 0.35
     #: JAX MTP: the batch runs in one piece while its ``n x n x C x batch`` matrices have at most
     #: this many elements, else in checkpointed chunks of that size (L=4, batch 10,000: one
