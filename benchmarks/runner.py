@@ -128,7 +128,8 @@ def _cost(wl: Any, subject: Subject, pass_: str, cache: dict[Any, Any]) -> dict[
         ANCHOR_COST_METHOD.get(subject.name)
     c = dict(cache[wl.key()])
     c["cost_method"] = method
-    c["flops_method"] = _safe(lambda: int(d.flops(wl.batch, method))) if method else None
+    c["flops_method"] = (_safe(lambda: __import__("tp_spec.plan").plan.flops(d, wl.batch, method))
+                         if method else None)
     c["pass_factor"] = pass_factor(pass_, d.weight_numel > 0)
     return c
 

@@ -6,7 +6,7 @@ import math
 
 import pytest
 import tp_spec as spec
-from tp_spec import cost
+from tp_spec import cost, plan
 from tp_spec.errors import InstructionError
 
 # Hand counts of nonzero CG entries (real basis): C(1,1,0) = delta/sqrt3 (3 entries),
@@ -60,10 +60,10 @@ def test_gtp_counts():
     assert cost.flops(d, 1, "gaunt") == 2 * (9 + 45)
     scalar = spec.gtp("0e", "0e")
     # grid 1 x 1: Legendre 1 MAC per input, 1 product MAC, 1 projection MAC, FFTs of length 1 free
-    assert cost.flops(scalar, 1, "grid") == 2 + 2 + 2 + 2
+    assert plan.flops(scalar, 1, "grid") == 2 + 2 + 2 + 2
     # Fourier (dense tables): per input a (1, 2) table GEMM onto real and imaginary part (4),
     # FFTs of size 1 free, a 1x1 complex MAC (8), the (2, 1) projection GEMM (4)
-    assert cost.flops(scalar, 1, "fourier") == 4 + 4 + 8 + 4
+    assert plan.flops(scalar, 1, "fourier") == 4 + 4 + 8 + 4
     assert cost.flops(spec.gtp("0e", "0e", per_degree_weights=True), 1) == 2 + 3
 
 
@@ -75,7 +75,7 @@ def test_gtp_fourier_formula():
     d = spec.gtp("0e + 1o", "0e + 1o")
     fft2 = 5 * 25 * math.log2(25)
     expected = 2 * (144 + fft2) + 8 * 25 + (fft2 + 900)
-    assert cost.flops(d, 1, "fourier") == round(expected)
+    assert plan.flops(d, 1, "fourier") == round(expected)
 
 
 def test_gtp_grid_formula():
@@ -84,26 +84,26 @@ def test_gtp_grid_formula():
     f = 2.5 * 5 * math.log2(5)  # one real FFT of length 5
     legendre_in = 2 * 3 * 4  # 4 components, 3 nodes
     expected = 2 * (legendre_in + 3 * f) + 2 * 3 * 5 + (3 * f + 2 * 3 * 9)
-    assert cost.flops(d, 1, "grid") == round(expected)
+    assert plan.flops(d, 1, "grid") == round(expected)
     # channels scale it linearly
     d4 = spec.gtp("4x0e + 4x1o", "4x0e + 4x1o")
-    assert abs(cost.flops(d4, 1, "grid") - 4 * expected) <= 1
+    assert abs(plan.flops(d4, 1, "grid") - 4 * expected) <= 1
 
 
 def test_mtp_counts():
     # n = 1, one parity pair (e x e -> e): embeddings 2 * 1 * 1 each, product 2 * 1^3,
     # read-out 2 * 1 * 1; dense and sparse coincide
     scalar = spec.mtp("0e", "0e")
-    assert cost.flops(scalar, 1, "dense") == 8 and cost.flops(scalar, 1, "sparse") == 8
+    assert plan.flops(scalar, 1, "dense") == 8 and plan.flops(scalar, 1, "sparse") == 8
     # n = 3, odd x odd -> even only: one product (2 * 27 = 54).
     # dense: embedding rows (L+1)^2 = 4 (degree 0 a zero row), one matrix per side:
     # 2 * 4 * 9 = 72 each; read-out (Lo+1)^2 = 4 rows, one parity: 2 * 9 * 4 = 72.
     # sparse: 3 features per side, 2 * 3 * 9 = 54 each; read-out onto the 3 components: 54.
     d = spec.mtp("1o", "1o", "1e")
-    assert cost.flops(d, 1, "dense") == 72 + 72 + 54 + 72
-    assert cost.flops(d, 1, "sparse") == 54 + 54 + 54 + 54
+    assert plan.flops(d, 1, "dense") == 72 + 72 + 54 + 72
+    assert plan.flops(d, 1, "sparse") == 54 + 54 + 54 + 54
     assert cost.flops(d, 1) == 2 * NNZ_111
-    assert cost.flops(d, 10, "sparse") == 10 * 216
+    assert plan.flops(d, 10, "sparse") == 10 * 216
 
 
 def test_mtp_mimo_hand_counts():
@@ -114,12 +114,12 @@ def test_mtp_mimo_hand_counts():
     # and sparse (4 features) alike.
     d1 = spec.mtp("0e + 1o", "0e + 1o")
     assert d1.n == 3 and d1.irreps_out.dim == 12
-    assert cost.flops(d1, 1, "dense") == cost.flops(d1, 1, "sparse") == 2 * 144 + 108 + 432
+    assert plan.flops(d1, 1, "dense") == plan.flops(d1, 1, "sparse") == 2 * 144 + 108 + 432
     # L=2: x = 0e + 1o + 2e (9 features = 9 rows), n = 3, out 0e+1o+1e+2e+2o (17):
     # embedding 2 * 9 * 18 = 324 per side, products 108, read-out 2 * 18 * 17 = 612.
     d2 = spec.mtp("0e + 1o + 2e", "0e + 1o + 2e")
     assert d2.n == 3 and d2.irreps_out.dim == 17
-    assert cost.flops(d2, 1, "dense") == cost.flops(d2, 1, "sparse") == 2 * 324 + 108 + 612
+    assert plan.flops(d2, 1, "dense") == plan.flops(d2, 1, "sparse") == 2 * 324 + 108 + 612
     # L=6 MIMO: 49 natural features per side, n = 7, out: 0e and both parities of
     # l = 1..6 (1 + 2 * 48 = 97 components). dense: 2 * 49 * 98 = 9604 per side, products
     # 2 * 2 * 343 = 1372, read-out from [P, Q] 2 * 98 * 97 = 19012. sparse (n = 7: the
@@ -129,16 +129,16 @@ def test_mtp_mimo_hand_counts():
     s6 = spec.Irreps.spherical_harmonics(6)
     d6 = spec.mtp(s6, s6)
     assert d6.n == 7 and d6.irreps_out.dim == 97
-    assert cost.flops(d6, 1, "dense") == 2 * 9604 + 1372 + 19012
-    assert cost.flops(d6, 1, "sparse") == 2 * 4802 + 1372 + 9506
+    assert plan.flops(d6, 1, "dense") == 2 * 9604 + 1372 + 19012
+    assert plan.flops(d6, 1, "sparse") == 2 * 4802 + 1372 + 9506
     # L=1 with 2 channels: no fused read-out. Products 2 channels * 2 * 27 = 216.
     # dense: 2 channels * 2 matrices * 4 rows * 9 = 144, times 2 FLOPs = 288 per side;
     # read-out per channel and output parity onto (Lo+1)^2 = 9 rows: 2 * 2 * 2 * 9 * 9 = 648.
     # sparse: the 4 features of a channel, same 288 per side; read-out onto the 12
     # components of a channel: 2 * 2 * 9 * 12 = 432.
     d1c = spec.mtp("2x0e + 2x1o", "2x0e + 2x1o")
-    assert cost.flops(d1c, 1, "dense") == 2 * 288 + 216 + 648
-    assert cost.flops(d1c, 1, "sparse") == 2 * 288 + 216 + 432
+    assert plan.flops(d1c, 1, "dense") == 2 * 288 + 216 + 648
+    assert plan.flops(d1c, 1, "sparse") == 2 * 288 + 216 + 432
 
 
 def test_method_relations():
@@ -146,17 +146,23 @@ def test_method_relations():
     s2 = spec.Irreps.spherical_harmonics(L)
     s2_out = spec.Irreps.spherical_harmonics(2 * L)
     cg = spec.cgtp(s2, s2, s2_out, mode="uvw")
-    assert cost.flops(cg, 1, "sparse") < cost.flops(cg, 1, "dense")
+    assert plan.flops(cg, 1, "sparse") < plan.flops(cg, 1, "dense")
     g = spec.gtp(s2, s2)
-    assert cost.flops(g, 1, "grid") < cost.flops(g, 1, "gaunt")
-    assert cost.flops(g, 1, "grid") < cost.flops(g, 1, "fourier")
+    assert plan.flops(g, 1, "grid") < cost.flops(g, 1, "gaunt")
+    assert plan.flops(g, 1, "grid") < plan.flops(g, 1, "fourier")
     m = spec.mtp(s2, s2, s2_out)
-    assert cost.flops(m, 1, "sparse") < cost.flops(m, 1, "dense")
+    assert plan.flops(m, 1, "sparse") < plan.flops(m, 1, "dense")
 
 
 def test_errors():
     d = spec.cgtp("0e", "0e", "0e", mode="uvw")
-    with pytest.raises(InstructionError, match="no FLOP model for method 'grid'"):
+    with pytest.raises(InstructionError, match="no descriptor-level FLOP model 'grid'"):
         cost.flops(d, 1, "grid")
+    with pytest.raises(InstructionError, match="valid methods"):
+        plan.flops(d, 1, "grid")
+    with pytest.raises(InstructionError, match="no FLOP model"):
+        plan.flops(d, 1, "cueq")
     with pytest.raises(ValueError, match="batch"):
         cost.flops(d, -1)
+    with pytest.raises(ValueError, match="batch"):
+        plan.flops(d, -1, "dense")

@@ -42,9 +42,10 @@ def _runtime_nodes(tree: ast.AST):
 
 def import_graph(pkg: str, root: Path) -> dict[str, set[str]]:
     """Module -> the modules of the same package it imports (anywhere in its source, except
-    under ``if TYPE_CHECKING:``). An
-    import of a package counts as an import of its ``__init__``; ``from p import name`` counts
-    as an import of ``p.name`` where that is a module, else of ``p``."""
+    under ``if TYPE_CHECKING:``). An import of a package counts as an import of its
+    ``__init__``, an import of a submodule also as one of every package above it (Python runs
+    their ``__init__`` first); ``from p import name`` counts as an import of ``p.name`` where
+    that is a module, else of ``p``."""
     files = {_module_name(pkg, root, p): p for p in root.rglob("*.py")}
     graph: dict[str, set[str]] = {}
     for mod, path in files.items():
@@ -64,8 +65,13 @@ def import_graph(pkg: str, root: Path) -> dict[str, set[str]]:
                 targets = [f"{src}.{a.name}" if f"{src}.{a.name}" in files else src
                            for a in node.names]
             for t in targets:
-                if t.split(".")[0] == pkg and t in files and t != mod:
-                    edges.add(t)
+                parts = t.split(".")
+                # importing a.b.c runs a/__init__ and a/b/__init__ first
+                for k in range(2, len(parts) + 1):
+                    target = ".".join(parts[:k])
+                    if (parts[0] == pkg and target in files and target != mod
+                            and not mod.startswith(target + ".")):
+                        edges.add(target)
         graph[mod] = edges
     return graph
 
@@ -100,6 +106,18 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 def test_find_cycle_detects_a_cycle():
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert find_cycle({"a": {"b"}, "b": {"c"}, "c": set()}) is None
+
+
+def test_import_graph_counts_lazy_imports_and_parent_packages(tmp_path):
+    root = tmp_path / "pkg"
+    (root / "sub").mkdir(parents=True)
+    (root / "__init__.py").write_text("")
+    (root / "sub" / "__init__.py").write_text("from .. import a\n")
+    (root / "sub" / "leaf.py").write_text("")
+    (root / "a.py").write_text("def f():\n    from .sub.leaf import g\n")
+    g = import_graph("pkg", root)
+    assert g["pkg.a"] == {"pkg.sub", "pkg.sub.leaf"}
+    assert find_cycle(g) == ["pkg.a", "pkg.sub", "pkg.a"]
 
 
 @pytest.mark.parametrize("pkg", sorted(PACKAGES))

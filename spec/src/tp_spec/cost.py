@@ -18,10 +18,10 @@ as 1 FLOP, per sample).
 **CGTP methods**: ``"sparse"`` = the minimal count; ``"dense"`` and ``"fused"`` replace
 ``nnz(C)`` by the dense block size ``dim_l1 * dim_l2 * dim_l3``; ``"oeq"`` = :func:`flops_oeq`.
 
-**GTP methods** (per channel, as planned: the degrees ``(L1, L2, Lo)`` of
-:func:`tp_spec.plan.gtp.degrees`, ``(nt, np)`` the grid of ``s2grid_for(L1, L2, Lo)``, ``dim_q``
-= components per channel of parity class ``q`` up to those degrees, ``C`` channels, ``C2``
-channels of ``x2``):
+**GTP methods** (:func:`tp_spec.plan.gtp.flops_grid`, :func:`tp_spec.plan.gtp.flops_fourier`;
+per channel, as planned: the degrees ``(L1, L2, Lo)`` of :func:`tp_spec.plan.gtp.degrees`,
+``(nt, np)`` the grid of ``s2grid_for(L1, L2, Lo)``, ``dim_q`` = components per channel of
+parity class ``q`` up to those degrees, ``C`` channels, ``C2`` channels of ``x2``):
 
 * ``"gaunt"``: dense Gaunt blocks, ``sum_paths 2 * dim_l1 dim_l2 dim_l3 * P``.
 * ``"grid"``: per input class used: per-``m`` Legendre step ``2 * nt * dim_q`` plus ``nt`` real
@@ -37,7 +37,8 @@ channels of ``x2``):
 FFT constants: complex length ``N``: ``fft_complex(N) = 5 N log2 N``; real input:
 ``fft_real(N) = 2.5 N log2 N``; 2D ``N x N`` complex: ``5 N^2 log2(N^2)``.
 
-**MTP methods** (per sample, as planned by :mod:`tp_spec.plan.mtp` with the default tuning;
+**MTP methods** (:func:`tp_spec.plan.mtp.flops_mtp`; per sample, as planned by
+:mod:`tp_spec.plan.mtp` with the default tuning;
 ``n = 2 lt + 1``, ``C`` channels of ``x1``, ``C2`` of ``x2``): an embedding GEMM of ``K`` rows
 into ``s`` matrices costs ``2 K s n^2`` per channel, an ``n x n`` product ``2 n^3`` per channel,
 a read-out GEMM onto ``K`` rows ``2 n^2 K`` per channel and read class; the elementwise sums
@@ -71,9 +72,6 @@ import numpy as np
 
 from .errors import InstructionError
 from .irreps import parity_class
-from .plan.gtp import degrees
-from .plan.mtp import build_dense, build_sparse
-from .plan.tuning import DEFAULT_TUNING
 
 if TYPE_CHECKING:
     from .descriptor import Path, TensorProductDescriptor
@@ -88,12 +86,13 @@ __all__ = [
     "nnz_cg",
 ]
 
-#: The FLOP models per descriptor kind. A method names its model in the method registry
-#: (:data:`tp_spec.plan.METHODS`, ``cost_model``); ``"gaunt"`` is the dense Gaunt contraction.
+#: The FLOP models that need only the descriptor, per kind (``"gaunt"``: the dense Gaunt
+#: contraction). The counts of the GTP and MTP methods follow their plans:
+#: :func:`tp_spec.plan.flops` (each method's ``Method.flops``).
 MODELS = {
     "cgtp": ("sparse", "dense", "fused", "oeq"),
-    "gtp": ("gaunt", "grid", "fourier"),
-    "mtp": ("dense", "sparse"),
+    "gtp": ("gaunt",),
+    "mtp": (),
 }
 
 
@@ -138,13 +137,13 @@ def flops_oeq(d: TensorProductDescriptor, batch: int) -> int:
     return batch * total
 
 
-def _per_degree(d: TensorProductDescriptor) -> int:
+def per_degree_flops(d: TensorProductDescriptor) -> int:
     if getattr(d, "per_degree_weights", False):
         return d.irreps_in1.dim + d.irreps_in2.dim + d.irreps_out.dim
     return 0
 
 
-def _class_dims(d: TensorProductDescriptor, which: str, key: str) -> dict[int, int]:
+def class_dims(d: TensorProductDescriptor, which: str, key: str) -> dict[int, int]:
     """Components per channel of each parity class (``key="class"``) or parity (``"parity"``)."""
     irreps = {"in1": d.irreps_in1, "in2": d.irreps_in2, "out": d.irreps_out}[which]
     out = {1: 0, -1: 0}
@@ -154,97 +153,31 @@ def _class_dims(d: TensorProductDescriptor, which: str, key: str) -> dict[int, i
     return out
 
 
-def _class_ls(d: TensorProductDescriptor, which: str, q: int) -> list[int]:
+def class_degrees(d: TensorProductDescriptor, which: str, q: int) -> list[int]:
     irreps = {"in1": d.irreps_in1, "in2": d.irreps_in2, "out": d.irreps_out}[which]
     return [ir.l for _, ir in irreps if parity_class(ir) == q]
 
 
-def _gtp_grid(d: TensorProductDescriptor) -> float:
-    l1, l2, lo = degrees(d)
-    nt, nph = (l1 + l2 + lo + 2) // 2, l1 + l2 + lo + 1  # the plan's s2grid_for(l1, l2, lo)
-    pairs = d.class_pairs()  # type: ignore[attr-defined]
-    c, c2 = d.channels, d.channels_in2  # type: ignore[attr-defined]
-    dims = {w: _class_dims(d, w, "class") for w in ("in1", "in2")}
-    dims["out"] = {q: sum(2 * l + 1 for l in _class_ls(d, "out", q) if l <= lo) for q in (1, -1)}
-    total = 0.0
-    for q in {q1 for q1, _, _ in pairs}:
-        total += c * (2 * nt * dims["in1"][q] + nt * fft_real(nph))
-    for q in {q2 for _, q2, _ in pairs}:
-        total += c2 * (2 * nt * dims["in2"][q] + nt * fft_real(nph))
-    total += c * len(pairs) * 2 * nt * nph
-    for q in {q3 for _, _, q3 in pairs}:
-        total += c * (nt * fft_real(nph) + 2 * nt * dims["out"][q])
-    return total
-
-
-def _gtp_fourier(d: TensorProductDescriptor) -> float:
-    pairs = d.class_pairs()  # type: ignore[attr-defined]
-    c, c2 = d.channels, d.channels_in2  # type: ignore[attr-defined]
-    l1, l2, lout = degrees(d)
-    n = 2 * (l1 + l2) + 1
-    fft2 = 5.0 * n * n * math.log2(n * n) if n > 1 else 0.0
-    total = 0.0
-    for lm, mult, used in ((l1, c, {q for q, _, _ in pairs}),
-                           (l2, c2, {q for _, q, _ in pairs})):
-        m = 2 * lm + 1
-        total += mult * len(used) * (2 * (lm + 1) ** 2 * 2 * m * m + fft2)
-    total += c * len(pairs) * 8 * n * n
-    total += c * len({q3 for _, _, q3 in pairs}) * (fft2 + 2 * 2 * n * n * (lout + 1) ** 2)
-    return total
-
-
-def _mtp(d: TensorProductDescriptor, sparse: bool) -> float:
-    """Per-sample FLOPs of the MTP plan of ``d`` (default tuning), from its table sizes."""
-    p = (build_sparse if sparse else build_dense)(d, DEFAULT_TUNING)  # type: ignore[arg-type]
-    if not p.active:
-        return 0
-    n2, c = p.n * p.n, p.channels
-    total = 0
-    for w, ch in ((1, c), (2, p.channels2)):
-        emb = getattr(p, f"embed{w}")
-        if sparse:  # (rows, mats * n^2): one row per used feature of a channel (or flat feature)
-            total += 2 * ch * emb.size
-        else:  # ((L+1)^2, n^2) per matrix: [X, X'] with pq, else one per parity class
-            total += 2 * ch * (2 if p.pq else len(getattr(p, f"classes{w}"))) * emb.size
-    transpose = sparse and p.transpose  # type: ignore[attr-defined]
-    products = 2 if transpose or p.pq else len(p.pairs)
-    total += c * products * 2 * p.n ** 3
-    if p.fused_out:  # (n^2, 2, dim_out)
-        total += 2 * p.read_pq.size
-    elif sparse:
-        total += 2 * c * n2 * p.read_total  # type: ignore[attr-defined]
-    else:
-        total += 2 * c * len(p.classes_out) * p.read.size
-    return total
-
-
 def flops(d: TensorProductDescriptor, batch: int = 1, method: str | None = None) -> int:
-    """FLOPs of ``d`` for ``batch`` samples with ``method`` (module docstring); ``None`` gives
-    the minimal count. Raises :class:`InstructionError` for a method without a model."""
+    """FLOPs of ``d`` for ``batch`` samples with the model ``method`` of :data:`MODELS` (module
+    docstring); ``None`` gives the minimal count. Raises :class:`InstructionError` for another
+    name (a planned method's count: :func:`tp_spec.plan.flops`)."""
     if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 0:
         raise ValueError(f"batch must be a non-negative int, got {batch!r}")
     kind = d.kind
     if method is not None and method not in MODELS.get(kind, ()):
         raise InstructionError(
-            f"no FLOP model for method {method!r} of a {kind}; known: {MODELS.get(kind, ())}"
-        )
+            f"no descriptor-level FLOP model {method!r} for a {kind} (known: "
+            f"{MODELS.get(kind, ())}); the count of a method as planned is "
+            "tp_spec.plan.flops(d, batch, method)")
     if kind == "cgtp":
         if method == "oeq":
             return flops_oeq(d, batch)
         dense = method in ("dense", "fused")
         return batch * sum(_path_flops(p, dense) for p in d.paths)
-    extra = _per_degree(d)
-    if method is None:
-        per = sum(_path_flops(p, False, weights=False) for p in d.paths)
-    elif method == "gaunt":
-        per = sum(_path_flops(p, True, weights=False) for p in d.paths)
-    elif method == "grid":
-        per = _gtp_grid(d)
-    elif method == "fourier":
-        per = _gtp_fourier(d)
-    else:  # mtp dense / sparse
-        per = _mtp(d, sparse=method == "sparse")
-    return int(round(batch * (per + extra)))
+    dense = method == "gaunt"
+    per = sum(_path_flops(p, dense, weights=False) for p in d.paths)
+    return int(round(batch * (per + per_degree_flops(d))))
 
 
 def bytes_moved(d: TensorProductDescriptor, batch: int = 1, itemsize: int = 4) -> int:

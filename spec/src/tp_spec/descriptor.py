@@ -200,8 +200,9 @@ class TensorProductDescriptor:
     def flops(self, batch: int = 1, method: str | None = None) -> int:
         """Floating-point operations (a multiply-add = 2) for ``batch`` samples.
 
-        ``method=None`` gives the minimal count (nonzero coupling coefficients only); a method
-        name gives the count of that algorithm as the backends run it. See :mod:`tp_spec.cost`.
+        ``method=None`` gives the minimal count (nonzero coupling coefficients only); a model of
+        :data:`tp_spec.cost.MODELS` gives that count. The count of a method as the backends run
+        it is :func:`tp_spec.plan.flops`. See :mod:`tp_spec.cost`.
         """
         from .cost import flops
 

@@ -22,9 +22,10 @@ def block(x: jax.Array, irreps: tp_spec.Irreps, i: int) -> jax.Array:
 
 
 def path_weight(p: tp_spec.Path, w: jax.Array | None, dtype) -> tuple[jax.Array, bool]:
-    """The weight block of path ``p``: ``(W, batched)``; ones for unweighted paths."""
+    """The weight block of path ``p``: ``(W, batched)``; ones for unweighted paths (and for a
+    path with a zero multiplicity, which has no weights: an empty block)."""
     shape = mode_weight_shape(p.mode, p.mul_in1, p.mul_in2, p.mul_out)
-    if not p.has_weight:
+    if not p.has_weight or p.weight_numel == 0:
         return jnp.ones(shape, dtype), False
     blk = w[..., p.weight_slice]
     if w.ndim == 1:

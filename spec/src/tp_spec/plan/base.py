@@ -54,7 +54,8 @@ class Method:
       a backend adds its own, such as a missing library or device);
     * ``frameworks``: the backends that execute it; ``adapter``: the outside library it calls,
       if any (framework-only adapters list one framework);
-    * ``cost_model``: its FLOP model in :data:`tp_spec.cost.MODELS` (``None``: none).
+    * ``flops(d)``: its per-sample FLOP count as planned (``None``: no model;
+      :func:`tp_spec.plan.flops`).
     """
 
     family: str
@@ -65,7 +66,7 @@ class Method:
     available: Callable[[TensorProductDescriptor], str | None] = always
     frameworks: tuple[str, ...] = FRAMEWORKS
     adapter: str | None = None
-    cost_model: str | None = None
+    flops: Callable[[TensorProductDescriptor], float] | None = None
 
 
 def folded_cg(p: Path) -> np.ndarray:

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from .. import cost
 from .base import Method, Plan, folded_cg, offsets
 from .cgtp_numpy import (
     UU_MODES,
@@ -29,6 +30,11 @@ if TYPE_CHECKING:
     from .tuning import Tuning
 
 __all__ = ["METHODS", "DensePlan", "SparsePlan", "apply_mode_numpy"]
+
+
+def _model(name: str):
+    """Per-sample FLOPs of the descriptor-level model ``name`` of :data:`tp_spec.cost.MODELS`."""
+    return lambda d: cost.flops(d, 1, name)
 
 
 def _is_cgtp(d) -> str | None:
@@ -132,16 +138,16 @@ def run_sparse_numpy(plan: SparsePlan, x1, x2, w):
 METHODS = (
     Method("cgtp", "fused", "whole-product contractions chosen from the descriptor's structure "
            "(scalar, channelwise, folded or grouped regime)", build=build_fused,
-           numpy=run_fused_numpy, available=_is_cgtp, cost_model="fused"),
+           numpy=run_fused_numpy, available=_is_cgtp, flops=_model("fused")),
     Method("cgtp", "dense", "one dense CG contraction per path (the e3nn algorithm)",
-           build=build_dense, numpy=run_dense_numpy, available=_is_cgtp, cost_model="dense"),
+           build=build_dense, numpy=run_dense_numpy, available=_is_cgtp, flops=_model("dense")),
     Method("cgtp", "sparse", "gather the nonzero CG entries, multiply, scatter-add",
            build=build_sparse, numpy=run_sparse_numpy, available=_is_cgtp,
-           cost_model="sparse"),
+           flops=_model("sparse")),
     Method("cgtp", "cueq", "cuEquivariance segmented polynomials, one per connection mode "
            "(naive on CPU, its kernels on NVIDIA GPUs)", available=cueq_unsupported_reason,
            adapter="cuequivariance"),
     Method("cgtp", "oeq", "OpenEquivariance TensorProduct (NVIDIA GPUs only)",
            available=_is_cgtp, frameworks=("torch",), adapter="openequivariance",
-           cost_model="oeq"),
+           flops=_model("oeq")),
 )

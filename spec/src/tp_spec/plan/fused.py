@@ -23,6 +23,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -74,9 +75,8 @@ class ScalarPlan(Plan):
     is the scatter-add of ``[w, 1][w_idx] * w_val`` into ``w_pos`` (``w_full``: ``W`` itself
     when there are no weights). Per-sample weights: ``(x1 (x) x2) @ cg_stack`` ``(B, sum d3)``,
     columns grouped by output block (``out_groups``: ``(i_out, col0, n_paths, d3)``), path
-    ``n``'s weight ``[w, 1][cg_stack_w[n]]``. ``order_blocks``: the same product (shared or no
-    weights) in the order-blocked layout XLA runs (:mod:`tp_spec.plan.order_blocks`: paired
-    rows, one small dense GEMM per order group, bucketed into batched GEMMs)."""
+    ``n``'s weight ``[w, 1][cg_stack_w[n]]``. :attr:`order_blocks`: the same product (shared or
+    no weights) in the order-blocked layout XLA runs."""
 
     split: bool
     x1_perm: np.ndarray
@@ -92,7 +92,13 @@ class ScalarPlan(Plan):
     cg_stack: np.ndarray
     cg_stack_w: np.ndarray
     out_groups: tuple[tuple[int, int, int, int], ...]
-    order_blocks: OrderBlocks
+
+    @cached_property
+    def order_blocks(self) -> OrderBlocks:
+        """The product in the order-blocked layout (:mod:`tp_spec.plan.order_blocks`: paired
+        rows, one small dense GEMM per order group, bucketed into batched GEMMs), built on
+        first use: only the executors that run it pay for it."""
+        return build_order_blocks(self.descriptor, self.tuning.jax_bucket_slack)
 
 
 def build_scalar(d, tuning: Tuning) -> ScalarPlan:
@@ -176,8 +182,7 @@ def build_scalar(d, tuning: Tuning) -> ScalarPlan:
         tuple((ro[q][0], ro[q][1]) for q in (1, -1)), tuple(sgroups), base, pos_a, widx_a,
         vals_a, w_full,
         np.concatenate(stack_cols, axis=1) if stack_cols else np.zeros((n, 0)),
-        np.array(gw, dtype=np.int64), tuple(out_groups),
-        build_order_blocks(d, tuning.jax_bucket_slack))
+        np.array(gw, dtype=np.int64), tuple(out_groups))
 
 
 def _outer(a: np.ndarray, b: np.ndarray) -> np.ndarray:

@@ -21,11 +21,13 @@ A large batch runs in chunks whose largest intermediate holds about
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..cost import class_degrees, class_dims, fft_real, per_degree_flops
 from ..irreps import parity_class
 from .base import Method, Plan
 
@@ -407,14 +409,54 @@ def run_fourier_numpy(p: FourierPlan, x1, x2, w):
     return run_numpy(p, _fourier_product, x1, x2, w)
 
 
+# ----------------------------------------------------------------------------- cost
+def flops_grid(d: Any) -> float:
+    """Per-sample FLOPs of the ``grid`` plan (the model in :mod:`tp_spec.cost`'s docstring),
+    per-degree weights included."""
+    l1, l2, lo = degrees(d)
+    nt, nph = (l1 + l2 + lo + 2) // 2, l1 + l2 + lo + 1  # the plan's s2grid_for(l1, l2, lo)
+    pairs = d.class_pairs()
+    c, c2 = d.channels, d.channels_in2
+    dims = {w: class_dims(d, w, "class") for w in ("in1", "in2")}
+    dims["out"] = {q: sum(2 * l + 1 for l in class_degrees(d, "out", q) if l <= lo)
+                   for q in (1, -1)}
+    total = 0.0
+    for q in {q1 for q1, _, _ in pairs}:
+        total += c * (2 * nt * dims["in1"][q] + nt * fft_real(nph))
+    for q in {q2 for _, q2, _ in pairs}:
+        total += c2 * (2 * nt * dims["in2"][q] + nt * fft_real(nph))
+    total += c * len(pairs) * 2 * nt * nph
+    for q in {q3 for _, _, q3 in pairs}:
+        total += c * (nt * fft_real(nph) + 2 * nt * dims["out"][q])
+    return total + per_degree_flops(d)
+
+
+def flops_fourier(d: Any) -> float:
+    """Per-sample FLOPs of the ``fourier`` plan (dense table GEMMs, FFTs, products),
+    per-degree weights included."""
+    pairs = d.class_pairs()
+    c, c2 = d.channels, d.channels_in2
+    l1, l2, lout = degrees(d)
+    n = 2 * (l1 + l2) + 1
+    fft2 = 5.0 * n * n * math.log2(n * n) if n > 1 else 0.0
+    total = 0.0
+    for lm, mult, used in ((l1, c, {q for q, _, _ in pairs}),
+                           (l2, c2, {q for _, q, _ in pairs})):
+        m = 2 * lm + 1
+        total += mult * len(used) * (2 * (lm + 1) ** 2 * 2 * m * m + fft2)
+    total += c * len(pairs) * 8 * n * n
+    total += c * len({q3 for _, _, q3 in pairs}) * (fft2 + 2 * 2 * n * n * (lout + 1) ** 2)
+    return total + per_degree_flops(d)
+
+
 METHODS = (
     Method("gtp", "grid", "separable Gauss-Legendre grid transform (per-order Legendre GEMMs "
            "and a real DFT), pointwise product, projection back", build=build_grid,
-           numpy=run_grid_numpy, available=_is_gtp, cost_model="grid"),
+           numpy=run_grid_numpy, available=_is_gtp, flops=flops_grid),
     Method("gtp", "fourier", "exact 2D Fourier tables (dense GEMMs), FFT convolution, "
            "projection back",
            build=build_fourier, numpy=run_fourier_numpy, available=_is_gtp,
-           cost_model="fourier"),
+           flops=flops_fourier),
     Method("gtp", "s2fft", "grid GTP through s2fft's spherical transforms", available=_is_gtp,
            frameworks=("jax",), adapter="s2fft"),
 )

@@ -39,11 +39,13 @@ output from the read-out rows (value ``rows``: a zero; ``None``: the identity) a
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from ..cost import per_degree_flops
 from .base import Method, Plan
+from .tuning import DEFAULT_TUNING
 
 if TYPE_CHECKING:
     from ..mtp import MTPDescriptor
@@ -122,7 +124,8 @@ class SparseMTPPlan(MTPPlan):
     """``sparse``: ``mats1`` matrices per channel of x1 (1 in the transpose regime, 2 with
     ``pq``, else one per class); ``embed1 (K1, mats1 * n^2)`` one row per used feature of
     channel 0 (``index1 (K1, C)``, ``blocks1``), or with one channel ``(dim1, mats1 * n^2)``
-    (``index1 = None``); ``transpose``, ``transpose_sign = s1 s2``; ``read_classes`` the output
+    (``index1 = None``); ``transpose`` (the regime; its sign ``s1 s2`` is folded into
+    ``read_classes``); ``read_classes`` the output
     parities, or in the transpose regime ``+1`` (anticommutator) / ``-1`` (commutator), each
     with ``read[k] (n^2, K_k)`` onto its present degrees; read-out rows
     ``c * read_total + (offset of k) + j``; ``read_tr (n^2, 2, dim_out)``: one channel in the
@@ -130,7 +133,6 @@ class SparseMTPPlan(MTPPlan):
     executor's read-out; else ``None``)."""
 
     transpose: bool
-    transpose_sign: int
     mats1: int
     mats2: int
     index1: np.ndarray | None
@@ -342,7 +344,7 @@ def build_sparse(d: MTPDescriptor, tuning: Tuning) -> SparseMTPPlan:
                 read_tr[:, 0, sl], read_tr[:, 1, sl] = cols, read_classes[k] * cols
     return SparseMTPPlan(
         method="sparse", **com, out_index=out_index, out_rows=rows, out_blocks=out_blocks,
-        transpose=tr, transpose_sign=sign, read_classes=read_classes, read=tuple(reads),
+        transpose=tr, read_classes=read_classes, read=tuple(reads),
         read_total=total, read_tr=read_tr, **tabs)
 
 
@@ -426,11 +428,38 @@ def run_numpy(p: MTPPlan, x1: np.ndarray, x2: np.ndarray, w: np.ndarray | None) 
     return out if mult is None else out * mult
 
 
+# ----------------------------------------------------------------------------- cost
+def flops_mtp(d: Any, sparse: bool) -> float:
+    """Per-sample FLOPs of the ``dense`` or ``sparse`` plan of ``d`` (default tuning), from its
+    table sizes (the model in :mod:`tp_spec.cost`'s docstring), per-degree weights included."""
+    p = (build_sparse if sparse else build_dense)(d, DEFAULT_TUNING)
+    if not p.active:
+        return per_degree_flops(d)
+    n2, c = p.n * p.n, p.channels
+    total = 0
+    for w, ch in ((1, c), (2, p.channels2)):
+        emb = getattr(p, f"embed{w}")
+        if sparse:  # (rows, mats * n^2): one row per used feature of a channel (or flat feature)
+            total += 2 * ch * emb.size
+        else:  # ((L+1)^2, n^2) per matrix: [X, X'] with pq, else one per parity class
+            total += 2 * ch * (2 if p.pq else len(getattr(p, f"classes{w}"))) * emb.size
+    transpose = sparse and p.transpose
+    products = 2 if transpose or p.pq else len(p.pairs)
+    total += c * products * 2 * p.n ** 3
+    if p.fused_out:  # (n^2, 2, dim_out)
+        total += 2 * p.read_pq.size
+    elif sparse:
+        total += 2 * c * n2 * p.read_total
+    else:
+        total += 2 * c * len(p.classes_out) * p.read.size
+    return total + per_degree_flops(d)
+
+
 METHODS = (
     Method("mtp", "dense", "change of basis with the full basis of degrees 0..L around the "
            "n x n matrix products", build=build_dense, numpy=run_numpy, available=_is_mtp,
-           cost_model="dense"),
+           flops=lambda d: flops_mtp(d, sparse=False)),
     Method("mtp", "sparse", "change of basis restricted to the nonzero (parity, degree) blocks "
            "around the n x n matrix products", build=build_sparse, numpy=run_numpy,
-           available=_is_mtp, cost_model="sparse"),
+           available=_is_mtp, flops=lambda d: flops_mtp(d, sparse=True)),
 )

@@ -35,7 +35,6 @@ class Bucket:
     n_rows: int  #: ``R`` (padded)
     n_cols: int  #: ``C`` (padded)
     k_start: int  #: offset of this bucket's ``K (G, C, R)``, row-major, in the flat ``K``
-    out_start: int  #: offset of its ``G * C`` output rows in the concatenated output
 
     @property
     def paired(self) -> bool:
@@ -159,7 +158,7 @@ def build_order_blocks(d, slack: float) -> OrderBlocks:
                     layers[layer][2].append(wi)
         flat = rows.reshape(5, -1)
         bks.append(Bucket(flat[:4].copy(), flat[4].astype(np.float64), len(members), nr, nc,
-                          k_start, out_start))
+                          k_start))
         k_start += len(members) * nc * nr
         out_start += len(members) * nc
     k_layers = []

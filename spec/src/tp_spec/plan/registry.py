@@ -14,8 +14,8 @@ from . import cgtp, gtp, mtp
 from .base import Method, Plan
 from .tuning import DEFAULT_TUNING, Tuning
 
-__all__ = ["DEFAULT_METHODS", "METHODS", "default_method", "execute", "family", "get_method",
-           "methods", "plan"]
+__all__ = ["DEFAULT_METHODS", "METHODS", "default_method", "execute", "family", "flops",
+           "get_method", "methods", "plan"]
 
 #: Every method, per family, in the order the backends list them.
 METHODS: dict[str, dict[str, Method]] = {
@@ -85,6 +85,19 @@ def plan(d: TensorProductDescriptor, method: str | None = None,
     ``(d, method, tuning)`` and cached."""
     name = default_method(d) if method is None else method
     return _plan(d, name, DEFAULT_TUNING if tuning is None else tuning)
+
+
+def flops(d: TensorProductDescriptor, batch: int, method: str) -> int:
+    """FLOPs of ``batch`` samples of ``d`` computed by ``method`` as it is planned (forward
+    pass; a multiply-add counts 2; the models are described in :mod:`tp_spec.cost`).
+    :class:`InstructionError` if the method has no model (the adapters of outside libraries
+    other than OpenEquivariance's published one)."""
+    if isinstance(batch, bool) or not isinstance(batch, (int, np.integer)) or batch < 0:
+        raise ValueError(f"batch must be a non-negative int, got {batch!r}")
+    m = get_method(d, method)
+    if m.flops is None:
+        raise InstructionError(f"method {method!r} has no FLOP model")
+    return int(round(batch * m.flops(d)))
 
 
 def execute(p: Plan, x1: Any, x2: Any, weights: Any = None) -> np.ndarray:
