@@ -59,7 +59,9 @@ class DenseExecutor(CGTPKernel):
 
 class SparseExecutor(Kernel):
     """``sparse`` (:class:`tp_spec.plan.cgtp.SparsePlan`): one gather of both inputs over every
-    nonzero term (channels included), a multiply by the values and weights, one scatter-add."""
+    nonzero term (channels included), a multiply by the values and weights, one scatter-add.
+    Batch-last: gathers and the scatter-add move whole contiguous rows of ``B`` values (and so
+    do their derivatives), not single elements of every row."""
 
     def __init__(self, plan: SparsePlan) -> None:
         super().__init__()
@@ -68,15 +70,17 @@ class SparseExecutor(Kernel):
         self.add_index("i2", plan.i2)
         self.add_index("out", plan.out)
         self.add_index("widx", plan.widx)
-        self.add_const("value", plan.value)
+        self.add_const("value", plan.value[:, None])
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-        prod = x1.index_select(1, self.i1) * x2.index_select(1, self.i2)
+        prod = x1.t().index_select(0, self.i1) * x2.t().index_select(0, self.i2)  # (T, B)
         prod = prod * self.const("value", x1.dtype)
         if w is not None:
             wext = torch.cat([w, w.new_ones(w.shape[:-1] + (1,))], dim=-1)
-            prod = prod * wext.index_select(w.dim() - 1, self.widx)
-        return x1.new_zeros((x1.shape[0], self.dim_out)).index_add(1, self.out, prod)
+            prod = prod * (wext.index_select(0, self.widx).unsqueeze(1) if w.dim() == 1
+                           else wext.t().index_select(0, self.widx))
+        out = x1.new_zeros((self.dim_out, x1.shape[0])).index_add(0, self.out, prod)
+        return out.t()
 
 
 #: Plan type -> executor, every CGTP plan.
