@@ -10,6 +10,7 @@ and (optionally) a learned weight. For GTP and MTP these are the paths of the eq
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 from typing import TYPE_CHECKING, ClassVar
 
 from .errors import InstructionError, ShapeError
@@ -188,9 +189,10 @@ class TensorProductDescriptor:
     irreps_out: Irreps
     paths: tuple[Path, ...]
 
-    @property
+    @cached_property
     def weight_numel(self) -> int:  # overridden by families with their own weight layout
-        """Number of learnable weights per sample (0: the fixed operation)."""
+        """Number of learnable weights per sample (0: the fixed operation; computed once: every
+        call validates against it)."""
         return sum(path.weight_numel for path in self.paths)
 
     def as_cgtp(self) -> CGTPDescriptor:  # pragma: no cover - abstract

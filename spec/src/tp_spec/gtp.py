@@ -36,6 +36,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -117,7 +118,7 @@ class ChannelwiseFixedDescriptor(TensorProductDescriptor):
         """True if ``x2`` has one channel applied to all ``C > 1`` channels of ``x1``."""
         return self.channels_in2 != self.channels
 
-    @property
+    @cached_property
     def weight_numel(self) -> int:
         """``C * (len(in1) + len(out)) + C2 * len(in2)`` with per-degree weights, else 0."""
         if not self.per_degree_weights:
