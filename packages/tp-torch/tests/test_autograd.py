@@ -202,39 +202,30 @@ _GTP_CHUNKED = [(n, m) for n in ("gtp_all_pairs", "gtp_given_out", "gtp_broadcas
                 for m in ("grid", "fourier")]
 
 
-@pytest.mark.parametrize(("name", "method"), _GTP_CHUNKED)
-def test_gtp_chunks(name, method, rng, monkeypatch):
-    """GTP in CPU batch chunks (23 rows as 6 + 6 + 6 + 5: the executor of a plan built with a
-    small ``Tuning``, which every module of the check then uses), checked as above (with
-    per-degree weights the product is not affine in them: finite differences only)."""
-    from tp_spec import plan as tp_plan
-    from tp_torch import _gtp, _module
-
-    d = CASES[name]
-    p = tp_plan.plan(d, method, tp_plan.Tuning(function_chunk_entries=1,
-                                               function_chunk_min_rows=7))
-    assert _gtp.EXECUTORS[type(p)](p)._chunk_rows(torch.empty(23, d.irreps_in1.dim)) == 6
-    monkeypatch.setattr(_module, "build_kernel",
-                        lambda d, m, dev, t=None: _gtp.EXECUTORS[type(p)](p))
-    _check_chunked(name, method, 23, rng)
-
-
 _MTP_CHUNKED = [(n, m) for n in ("mtp_all", "mtp_given_out", "mtp_broadcast_w")
                 for m in ("dense", "sparse")]
 
 
-@pytest.mark.parametrize(("name", "method"), _MTP_CHUNKED)
-def test_mtp_chunks(name, method, rng, monkeypatch):
-    """MTP in CPU batch chunks (23 rows as 6 + 6 + 6 + 5: the executor of a plan built with a
-    small ``Tuning``), checked as above."""
+@pytest.mark.parametrize(("name", "method"), _GTP_CHUNKED + _MTP_CHUNKED)
+def test_function_product_chunks(name, method, rng, monkeypatch):
+    """GTP and MTP in CPU batch chunks (23 rows as 6 + 6 + 6 + 5: the plans built with a small
+    ``Tuning``, which every module of the check then uses), checked as above (with per-degree
+    weights the product is not affine in them: finite differences only)."""
     from tp_spec import plan as tp_plan
-    from tp_spec.plan.mtp import chunk_rows
-    from tp_torch import _module, _mtp
+    from tp_torch import _module
+    from tp_torch._common import chunk_rows
 
+    tuning = tp_plan.Tuning(function_chunk_entries=1, function_chunk_min_rows=7)
     d = CASES[name]
-    p = tp_plan.plan(d, method, tp_plan.Tuning(function_chunk_entries=1,
-                                               function_chunk_min_rows=7))
-    assert chunk_rows(p, 23) == 6
-    monkeypatch.setattr(_module, "build_kernel",
-                        lambda d, m, dev, t=None: _mtp.EXECUTORS[type(p)](p))
+    p = tp_plan.plan(d, method, tuning)
+    assert chunk_rows(torch.empty(23, d.irreps_in1.dim), p.row_entries, 1, 7) == 6
+    kernel = _module.EXECUTORS[type(p)](p)
+    rows, product = [], type(kernel)._product
+    monkeypatch.setattr(type(kernel), "_product",
+                        lambda self, a, b: rows.append(a.shape[0]) or product(self, a, b))
+    x1, x2, w = tensors(*random_inputs(d, (23,), rng))
+    kernel(x1, x2, w)
+    assert rows == [6, 6, 6, 5]
+    build = _module.build_kernel
+    monkeypatch.setattr(_module, "build_kernel", lambda d, m, dev, t=None: build(d, m, dev, tuning))
     _check_chunked(name, method, 23, rng)

@@ -12,8 +12,9 @@ from typing import Any
 
 import numpy as np
 import torch
+from tp_spec.plan.base import chunk_rows as plan_chunk_rows
 
-__all__ = ["Kernel", "aligned_empty", "chunk_rows", "flatten_batch"]
+__all__ = ["FunctionProductKernel", "Kernel", "aligned_empty", "chunk_rows", "flatten_batch"]
 
 
 def aligned_empty(rows: int, cols: int, like: torch.Tensor, align: int) -> torch.Tensor:
@@ -34,12 +35,7 @@ def chunk_rows(x: torch.Tensor, row_entries: int, entries: int, min_rows: int) -
     or under ``torch.compile``, which fuses the product itself)."""
     if x.device.type != "cpu" or torch.compiler.is_compiling():
         return None
-    rows = max(min_rows, entries // max(row_entries, 1))
-    b = x.shape[0]
-    if b <= rows:
-        return None
-    n = -(-b // rows)
-    return -(-b // n)
+    return plan_chunk_rows(x.shape[0], row_entries, entries, min_rows)
 
 
 class Kernel(torch.nn.Module):
@@ -88,3 +84,47 @@ def flatten_batch(
     if weights is not None and weights.dim() > 1:
         weights = weights.reshape(b, numel)
     return x1f, x2f, weights
+
+
+class FunctionProductKernel(Kernel):
+    """Base of the GTP and MTP executors (products of functions or matrices): per-degree
+    weights (``weight_index``: the plan's ``(in1, in2, out)`` index tables, or None) scale the
+    inputs, :meth:`_product` runs on CPU in batch chunks (``plan.row_entries`` intermediate
+    entries per row, ``tuning.function_chunk_*``: each chunk's intermediates stay in cache and
+    are reused from the allocator's heap; autograd records every chunk, so the backward is
+    chunked too), the weights scale the output. An inactive plan (no pair of classes or
+    parities meets) gives zeros."""
+
+    def __init__(self, plan: Any, weight_index: tuple[Any, Any, Any] | None) -> None:
+        super().__init__()
+        self.plan = plan
+        self.d = plan.descriptor
+        self.active = plan.active
+        self.weighted = weight_index is not None
+        if weight_index is not None:
+            for name, idx in zip(("widx1", "widx2", "widx3"), weight_index, strict=True):
+                self.add_index(name, idx)
+
+    @staticmethod
+    def _scale(x: torch.Tensor, w: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return x * (w.index_select(0, idx) if w.dim() == 1 else w.index_select(1, idx))
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        if not self.active:
+            return x1.new_zeros((x1.shape[0], self.d.irreps_out.dim))
+        weighted = self.weighted and w is not None
+        if weighted:
+            x1, x2 = self._scale(x1, w, self.widx1), self._scale(x2, w, self.widx2)
+        t = self.plan.tuning
+        rows = chunk_rows(x1, self.plan.row_entries, t.function_chunk_entries,
+                          t.function_chunk_min_rows)
+        if rows is None:
+            out = self._product(x1, x2)
+        else:  # split, not slices: the backward concatenates the chunks' gradients once
+            out = torch.cat([self._product(a, c)
+                             for a, c in zip(x1.split(rows), x2.split(rows), strict=True)])
+        return self._scale(out, w, self.widx3) if weighted else out
+
+    def _product(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
+        """The product of weighted inputs ``(B, dim1)``, ``(B, dim2)`` -> ``(B, dim_out)``."""
+        raise NotImplementedError

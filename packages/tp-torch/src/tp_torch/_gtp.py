@@ -8,7 +8,7 @@
   and the projection back as one dense GEMM.
 
 On CPU both run a large batch in chunks whose intermediates stay in cache
-(``plan.chunk_rows``, from ``plan.tuning``).
+(:class:`tp_torch._common.FunctionProductKernel`, thresholds from ``plan.tuning``).
 """
 
 from __future__ import annotations
@@ -17,76 +17,24 @@ import numpy as np
 import torch
 from tp_spec.plan.gtp import FourierPlan, GridPlan, permute_flat_index
 
-from ._common import Kernel
+from ._common import FunctionProductKernel
 
 __all__ = ["EXECUTORS", "FourierExecutor", "GTPKernel", "GridExecutor"]
 
 
-class GTPKernel(Kernel):
-    """What both executors share, from the plan (:class:`tp_spec.plan.gtp.GTPPlan`):
-    per-degree weights on the inputs and the output, the product in CPU batch chunks."""
+class GTPKernel(FunctionProductKernel):
+    """What both executors share, from the plan (:class:`tp_spec.plan.gtp.GTPPlan`): classes,
+    channels and degrees; per-degree weights and CPU batch chunks come from the base."""
 
     def __init__(self, plan) -> None:
-        super().__init__()
-        self.plan = plan
-        self.d = plan.descriptor
+        super().__init__(plan, None if plan.weight_index1 is None else
+                         (plan.weight_index1, plan.weight_index2, plan.weight_index_out))
         self.C, self.C2 = plan.channels, plan.channels2
         self.pairs = plan.pairs
         self.ncls1, self.ncls2 = len(plan.classes1), len(plan.classes2)
         self.nclso = len(plan.classes_out)
         self.L1, self.L2, self.Lo = plan.lmax1, plan.lmax2, plan.lmax_out
-        self.active = plan.active
         self.needs_zero_row = plan.needs_zero_out
-        if plan.weight_index1 is not None:
-            self.add_index("widx1", plan.weight_index1)
-            self.add_index("widx2", plan.weight_index2)
-            self.add_index("widx3", plan.weight_index_out)
-
-    @staticmethod
-    def _scale(x: torch.Tensor, w: torch.Tensor | None, idx: torch.Tensor) -> torch.Tensor:
-        if w is None:
-            return x
-        if w.dim() == 1:
-            return x * w.index_select(0, idx)
-        return x * w.index_select(1, idx)
-
-    def weighted_inputs(self, x1, x2, w):
-        if w is None or not self.d.weight_numel:
-            return x1, x2
-        return self._scale(x1, w, self.widx1), self._scale(x2, w, self.widx2)
-
-    def weighted_output(self, out, w):
-        if w is None or not self.d.weight_numel:
-            return out
-        return self._scale(out, w, self.widx3)
-
-    def _chunk_rows(self, x1: torch.Tensor) -> int | None:
-        """``plan.chunk_rows`` on CPU; None (one piece) on a GPU or under ``torch.compile``,
-        which fuses the product itself."""
-        if x1.device.type != "cpu" or torch.compiler.is_compiling():
-            return None
-        return self.plan.chunk_rows(x1.shape[0])
-
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-        """Per-degree weights on the inputs, the product (on CPU in batch chunks: each
-        chunk's intermediates stay in cache and are reused from the allocator's heap instead
-        of being mapped anew; autograd records every chunk, so the backward is chunked too),
-        weights on the output."""
-        b = x1.shape[0]
-        if not self.active:
-            return x1.new_zeros((b, self.d.irreps_out.dim))
-        x1, x2 = self.weighted_inputs(x1, x2, w)
-        rows = self._chunk_rows(x1)
-        if rows is None:
-            out = self._product(x1, x2)
-        else:  # split, not slices: the backward concatenates the chunks' gradients once
-            out = torch.cat([self._product(a, c)
-                             for a, c in zip(x1.split(rows), x2.split(rows), strict=True)])
-        return self.weighted_output(out, w)
-
-    def _product(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
-        """The product of weighted inputs ``(B, dim1)``, ``(B, dim2)`` -> ``(B, dim_out)``."""
-        raise NotImplementedError
 
 
 def _pad_rows(xt: torch.Tensor) -> torch.Tensor:

@@ -20,12 +20,12 @@ import torch
 from tp_spec.plan.mtp import DenseMTPPlan, MTPPlan, SparseMTPPlan
 
 from ._bmm import matprod
-from ._common import Kernel, chunk_rows
+from ._common import FunctionProductKernel
 
 __all__ = ["EXECUTORS", "MTPDense", "MTPSparse"]
 
 
-class _MTPBase(Kernel):
+class _MTPBase(FunctionProductKernel):
     """Shared pipeline: per-degree weights, CPU batch chunks, ``embed`` -> parity products ->
     ``readout``.
 
@@ -36,17 +36,12 @@ class _MTPBase(Kernel):
     """
 
     def __init__(self, plan: MTPPlan) -> None:
-        super().__init__()
-        self.plan = plan
-        self.d = plan.descriptor
+        super().__init__(plan, None if plan.w_index1 is None else
+                         (plan.w_index1, plan.w_index2, plan.w_index_out))
         self.n, self.C, self.C2 = plan.n, plan.channels, plan.channels2
-        self.active, self.pq = plan.active, plan.pq
+        self.pq = plan.pq
         self.batch_last = plan.batch_last
         self.fused_out = plan.fused_out
-        if plan.w_index1 is not None:
-            self.add_index("widx1", plan.w_index1)
-            self.add_index("widx2", plan.w_index2)
-            self.add_index("widx3", plan.w_index_out)
         if plan.fused_out:
             # rows (a, b, s) for batch-last [P, Q], (s, a, b) for batch-first
             rpq = plan.read_pq
@@ -56,31 +51,6 @@ class _MTPBase(Kernel):
             (plan.out_index == plan.out_rows).any())
         if plan.out_index is not None:
             self.add_index("go", plan.out_index)
-
-    @staticmethod
-    def _scale(x: torch.Tensor, w: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return x * (w.index_select(0, idx) if w.dim() == 1 else w.index_select(1, idx))
-
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-        """Per-degree weights on the inputs, the product (on CPU in batch chunks: each
-        chunk's intermediates stay in cache and are reused from the allocator's heap instead
-        of being mapped anew; autograd records every chunk, so the backward is chunked too),
-        weights on the output."""
-        b = x1.shape[0]
-        if not self.active:
-            return x1.new_zeros((b, self.d.irreps_out.dim))
-        weighted = w is not None and self.plan.w_index1 is not None
-        if weighted:
-            x1, x2 = self._scale(x1, w, self.widx1), self._scale(x2, w, self.widx2)
-        t = self.plan.tuning
-        rows = chunk_rows(x1, self.plan.row_entries, t.function_chunk_entries,
-                                  t.function_chunk_min_rows)
-        if rows is None:
-            out = self._product(x1, x2)
-        else:  # split, not slices: the backward concatenates the chunks' gradients once
-            out = torch.cat([self._product(a, c)
-                             for a, c in zip(x1.split(rows), x2.split(rows), strict=True)])
-        return self._scale(out, w, self.widx3) if weighted else out
 
     def readout_pq(self, pq: torch.Tensor) -> torch.Tensor:
         """``[P, Q]``: ``(n, n, 2, 1, B)`` or ``(B, 1, 2, n, n)`` -> ``(B, dim_out)``."""

@@ -21,7 +21,7 @@ from .tuning import Tuning
 if TYPE_CHECKING:
     from ..descriptor import Path, TensorProductDescriptor
 
-__all__ = ["FRAMEWORKS", "Method", "Plan", "always", "folded_cg", "offsets"]
+__all__ = ["FRAMEWORKS", "Method", "Plan", "always", "chunk_rows", "folded_cg", "offsets"]
 
 #: The frameworks with a backend package.
 FRAMEWORKS = ("torch", "jax")
@@ -78,3 +78,14 @@ def folded_cg(p: Path) -> np.ndarray:
 def offsets(irreps: Any) -> list[int]:
     """First column of every block of ``irreps`` in the ``mul_ir`` layout."""
     return [s.start for s in irreps.slices()]
+
+
+def chunk_rows(batch: int, row_entries: int, entries: int, min_rows: int) -> int | None:
+    """Rows per chunk of a ``batch`` run in chunks of about ``entries`` intermediate entries
+    (``row_entries`` per row), at least ``min_rows`` rows, the batch split evenly; None where
+    it runs in one piece."""
+    rows = max(min_rows, entries // max(row_entries, 1))
+    if batch <= rows:
+        return None
+    n = -(-batch // rows)
+    return -(-batch // n)

@@ -29,7 +29,7 @@ import numpy as np
 
 from ..cost import class_degrees, class_dims, fft_real, per_degree_flops
 from ..irreps import parity_class
-from .base import Method, Plan
+from .base import Method, Plan, chunk_rows
 
 if TYPE_CHECKING:
     from .tuning import Tuning
@@ -167,15 +167,11 @@ class GTPPlan(Plan):
         return bool((self.out_index == self.out_size).any())
 
     def chunk_rows(self, batch: int) -> int | None:
-        """Rows per chunk of a ``batch``: about ``tuning.function_chunk_entries`` intermediate
-        entries, at least ``tuning.function_chunk_min_rows`` rows, the batch split evenly;
-        ``None``: one piece."""
+        """Rows per chunk of a ``batch`` (:func:`~tp_spec.plan.base.chunk_rows` with
+        ``tuning.function_chunk_*``); ``None``: one piece."""
         t = self.tuning
-        rows = max(t.function_chunk_min_rows, t.function_chunk_entries // max(self.row_entries, 1))
-        if batch <= rows:
-            return None
-        n = -(-batch // rows)
-        return -(-batch // n)
+        return chunk_rows(batch, self.row_entries, t.function_chunk_entries,
+                          t.function_chunk_min_rows)
 
 
 def _common(d, tuning: Tuning, method: str) -> dict:

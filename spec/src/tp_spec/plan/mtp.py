@@ -44,7 +44,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from ..cost import per_degree_flops
-from .base import Method, Plan
+from .base import Method, Plan, chunk_rows
 from .tuning import DEFAULT_TUNING
 
 if TYPE_CHECKING:
@@ -52,7 +52,7 @@ if TYPE_CHECKING:
     from .tuning import Tuning
 
 __all__ = ["METHODS", "DenseMTPPlan", "MTPPlan", "SparseMTPPlan", "build_dense", "build_sparse",
-           "chunk_rows", "run_numpy"]
+           "run_numpy"]
 
 Block = tuple  # (flat offset or None, degree)
 
@@ -348,17 +348,6 @@ def build_sparse(d: MTPDescriptor, tuning: Tuning) -> SparseMTPPlan:
         read_total=total, read_tr=read_tr, **tabs)
 
 
-def chunk_rows(p: MTPPlan, batch: int) -> int | None:
-    """Rows per CPU batch chunk of the torch and NumPy executors (``tuning.function_chunk_*``
-    over ``row_entries``, the batch split evenly), or None: one piece."""
-    t = p.tuning
-    rows = max(t.function_chunk_min_rows, t.function_chunk_entries // max(p.row_entries, 1))
-    if batch <= rows:
-        return None
-    k = -(-batch // rows)
-    return -(-batch // k)
-
-
 # ----------------------------------------------------------------------------- NumPy executor
 def _embed_numpy(p: MTPPlan, x: np.ndarray, w: int) -> np.ndarray:
     """``x (B, dim)`` -> ``(B, ch, s, n, n)``."""
@@ -422,7 +411,9 @@ def run_numpy(p: MTPPlan, x1: np.ndarray, x2: np.ndarray, w: np.ndarray | None) 
     mult = None
     if w is not None and p.w_index1 is not None:
         x1, x2, mult = x1 * w[..., p.w_index1], x2 * w[..., p.w_index2], w[..., p.w_index_out]
-    rows = chunk_rows(p, b) or max(b, 1)
+    t = p.tuning
+    rows = (chunk_rows(b, p.row_entries, t.function_chunk_entries, t.function_chunk_min_rows)
+            or max(b, 1))
     out = np.concatenate([_product_numpy(p, x1[i:i + rows], x2[i:i + rows])
                           for i in range(0, max(b, 1), rows)])[:b]
     return out if mult is None else out * mult
