@@ -79,14 +79,15 @@ def test_folded_plan_by_channel_count(channels, plan, rng):
     channelwise plan's, which the same descriptor gets when folding is switched off."""
     import tp_spec as spec
     from conftest import fused_executor
-    from tp_spec.plan import DEFAULT_TUNING, Tuning
+    from tp_spec.plan import Tuning
     from tp_spec.plan.fused import fused_regime
     from tp_torch._channelwise import ChannelwiseExecutor
 
     d = spec.cgtp(f"{channels}x0e+{channels}x1o+{channels}x2e", "0e+1o+2e", mode="uvu")
-    assert fused_regime(d, DEFAULT_TUNING) == plan
+    fold8 = Tuning(fold_max_channels=8)
+    assert fused_regime(d, fold8) == plan
     x1, x2, w = random_inputs(d, (7,), rng)
-    folded = fused_executor(d).double()
+    folded = fused_executor(d, fold8).double()
     per_path = fused_executor(d, Tuning(fold_max_channels=1)).double()
     assert isinstance(per_path, ChannelwiseExecutor)
     results = []
