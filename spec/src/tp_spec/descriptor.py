@@ -24,6 +24,8 @@ __all__ = ["MODES", "Path", "TensorProductDescriptor", "mode_subscripts", "mode_
 
 #: The e3nn connection modes. ``u``/``v`` index the multiplicity of input 1/2, ``w`` the output.
 MODES = ("uvw", "uvu", "uvv", "uuw", "uuu", "uvuv")
+#: Modes whose two inputs share one channel index.
+UU_MODES = ("uuw", "uuu")
 
 
 #: Channel indices per e3nn connection mode: (x1, x2, output, weight).

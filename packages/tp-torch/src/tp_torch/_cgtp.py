@@ -19,10 +19,11 @@ differ in how the Clebsch-Gordan contraction is organised:
 from __future__ import annotations
 
 import torch
+from tp_spec.descriptor import UU_MODES
 from tp_spec.plan.cgtp import DensePlan, SparsePlan
 from tp_spec.plan.fused import ChannelwisePlan, FoldedPlan, GroupedPlan, ScalarPlan
 
-from ._cgtp_blocks import UU, CGTPKernel, add_block, apply_mode, assemble, path_weight
+from ._cgtp_blocks import CGTPKernel, add_block, apply_mode, assemble, path_weight
 from ._channelwise import ChannelwiseExecutor
 from ._common import Kernel
 from ._folded import FoldedExecutor
@@ -49,7 +50,7 @@ class DenseExecutor(CGTPKernel):
             a = self._blk1(x1, p.i_in1)
             v = self._blk2(x2, p.i_in2)
             t = torch.einsum("bvj,ijk->bvik", v, c)
-            if p.mode in UU:
+            if p.mode in UU_MODES:
                 s = torch.einsum("bui,buik->buk", a, t)
             else:
                 s = torch.einsum("bui,bvik->buvk", a, t)

@@ -8,10 +8,7 @@ from tp_spec import CGTPDescriptor, Path
 
 from ._common import Kernel
 
-__all__ = ["UU", "CGTPKernel", "add_block", "apply_mode", "assemble", "path_weight"]
-
-#: Modes whose two inputs share one channel index.
-UU = ("uuw", "uuu")
+__all__ = ["CGTPKernel", "add_block", "apply_mode", "assemble", "path_weight"]
 
 
 def path_weight(p: Path, w: torch.Tensor | None) -> torch.Tensor | None:

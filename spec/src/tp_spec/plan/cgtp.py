@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import cost
+from ..descriptor import UU_MODES
 from .base import Method, Plan, folded_cg, offsets
 from .cgtp_numpy import (
-    UU_MODES,
     apply_mode_numpy,
     assemble_numpy,
     block,

@@ -10,10 +10,7 @@ import numpy as np
 if TYPE_CHECKING:
     from ..descriptor import Path
 
-__all__ = ["UU_MODES", "apply_mode_numpy", "assemble_numpy", "block", "path_weight_numpy"]
-
-#: Modes whose two inputs share one channel index.
-UU_MODES = ("uuw", "uuu")
+__all__ = ["apply_mode_numpy", "assemble_numpy", "block", "path_weight_numpy"]
 
 
 def block(x: np.ndarray, irreps, i: int) -> np.ndarray:

@@ -28,8 +28,9 @@ from functools import cached_property
 import numpy as np
 
 from ..channel_fold import channel_count, channel_fold
+from ..descriptor import UU_MODES
 from .base import Plan, folded_cg, offsets
-from .cgtp_numpy import UU_MODES, apply_mode_numpy, assemble_numpy, block, path_weight_numpy
+from .cgtp_numpy import apply_mode_numpy, assemble_numpy, block, path_weight_numpy
 from .order_blocks import OrderBlocks, build_order_blocks
 from .tuning import Tuning
 
