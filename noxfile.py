@@ -110,7 +110,7 @@ def install_torch(session: nox.Session, oracles: bool = True) -> None:
 
 def install_jax(session: nox.Session, oracles: bool = True) -> None:
     extra = ["e3nn-jax", "cuequivariance", "cuequivariance-jax"] if oracles else []
-    session.install("jax", *TEST_TOOLS, *extra)
+    session.install("jax", "flax", *TEST_TOOLS, *extra)  # flax: tp_jax.flax and its tests
     _local(session, "spec", "packages/tp-jax", "conformance")
 
 
