@@ -17,7 +17,14 @@ from .cgtp import CGTPDescriptor, cgtp
 from .channel_fold import ChannelFold, channel_fold
 from .clebsch_gordan import ExactTable, clebsch_gordan, clebsch_gordan_exact
 from .descriptor import Path, TensorProductDescriptor
-from .errors import DeviceError, DTypeError, InstructionError, IrrepsError, ShapeError
+from .errors import (
+    DeviceError,
+    DTypeError,
+    IndexRangeError,
+    InstructionError,
+    IrrepsError,
+    ShapeError,
+)
 from .expressivity import expressivity, interactability, path_counts
 from .gaunt import gaunt, gaunt_exact
 from .gtp import GTPDescriptor, gtp
@@ -38,6 +45,7 @@ __all__ = [
     "DeviceError",
     "ExactTable",
     "GTPDescriptor",
+    "IndexRangeError",
     "InstructionError",
     "Irrep",
     "Irreps",

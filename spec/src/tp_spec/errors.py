@@ -7,7 +7,8 @@ suite) can rely on them. All value errors subclass :class:`ValueError`; dtype er
 
 from __future__ import annotations
 
-__all__ = ["DTypeError", "DeviceError", "InstructionError", "IrrepsError", "ShapeError"]
+__all__ = ["DTypeError", "DeviceError", "IndexRangeError", "InstructionError", "IrrepsError",
+           "ShapeError"]
 
 
 class IrrepsError(ValueError):
@@ -28,3 +29,8 @@ class DTypeError(TypeError):
 
 class DeviceError(ValueError):
     """Inputs that live on different devices."""
+
+
+class IndexRangeError(IndexError, ValueError):
+    """An index array (graph senders or receivers, species) with a value outside its range, or
+    of a non-integer dtype."""
