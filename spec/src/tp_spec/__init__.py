@@ -29,6 +29,7 @@ from .expressivity import expressivity, interactability, path_counts
 from .gaunt import gaunt, gaunt_exact
 from .gtp import GTPDescriptor, gtp
 from .irreps import Irrep, Irreps, MulIrrep
+from .linear import LinearDescriptor, linear
 from .mtp import MTPDescriptor, mtp
 from .rotations import random_rotation, wigner_D
 from .spherical_harmonics import spherical_harmonics
@@ -50,6 +51,7 @@ __all__ = [
     "Irrep",
     "Irreps",
     "IrrepsError",
+    "LinearDescriptor",
     "MTPDescriptor",
     "MulIrrep",
     "Path",
@@ -65,6 +67,7 @@ __all__ = [
     "gaunt_exact",
     "gtp",
     "interactability",
+    "linear",
     "load_backends",
     "mtp",
     "path_counts",
