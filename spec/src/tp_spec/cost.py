@@ -56,6 +56,13 @@ pairs (``[P, Q]``) or in the transpose regime (``X1 X2`` and ``X2 X1``), else on
   (and NumPy's) read-out; tp_jax reads one channel from ``[X1 X2, X2 X1]`` with one GEMM,
   ``2 * 2 n^2 * dim_out``.
 
+**Convolution** (:func:`tp_spec.reference.conv`, ``N`` nodes, ``E`` edges): the product on
+``E`` samples plus one add per message entry (``E * dim_out``). Bytes and intermediate memory
+come in two forms: *materialized* (gather the senders' rows into an ``(E, dim1)`` array,
+compute the ``(E, dim_out)`` messages, scatter-add them: what e3nn-style code does) and
+*fused* (each edge's message is summed into its receiver as it is computed: nothing of size
+``E x dim_out`` exists).
+
 >>> import tp_spec as spec
 >>> d = spec.cgtp("0e", "0e", "0e", mode="uvw")
 >>> flops(d, 1), flops_oeq(d, 1), bytes_moved(d, 1, 4)   # 1 MAC CG + 1 MAC weight
@@ -79,6 +86,9 @@ if TYPE_CHECKING:
 __all__ = [
     "MODELS",
     "bytes_moved",
+    "conv_bytes_moved",
+    "conv_flops",
+    "conv_intermediate_bytes",
     "fft_complex",
     "fft_real",
     "flops",
@@ -188,3 +198,44 @@ def bytes_moved(d: TensorProductDescriptor, batch: int = 1, itemsize: int = 4) -
             raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
     dims = d.irreps_in1.dim + d.irreps_in2.dim + d.irreps_out.dim
     return int(itemsize * (batch * dims + d.weight_numel))
+
+
+def _sizes(**values: int) -> None:
+    for name, value in values.items():
+        low = 1 if name == "itemsize" else 0
+        if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < low:
+            raise ValueError(f"{name} must be an int >= {low}, got {value!r}")
+
+
+def conv_flops(d: TensorProductDescriptor, n_nodes: int, n_edges: int,
+               method: str | None = None) -> int:
+    """FLOPs of the convolution of ``d`` (module docstring): :func:`flops` of ``n_edges``
+    products (model ``method``) plus ``n_edges * dim_out`` adds into the receivers."""
+    _sizes(n_nodes=n_nodes, n_edges=n_edges)
+    return flops(d, n_edges, method) + n_edges * d.irreps_out.dim
+
+
+def conv_bytes_moved(d: TensorProductDescriptor, n_nodes: int, n_edges: int,
+                     itemsize: int = 4, *, materialized: bool, per_edge_weights: bool = True,
+                     index_itemsize: int = 8) -> int:
+    """Bytes of the convolution's forward pass: the edge inputs, the indices and the weights
+    read once, the output written once, and a node row read once per edge (fused) or gathered
+    into an ``(E, dim1)`` array, written and read back, with the ``(E, dim_out)`` messages
+    written and read back (``materialized``)."""
+    _sizes(n_nodes=n_nodes, n_edges=n_edges, itemsize=itemsize)
+    d1, d2, do = d.irreps_in1.dim, d.irreps_in2.dim, d.irreps_out.dim
+    w = d.weight_numel * (n_edges if per_edge_weights else 1)
+    base = itemsize * (n_edges * (d1 + d2) + w + n_nodes * do) + index_itemsize * 2 * n_edges
+    if materialized:
+        base += itemsize * n_edges * (2 * d1 + 2 * do)
+    return int(base)
+
+
+def conv_intermediate_bytes(d: TensorProductDescriptor, n_edges: int, itemsize: int = 4, *,
+                            materialized: bool) -> int:
+    """Memory of the forward pass beyond its inputs and output: the gathered sender rows and
+    the messages, ``itemsize * E * (dim1 + dim_out)``, when ``materialized``; none fused."""
+    _sizes(n_edges=n_edges, itemsize=itemsize)
+    if not materialized:
+        return 0
+    return int(itemsize * n_edges * (d.irreps_in1.dim + d.irreps_out.dim))

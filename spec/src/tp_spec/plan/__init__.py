@@ -18,6 +18,7 @@ framework.
 from __future__ import annotations
 
 from .base import FRAMEWORKS, Method, Plan
+from .conv import ConvPlan, conv_plan
 from .registry import (
     DEFAULT_METHODS,
     METHODS,
@@ -32,6 +33,7 @@ from .registry import (
 from .tuning import DEFAULT_TUNING, Tuning
 
 __all__ = [
+    "ConvPlan",
     "DEFAULT_METHODS",
     "DEFAULT_TUNING",
     "FRAMEWORKS",
@@ -39,6 +41,7 @@ __all__ = [
     "Method",
     "Plan",
     "Tuning",
+    "conv_plan",
     "default_method",
     "execute",
     "family",

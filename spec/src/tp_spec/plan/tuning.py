@@ -89,6 +89,13 @@ class Tuning:
     #: ... and is split over threads only with at least this many rows per thread.
     kernel_thread_min_rows: int = 256
 
+    #: Convolution (message passing) without a fused kernel: the receiver-sorted edges run in
+    #: chunks whose messages hold about this many entries (gather, product, add into the
+    #: receivers per chunk; the ``(n_edges, dim_out)`` messages never exist at once) ...
+    conv_chunk_entries: int = 2 ** 20
+    #: ... and at least this many edges.
+    conv_chunk_min_edges: int = 64
+
     #: MTP ``sparse``: the transpose regime (one matrix read per output instead of two) from
     #: this matrix size ``n = 2 lt + 1`` (below, its concatenation and gather cost more).
     mtp_transpose_min_n: int = 7
