@@ -161,10 +161,10 @@ def test_cg_nonzeros_rebuild_the_table():
 def test_threads_after_fork(rng, chunks_and_threads, monkeypatch):
     """A forked child (e.g. a multiprocessing worker) runs the threaded kernels with a pool of
     its own: the parent's pool threads do not exist there. (Two kernel threads through
-    ``_num_threads``: torch's own OpenMP threads must not be re-enabled in a forked child.)"""
+    ``num_threads``: torch's own OpenMP threads must not be re-enabled in a forked child.)"""
     import multiprocessing as mp
 
-    monkeypatch.setattr(_cpu_kernels, "_num_threads", lambda: 2)
+    monkeypatch.setattr(_cpu_kernels, "num_threads", lambda: 2)
 
     d = CASES["uvu_sh"]
     tp = tp_torch.TensorProduct(d, "fused")
