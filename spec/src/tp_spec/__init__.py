@@ -34,6 +34,12 @@ from .mtp import MTPDescriptor, mtp
 from .rotations import random_rotation, wigner_D
 from .spherical_harmonics import spherical_harmonics
 from .sqrt_rational import SqrtRational
+from .symmetric_contraction import (
+    GauntSymmetricContractionDescriptor,
+    SymmetricContractionDescriptor,
+    gaunt_symmetric_contraction,
+    symmetric_contraction,
+)
 from .wigner_6j import wigner_6j
 
 __version__ = "0.1.0"
@@ -57,6 +63,8 @@ __all__ = [
     "Path",
     "ShapeError",
     "SqrtRational",
+    "SymmetricContractionDescriptor",
+    "GauntSymmetricContractionDescriptor",
     "TensorProductDescriptor",
     "cgtp",
     "channel_fold",
@@ -74,6 +82,8 @@ __all__ = [
     "random_rotation",
     "reference",
     "spherical_harmonics",
+    "symmetric_contraction",
+    "gaunt_symmetric_contraction",
     "wigner_6j",
     "wigner_D",
 ]
