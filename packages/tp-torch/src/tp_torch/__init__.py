@@ -18,6 +18,7 @@ from .layers import (
     GauntTensorProduct,
     MatrixTensorProduct,
 )
+from .linear import IndexedLinear, Linear
 
 __version__ = "0.1.0"
 
@@ -26,6 +27,8 @@ __all__ = [
     "ChannelwiseTensorProduct",
     "FullyConnectedTensorProduct",
     "GauntTensorProduct",
+    "IndexedLinear",
+    "Linear",
     "MatrixTensorProduct",
     "TensorProduct",
     "default_method",
