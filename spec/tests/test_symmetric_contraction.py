@@ -13,6 +13,7 @@ from tp_spec.symmetric_contraction import (
     gaunt_apply,
     gaunt_apply_reference,
     gaunt_symmetric_contraction,
+    run_monomial_numpy,
     split_weights,
     weights_from_mace,
 )
@@ -62,6 +63,17 @@ def test_reference_matches_brute_force(irreps_in, irreps_out, corr):
     d = make(irreps_in, irreps_out, corr, 2)
     x, w, s = _inputs(d, n=3)
     np.testing.assert_allclose(apply(d, x, w, s), _brute(d, x, w, s), rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "irreps_in, irreps_out, corr",
+    [("3x0e+3x1o+3x2e+3x3o", "3x0e+3x1o+3x2e", 3), ("2x0e+2x1o", "2x1e+2x0e", 2),
+     ("2x1o", "2x0e+2x1e", 1), ("2x0e+2x1o", "2x0e+2x1o", 4)],
+)
+def test_monomial_plan_matches_reference(irreps_in, irreps_out, corr):
+    d = make(irreps_in, irreps_out, corr, 3)
+    x, w, s = _inputs(d, n=5)
+    np.testing.assert_allclose(run_monomial_numpy(d, x, w, s), apply(d, x, w, s), atol=1e-11)
 
 
 def test_mace_medium_path_counts():
