@@ -11,6 +11,7 @@ torch.Size([5, 7])
 
 from __future__ import annotations
 
+from ._conv import TensorProductConv
 from ._module import METHODS, TensorProduct, default_method, methods
 from .layers import (
     ChannelwiseTensorProduct,
@@ -31,6 +32,7 @@ __all__ = [
     "Linear",
     "MatrixTensorProduct",
     "TensorProduct",
+    "TensorProductConv",
     "default_method",
     "methods",
 ]

@@ -10,7 +10,7 @@ import torch
 
 from . import _cpu_kernels
 
-__all__ = ["CompiledChannelwise"]
+__all__ = ["CompiledChannelwise", "compiled_channelwise"]
 
 
 class CompiledChannelwise:
@@ -42,6 +42,14 @@ class CompiledChannelwise:
     def torch_forward(self, x1: torch.Tensor, x2: torch.Tensor,
                       w: torch.Tensor | None) -> torch.Tensor:
         raise NotImplementedError
+
+
+def compiled_channelwise(x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None,
+                         kernels: Any) -> torch.Tensor:
+    """The differentiable (to any order) product run by ``kernels``: any object with the
+    ``forward``/``backward`` of :class:`tp_torch._cpu_kernels.ChannelwiseKernels` (the batch
+    kernels, or the convolution's :class:`tp_torch._conv_kernels.BoundConv`)."""
+    return _CompiledChannelwiseFn.apply(x1, x2, w, kernels)
 
 
 class _CompiledChannelwiseFn(torch.autograd.Function):

@@ -95,6 +95,10 @@ class Tuning:
     conv_chunk_entries: int = 2 ** 20
     #: ... and at least this many edges.
     conv_chunk_min_edges: int = 64
+    #: Convolution through the compiled CPU kernels: the receiver-sorted (and, for the node
+    #: gradient, sender-sorted) edges run in chunks of about this many edges, cut at node
+    #: boundaries; each chunk runs every path before the next chunk starts.
+    conv_kernel_chunk_edges: int = 512
 
     #: MTP ``sparse``: the transpose regime (one matrix read per output instead of two) from
     #: this matrix size ``n = 2 lt + 1`` (below, its concatenation and gather cost more).

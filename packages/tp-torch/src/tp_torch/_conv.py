@@ -1,0 +1,113 @@
+"""``TensorProductConv``: the tensor-product convolution (message passing) of
+:func:`tp_spec.reference.conv` as a torch module.
+
+Two executors, one plan (:func:`tp_spec.plan.conv_plan`):
+
+* channelwise descriptors under ``fused`` on CPU: the compiled indexed kernels
+  (:mod:`tp_torch._conv_kernels`) add each message into its receiver as they compute it; no
+  message array exists, in the forward pass or in any derivative;
+* everything else (other modes and families, other methods, GPUs, ``torch.compile``): the
+  receiver-sorted edges in chunks of ``plan.edge_chunk``: gather the senders' rows, the
+  product (:class:`tp_torch.TensorProduct` of the same method), ``index_add_`` into the
+  receivers. At most one chunk's messages exist in the forward pass.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from tp_spec import DeviceError, DTypeError, TensorProductDescriptor
+from tp_spec.plan import Tuning, conv_plan
+from tp_spec.validation import check_conv_call, check_index_range, dtype_name
+
+from ._compiled import CompiledChannelwise, compiled_channelwise
+from ._conv_kernels import ConvKernels
+from ._module import TensorProduct
+
+__all__ = ["TensorProductConv"]
+
+
+class TensorProductConv(torch.nn.Module):
+    """The convolution of a tp_spec descriptor ``d`` over a graph's edges::
+
+        out[i] = sum over edges e with receivers[e] == i of
+                 TP(x_nodes[senders[e]], x_edges[e], weights[e])
+
+    ``TensorProductConv(d, method=None, device=None, tuning=None)`` (the methods of
+    :class:`TensorProduct`); ``forward(x_nodes, x_edges, weights, senders, receivers)`` with
+    ``x_nodes (n_nodes, dim1)``, ``x_edges (n_edges, dim2)``, ``weights`` ``(n_edges, numel)``
+    per edge, ``(numel,)`` shared or ``None`` (``numel == 0``), ``senders``, ``receivers``
+    ``(n_edges,)`` int32/int64 in ``[0, n_nodes)`` -> ``(n_nodes, dim_out)`` in the inputs'
+    dtype (half precisions computed in float32, rounded once). Edges may come in any order,
+    repeat or be self-loops; nodes no edge reaches get zeros. Bad shapes, dtypes and indices
+    out of range raise before any compute. On CPU the result is bit-identical across runs and
+    thread counts; differentiable to any order.
+    """
+
+    def __init__(self, descriptor: TensorProductDescriptor, method: str | None = None,
+                 device: str | torch.device | None = None, tuning: Tuning | None = None) -> None:
+        super().__init__()
+        self.tp = TensorProduct(descriptor, method, device, tuning)
+        self.descriptor = descriptor
+        self.method = self.tp.method
+        self.weight_numel = self.tp.weight_numel
+        self.plan = conv_plan(descriptor, self.method, tuning)
+        kernel = self.tp.kernel
+        #: the compiled conv kernels where the product's executor runs compiled kernels
+        self.conv_kernels = (ConvKernels(descriptor, self.plan.tuning)
+                             if isinstance(kernel, CompiledChannelwise)
+                             and kernel.cpu_kernels is not None else None)
+
+    def _check(self, x_nodes: Any, x_edges: Any, weights: Any, senders: Any,
+               receivers: Any) -> tuple[int, int, str]:
+        named = [("x_nodes", x_nodes), ("x_edges", x_edges), ("senders", senders),
+                 ("receivers", receivers)] + ([("weights", weights)] if weights is not None
+                                              else [])
+        for name, t in named:
+            if not isinstance(t, torch.Tensor):
+                raise DTypeError(f"{name} must be a torch.Tensor, got {type(t).__name__}")
+        n_nodes, n_edges, compute = check_conv_call(self.descriptor, x_nodes, x_edges,
+                                                    weights, senders, receivers)
+        for name, t in named[1:]:
+            if t.device != x_nodes.device:
+                raise DeviceError(f"device mix: x_nodes is on {x_nodes.device} but {name} is "
+                                  f"on {t.device}")
+        if n_edges:
+            for name, idx in (("senders", senders), ("receivers", receivers)):
+                lo, hi = torch.aminmax(idx)
+                check_index_range(name, int(lo), int(hi), n_nodes)
+        return n_nodes, n_edges, compute
+
+    def forward(self, x_nodes: torch.Tensor, x_edges: torch.Tensor,
+                weights: torch.Tensor | None, senders: torch.Tensor,
+                receivers: torch.Tensor) -> torch.Tensor:
+        n_nodes, n_edges, compute = self._check(x_nodes, x_edges, weights, senders, receivers)
+        dtype = x_nodes.dtype
+        if compute != dtype_name(dtype):  # half precisions: computed in float32, rounded once
+            x_nodes, x_edges = x_nodes.float(), x_edges.float()
+            weights = None if weights is None else weights.float()
+        if self.conv_kernels is not None and self.tp.kernel.uses_cpu_kernels(x_nodes):
+            graph = self.conv_kernels.graph(senders, receivers, n_nodes)
+            out = compiled_channelwise(x_nodes, x_edges, weights, self.conv_kernels.bind(graph))
+        else:
+            out = self._chunked(x_nodes, x_edges, weights, senders, receivers, n_nodes)
+        return out.to(dtype)
+
+    def _chunked(self, x_nodes: torch.Tensor, x_edges: torch.Tensor, w: torch.Tensor | None,
+                 senders: torch.Tensor, receivers: torch.Tensor, n_nodes: int) -> torch.Tensor:
+        """Receiver-sorted edge chunks: gather, product, add into the receivers."""
+        out = x_nodes.new_zeros((n_nodes, self.descriptor.irreps_out.dim))
+        order = torch.argsort(receivers, stable=True)
+        per_edge = w is not None and w.dim() == 2
+        step = self.plan.edge_chunk
+        for s in range(0, max(order.numel(), 1), step):  # once if empty: out joins the graph
+            e = order[s:s + step]
+            msg = self.tp.kernel(x_nodes.index_select(0, senders.index_select(0, e)),
+                                 x_edges.index_select(0, e),
+                                 w.index_select(0, e) if per_edge else w)
+            out.index_add_(0, receivers.index_select(0, e), msg)
+        return out
+
+    def extra_repr(self) -> str:
+        return self.tp.extra_repr()

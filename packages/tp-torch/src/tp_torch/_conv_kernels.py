@@ -1,0 +1,211 @@
+"""The convolution on CPU through the compiled indexed kernels (:mod:`tp_torch._kernel_source`):
+each message is added into its receiver's row as it is computed; no ``(n_edges, dim_out)``
+array exists.
+
+A :class:`ConvGraph` orders the edges of one call: by receiver for the forward pass and the
+edge gradients, by sender for the node gradient (stable sorts: edge order within a node). Both
+orders are cut into chunks at node boundaries, fixed by the graph alone; threads take whole
+chunks. Every output row is written by one thread, paths in order and, per path, its edges in
+order, so the sums are bit-identical across runs and thread counts, without atomics. The weight
+gradient of shared weights is summed per chunk, then over the chunks in order.
+
+:class:`BoundConv` (kernels + graph) has the ``forward``/``backward`` of
+:class:`tp_torch._cpu_kernels.ChannelwiseKernels` with ``x1`` the node features ``(n_nodes,
+dim1)``, ``x2`` the edge features ``(n_edges, dim2)``, the output ``(n_nodes, dim_out)``: the
+autograd functions of :mod:`tp_torch._compiled` run it unchanged, to any order (the product is
+linear in each of nodes, edges and weights, so every derivative is one of these kernels at
+substituted inputs).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from tp_spec.plan import DEFAULT_TUNING, Tuning
+from tp_spec.plan.conv import receiver_order
+
+from ._cpu_kernels import ChannelwiseKernels, num_threads, run_parts
+from ._kernel_source import indexed_path_kernels
+
+__all__ = ["BoundConv", "ConvGraph", "ConvKernels"]
+
+
+class _Order:
+    """Edges in one node order: ``i1`` (sender), ``i2`` (edge id), ``io`` (receiver) per
+    position, int64; ``chunks``: positions where chunks start, and the end."""
+
+    def __init__(self, s: np.ndarray, r: np.ndarray, key: np.ndarray, n_nodes: int,
+                 chunk: int) -> None:
+        order, offsets = receiver_order(key, n_nodes)
+        self.i1 = np.ascontiguousarray(s[order])
+        self.i2 = order
+        self.io = np.ascontiguousarray(r[order])
+        n = order.size
+        starts = offsets[np.searchsorted(offsets, np.arange(0, n, chunk), side="left")]
+        self.chunks = np.unique(np.concatenate([starts, [0, n]]))
+
+    def parts(self, threads: int, min_edges: int) -> list[tuple[int, int]]:
+        """Chunk indices ``[c0, c1)`` per thread: whole chunks, about equal edges, at least
+        ``min_edges`` edges per thread."""
+        b = self.chunks
+        n = int(b[-1])
+        k = max(1, min(threads, n // max(min_edges, 1)))
+        cuts = np.unique(np.searchsorted(b, np.arange(k + 1) * n / k, side="left"))
+        cuts[-1] = b.size - 1
+        return [(int(c0), int(c1)) for c0, c1 in zip(cuts[:-1], cuts[1:], strict=True)
+                if c1 > c0] or [(0, b.size - 1)]
+
+
+class ConvGraph:
+    """The edge orders of one call (``senders``, ``receivers``: CPU int tensors ``(n_edges,)``,
+    validated); the sender order is built when first needed (node gradients)."""
+
+    def __init__(self, senders: torch.Tensor, receivers: torch.Tensor, n_nodes: int,
+                 chunk: int) -> None:
+        self.s = senders.detach().numpy().astype(np.int64, copy=False)
+        self.r = receivers.detach().numpy().astype(np.int64, copy=False)
+        self.n_nodes, self.chunk = n_nodes, chunk
+        self.by_receiver = _Order(self.s, self.r, self.r, n_nodes, chunk)
+        self._by_sender: _Order | None = None
+
+    @property
+    def by_sender(self) -> _Order:
+        if self._by_sender is None:
+            self._by_sender = _Order(self.s, self.r, self.s, self.n_nodes, self.chunk)
+        return self._by_sender
+
+
+class ConvKernels:
+    """The indexed kernels of a channelwise descriptor ``d``
+    (:func:`tp_torch._kernel_source.supports` must hold); :meth:`bind` a graph to run them."""
+
+    def __init__(self, d: Any, tuning: Tuning = DEFAULT_TUNING) -> None:
+        self.cw = ChannelwiseKernels(d, tuning)  # the path table
+        self.chunk = tuning.conv_kernel_chunk_edges
+        self.thread_min_edges = tuning.kernel_thread_min_rows
+
+    def bound(self, np_dtype: Any, weighted_only: bool) -> list[tuple[Any, ...]]:
+        """The paths with their indexed kernels and the coefficient in the dtype."""
+        name = np.dtype(np_dtype).name
+        return [(*indexed_path_kernels(*lll, name), o1, o2, o3, wo, mul, np_dtype.type(c))
+                for lll, o1, o2, o3, wo, mul, c, _ in self.cw.paths[weighted_only]]
+
+    def graph(self, senders: torch.Tensor, receivers: torch.Tensor, n_nodes: int) -> ConvGraph:
+        return ConvGraph(senders, receivers, n_nodes, self.chunk)
+
+    def bind(self, graph: ConvGraph) -> BoundConv:
+        return BoundConv(self, graph)
+
+
+def _weights(w: Any, ones: np.ndarray) -> tuple[np.ndarray, int]:
+    if w is None:
+        return ones, 0
+    a = w.detach().contiguous().numpy()
+    return (a.reshape(1, -1), 0) if a.ndim == 1 else (a, 1)
+
+
+class BoundConv:
+    """:class:`ConvKernels` bound to a :class:`ConvGraph`: ``forward(x_nodes, x_edges, w)`` and
+    ``backward(x_nodes, x_edges, w, g, need)`` (module docstring)."""
+
+    def __init__(self, kernels: ConvKernels, graph: ConvGraph) -> None:
+        self.k, self.graph = kernels, graph
+
+    def _parts(self, order: _Order) -> list[tuple[int, int]]:
+        return order.parts(num_threads(), self.k.thread_min_edges)
+
+    def forward(self, x1: Any, x2: Any, w: Any, weighted_only: bool = False) -> Any:
+        a1 = x1.detach().contiguous().numpy()
+        a2 = x2.detach().contiguous().numpy()
+        ones = np.ones((1, self.k.cw.max_mul), a1.dtype)
+        aw, wstep = _weights(w, ones)
+        ao = np.zeros((self.graph.n_nodes, self.k.cw.dims[2]), a1.dtype)
+        bound = self.k.bound(a1.dtype, weighted_only)
+        o = self.graph.by_receiver
+        parts = self._parts(o)
+
+        def run(t: int) -> None:
+            c0, c1 = parts[t]
+            for c in range(c0, c1):
+                n0, n1 = int(o.chunks[c]), int(o.chunks[c + 1])
+                for fwd, _, p1, p2, p3, wo, mul, coef in bound:
+                    if wo < 0:
+                        fwd(a1, a2, ones, 0, ao, o.i1, o.i2, o.io, n0, n1, p1, p2, p3, 0, mul,
+                            coef)
+                    else:
+                        fwd(a1, a2, aw, wstep, ao, o.i1, o.i2, o.io, n0, n1, p1, p2, p3, wo,
+                            mul, coef)
+
+        if o.i2.size:
+            run_parts(run, len(parts))
+        return torch.from_numpy(ao)
+
+    def backward(self, x1: Any, x2: Any, w: Any, g: Any, need: tuple[bool, bool, bool],
+                 weighted_only: bool = False) -> tuple[Any, Any, Any]:
+        n1, n2, nw = need
+        nw = nw and w is not None
+        a1 = x1.detach().contiguous().numpy()
+        a2 = x2.detach().contiguous().numpy()
+        ag = g.detach().contiguous().numpy()
+        ones = np.ones((1, self.k.cw.max_mul), a1.dtype)
+        aw, wstep = _weights(w, ones)
+        dummy = np.zeros((1, 1), a1.dtype)
+        bound = self.k.bound(a1.dtype, weighted_only)
+        ag1 = np.zeros_like(a1) if n1 else dummy
+        ag2 = np.zeros_like(a2) if n2 else dummy
+        gw_rows = None
+        if n1:  # node gradient: each sender's edges, by one thread
+            self._pass(self.graph.by_sender, bound, a1, a2, aw, wstep, ag, ones,
+                       (ag1, dummy, lambda c: dummy), (True, False, False))
+        if n2 or nw:  # edge gradients: rows of their own edges
+            o = self.graph.by_receiver
+            if nw and wstep:
+                gw_all = np.zeros_like(aw)
+
+                def gw_of(c: int) -> np.ndarray:
+                    return gw_all
+            elif nw:  # shared weights: a partial sum per chunk, summed in chunk order
+                gw_rows = np.zeros((o.chunks.size - 1, 1, aw.shape[1]), a1.dtype)
+
+                def gw_of(c: int) -> np.ndarray:
+                    return gw_rows[c]
+            else:
+                def gw_of(c: int) -> np.ndarray:
+                    return dummy
+            self._pass(o, bound, a1, a2, aw, wstep, ag, ones, (dummy, ag2, gw_of),
+                       (False, n2, nw))
+        gw = None
+        if nw:
+            gw = torch.from_numpy(gw_all if wstep else
+                                  gw_rows.sum(axis=0).reshape(w.shape))
+        return (torch.from_numpy(ag1) if n1 else None, torch.from_numpy(ag2) if n2 else None,
+                gw)
+
+    def _pass(self, o: _Order, bound: list[tuple[Any, ...]], a1: np.ndarray, a2: np.ndarray,
+              aw: np.ndarray, wstep: int, ag: np.ndarray, ones: np.ndarray,
+              outs: tuple[Any, Any, Any], need: tuple[bool, bool, bool]) -> None:
+        """One backward pass over the edges in order ``o``: into ``outs = (gx1, gx2,
+        gw_of(chunk))`` for the gradients in ``need``."""
+        if not o.i2.size:
+            return
+        g1, g2, gw_of = outs
+        need1, need2, needw = need
+        parts = self._parts(o)
+        dummy = np.zeros((1, 1), a1.dtype)
+
+        def run(t: int) -> None:
+            c0, c1 = parts[t]
+            for c in range(c0, c1):
+                n0, n1 = int(o.chunks[c]), int(o.chunks[c + 1])
+                gwc = gw_of(c)
+                for _, bwd, p1, p2, p3, wo, mul, coef in bound:
+                    if wo < 0:  # unweighted: no weight gradient
+                        bwd(a1, a2, ones, 0, ag, o.i1, o.i2, o.io, n0, n1, p1, p2, p3, 0, mul,
+                            coef, g1, g2, dummy, need1, need2, False)
+                    else:
+                        bwd(a1, a2, aw, wstep, ag, o.i1, o.i2, o.io, n0, n1, p1, p2, p3, wo,
+                            mul, coef, g1, g2, gwc, need1, need2, needw)
+
+        run_parts(run, len(parts))
