@@ -14,10 +14,11 @@
 from __future__ import annotations
 
 from ._api import default_method, methods, tensor_product
+from .linear import indexed_linear, linear
 
 __version__ = "0.1.0"
 
-__all__ = ["default_method", "methods", "tensor_product"]
+__all__ = ["default_method", "indexed_linear", "linear", "methods", "tensor_product"]
 
 
 def __getattr__(name: str):  # lazy: tp_jax imports without flax

@@ -14,6 +14,8 @@ when ``weight_numel == 0``). Default init: standard normal for CGTP (with e3nn's
 normalization baked into the descriptor's coefficients, unit-variance inputs then give outputs
 of variance ~1); ones for GTP/MTP per-degree weights (the unweighted operation at init).
 Per-sample weights (e.g. from a radial MLP) can be passed to ``__call__`` instead.
+
+``Linear`` and ``IndexedLinear`` are the equivariant linear layers of :mod:`tp_jax.linear`.
 """
 
 from __future__ import annotations
@@ -24,11 +26,13 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from tp_spec import TensorProductDescriptor
+from tp_spec import Irreps, ShapeError, TensorProductDescriptor
+from tp_spec.linear import linear as linear_descriptor
 
 from ._api import tensor_product
+from .linear import indexed_linear, linear
 
-__all__ = ["TensorProduct"]
+__all__ = ["IndexedLinear", "Linear", "TensorProduct"]
 
 
 def _default_init(d: TensorProductDescriptor) -> Callable:
@@ -65,3 +69,61 @@ class TensorProduct(nn.Module):
             init = self.weight_init or _default_init(d)
             weights = self.param("weights", init, (d.weight_numel,), self.param_dtype)
         return f(x1, x2, weights)
+
+
+class Linear(nn.Module):
+    """e3nn ``o3.Linear`` (:mod:`tp_spec.linear`): ``__call__(x (*batch, dim_in), weights=None)
+    -> (*batch, dim_out)``.
+
+    Parameters: ``"weights"`` ``(weight_numel,)`` ~ N(0, 1) in e3nn's layout, and ``"bias"``
+    ``(bias_numel,)`` of zeros when ``biases``. ``weights`` given explicitly (``(numel,)`` or
+    ``(*batch, numel)``, e.g. from a radial MLP) replace the parameter (only without biases).
+    """
+
+    irreps_in: Irreps | str
+    irreps_out: Irreps | str
+    instructions: tuple[tuple[int, int], ...] | None = None
+    path_normalization: str = "element"
+    biases: bool | tuple[bool, ...] = False
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+        d = linear_descriptor(self.irreps_in, self.irreps_out, instructions=self.instructions,
+                              path_normalization=self.path_normalization, biases=self.biases)
+        bias = None
+        if weights is None:
+            if d.weight_numel:
+                weights = self.param("weights", jax.nn.initializers.normal(stddev=1.0),
+                                     (d.weight_numel,), self.param_dtype)
+            if d.bias_numel:
+                bias = self.param("bias", jax.nn.initializers.zeros, (d.bias_numel,),
+                                  self.param_dtype)
+        elif d.bias_numel:
+            raise ShapeError("explicit weights replace the parameters; with biases, use the "
+                             "pure function tp_jax.linear(d)(x, weights, bias)")
+        return linear(d)(x, weights, bias)
+
+
+class IndexedLinear(nn.Module):
+    """A linear layer with one weight row per index (e.g. per chemical species):
+    ``__call__(x (*batch, dim_in), indices (*batch,) int) -> (*batch, dim_out)``.
+
+    Parameter ``"weights"`` ``(num_indices, weight_numel)`` ~ N(0, 1), each row in
+    :class:`Linear`'s layout.
+    """
+
+    irreps_in: Irreps | str
+    irreps_out: Irreps | str
+    num_indices: int
+    instructions: tuple[tuple[int, int], ...] | None = None
+    path_normalization: str = "element"
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x: jax.Array, indices: jax.Array) -> jax.Array:
+        d = linear_descriptor(self.irreps_in, self.irreps_out, instructions=self.instructions,
+                              path_normalization=self.path_normalization)
+        weights = self.param("weights", jax.nn.initializers.normal(stddev=1.0),
+                             (self.num_indices, d.weight_numel), self.param_dtype)
+        return indexed_linear(d)(x, weights, indices)
