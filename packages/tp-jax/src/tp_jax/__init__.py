@@ -14,11 +14,13 @@
 from __future__ import annotations
 
 from ._api import default_method, methods, tensor_product
+from ._conv import tensor_product_conv
 from .linear import indexed_linear, linear
 
 __version__ = "0.1.0"
 
 __all__ = ["default_method", "indexed_linear", "linear", "methods", "tensor_product"]
+__all__ += ["tensor_product_conv"]
 
 
 def __getattr__(name: str):  # lazy: tp_jax imports without flax
