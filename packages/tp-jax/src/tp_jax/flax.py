@@ -30,9 +30,10 @@ from tp_spec import Irreps, ShapeError, TensorProductDescriptor
 from tp_spec.linear import linear as linear_descriptor
 
 from ._api import tensor_product
+from ._conv import tensor_product_conv
 from .linear import indexed_linear, linear
 
-__all__ = ["IndexedLinear", "Linear", "TensorProduct"]
+__all__ = ["IndexedLinear", "Linear", "TensorProduct", "TensorProductConv"]
 
 
 def _default_init(d: TensorProductDescriptor) -> Callable:
@@ -127,3 +128,32 @@ class IndexedLinear(nn.Module):
         weights = self.param("weights", jax.nn.initializers.normal(stddev=1.0),
                              (self.num_indices, d.weight_numel), self.param_dtype)
         return indexed_linear(d)(x, weights, indices)
+
+
+class TensorProductConv(nn.Module):
+    """The tensor-product convolution of :func:`tp_jax.tensor_product_conv`:
+    ``out[i] = sum over edges e into i of TP(x_nodes[senders[e]], x_edges[e]; weights)``.
+
+    Attributes as :class:`TensorProduct`. The module holds one shared ``"weights"``
+    ``(weight_numel,)`` parameter; per-edge weights (e.g. from a radial MLP) passed to
+    ``__call__`` replace it (and no parameter is made).
+
+    ``__call__(x_nodes (n_nodes, dim1), x_edges (n_edges, dim2), senders (n_edges,),
+    receivers (n_edges,), weights=None ((numel,) or (n_edges, numel)))`` ->
+    ``(n_nodes, irreps_out.dim)``; index rules of :func:`tp_jax.tensor_product_conv`.
+    """
+
+    descriptor: TensorProductDescriptor
+    method: str | None = None
+    weight_init: Callable | None = None
+    param_dtype: Any = jnp.float32
+
+    @nn.compact
+    def __call__(self, x_nodes: jax.Array, x_edges: jax.Array, senders: jax.Array,
+                 receivers: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+        d = self.descriptor
+        f = tensor_product_conv(d, self.method)
+        if weights is None and d.weight_numel:
+            init = self.weight_init or _default_init(d)
+            weights = self.param("weights", init, (d.weight_numel,), self.param_dtype)
+        return f(x_nodes, x_edges, weights, senders, receivers)
