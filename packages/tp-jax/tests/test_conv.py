@@ -169,3 +169,19 @@ def test_out_of_range_indices_under_jit_give_nan(tuning):
         if bad_r is not None:
             r2[4] = bad_r
         assert np.all(np.isnan(np.asarray(g(x, y, w, s2, r2))))
+
+
+def test_flax_module_shared_and_per_edge_weights():
+    flax_mod = pytest.importorskip("tp_jax.flax")
+    d = DESCRIPTORS["uvw"][0]()
+    x, y, w, s, r = inputs(d, np.random.default_rng(8))
+    m = flax_mod.TensorProductConv(d, param_dtype=jnp.float64)
+    params = m.init(jax.random.PRNGKey(0), x, y, s, r)
+    shared = np.asarray(params["params"]["weights"])
+    assert shared.shape == (d.weight_numel,)
+    np.testing.assert_allclose(np.asarray(m.apply(params, x, y, s, r)),
+                               reference.conv(d, x, y, shared, s, r), rtol=1e-11, atol=1e-11)
+    # per-edge weights at call replace the parameter (none is made)
+    assert m.init(jax.random.PRNGKey(0), x, y, s, r, w) == {}
+    np.testing.assert_allclose(np.asarray(m.apply({}, x, y, s, r, w)),
+                               reference.conv(d, x, y, w, s, r), rtol=1e-11, atol=1e-11)
