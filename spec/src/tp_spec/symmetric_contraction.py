@@ -295,18 +295,21 @@ def weights_from_mace(d: SymmetricContractionDescriptor, u_mace: Any, w_mace: An
     ``U_matrix_{nu}`` buffers, ``(2L+1, D, ..., D, K')``, no ``M`` axis for ``L = 0``) and
     ``w_mace[i][nu - 1]`` (``(num_species, K', k)``) -> ``(num_species, weight_numel)``.
 
-    InstructionError if a MACE basis is not in the span of ``d.U`` (not the same product basis).
+    InstructionError if a MACE basis is not in the span of ``d.U`` (not the same product basis;
+    checked to 1e-10, or 1e-5 for a float32 ``u_mace``).
     """
     blocks = []
     for i, (_, ir) in enumerate(d.irreps_out):
         for nu in range(1, d.correlation + 1):
             u = d.U[i][nu - 1]
-            um = np.asarray(u_mace[i][nu - 1], dtype=np.float64)
+            um = np.asarray(u_mace[i][nu - 1])
+            atol = 1e-10 if um.dtype == np.float64 else 1e-5  # MACE built U in float32
+            um = um.astype(np.float64)
             wm = np.asarray(w_mace[i][nu - 1], dtype=np.float64)
             um = um.reshape(u.shape[:-1] + (um.shape[-1],))
             a, b = u.reshape(-1, u.shape[-1]), um.reshape(-1, um.shape[-1])
             t = np.linalg.pinv(a) @ b if a.shape[1] else np.zeros((0, b.shape[1]))
-            if not np.allclose(a @ t, b, rtol=0, atol=1e-10):
+            if not np.allclose(a @ t, b, rtol=0, atol=atol):
                 raise InstructionError(
                     f"MACE's U for output {ir}, nu={nu} is not in the span of this basis"
                 )

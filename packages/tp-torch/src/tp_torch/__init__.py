@@ -20,6 +20,7 @@ from .layers import (
     MatrixTensorProduct,
 )
 from .linear import IndexedLinear, Linear
+from .symmetric_contraction import GauntSymmetricContraction, SymmetricContraction
 
 __version__ = "0.1.0"
 
@@ -27,10 +28,12 @@ __all__ = [
     "METHODS",
     "ChannelwiseTensorProduct",
     "FullyConnectedTensorProduct",
+    "GauntSymmetricContraction",
     "GauntTensorProduct",
     "IndexedLinear",
     "Linear",
     "MatrixTensorProduct",
+    "SymmetricContraction",
     "TensorProduct",
     "TensorProductConv",
     "default_method",
