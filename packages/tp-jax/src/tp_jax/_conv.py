@@ -66,9 +66,8 @@ def _make_kernel(p: ConvPlan, run: Callable, state: Any) -> Callable:
         # An index outside [0, n_nodes) cannot raise under jit: it turns the whole output NaN.
         bad = jnp.any((r < 0) | (r >= n_nodes) | (s < 0) | (s >= n_nodes))
         poison = jnp.where(bad, jnp.nan, 0.0).astype(cdt)
-        msg_fn = jax.checkpoint(lambda y_, w_, s_: _messages(run, state, xn, y_, w_, s_))
-        if n_edges <= chunk:
-            m = msg_fn(y, w, s)
+        if n_edges <= chunk:  # one chunk: its residuals are kept for reverse mode
+            m = _messages(run, state, xn, y, w, s)
             out = jax.ops.segment_sum(m, r, num_segments=n_nodes, indices_are_sorted=True)
         else:
             n_chunks = -(-n_edges // chunk)
@@ -81,6 +80,9 @@ def _make_kernel(p: ConvPlan, run: Callable, state: Any) -> Callable:
             # Padding edges: sender 0, zero features, receiver n_nodes (dropped by the add).
             xs = (chunked(y, 0), chunked(w, 0) if per_edge else None, chunked(s, 0),
                   chunked(r, n_nodes))
+
+            # Reverse mode recomputes each chunk's messages instead of keeping them.
+            msg_fn = jax.checkpoint(lambda y_, w_, s_: _messages(run, state, xn, y_, w_, s_))
 
             def body(acc: jax.Array, c: tuple) -> tuple[jax.Array, None]:
                 yc, wc, sc, rc = c
