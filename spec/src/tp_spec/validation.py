@@ -142,10 +142,11 @@ def _conv_dtype(d: Any, x_nodes: Any, x_edges: Any, weights: Any, n_edges: int) 
     return COMPUTE_DTYPES[name]
 
 
-def check_index_range(name: str, lo: int, hi: int, size: int) -> None:
+def check_index_range(name: str, lo: int, hi: int, size: int, of: str = "nodes") -> None:
     """Raise :class:`~tp_spec.errors.IndexRangeError` unless ``0 <= lo <= hi < size`` (``lo``,
-    ``hi``: the index array's minimum and maximum; not called for an empty array)."""
+    ``hi``: the index array's minimum and maximum; not called for an empty array; ``of``: what
+    is indexed, for the message)."""
     if lo < 0 or hi >= size:
         bad = lo if lo < 0 else hi
         raise IndexRangeError(f"{name} holds the index {bad}, outside [0, {size}) "
-                              f"({size} nodes)")
+                              f"({size} {of})")

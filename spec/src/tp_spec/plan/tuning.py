@@ -97,7 +97,10 @@ class Tuning:
     conv_chunk_min_edges: int = 64
     #: Convolution through the compiled CPU kernels: the receiver-sorted (and, for the node
     #: gradient, sender-sorted) edges run in chunks of about this many edges, cut at node
-    #: boundaries; each chunk runs every path before the next chunk starts.
+    #: boundaries; each chunk runs every path before the next chunk starts (its receivers'
+    #: output rows stay in cache across the paths). 1,000 nodes x 30,000 edges,
+    #: 64x(0e+1o+2e) x Y(l<=3), fwd / fwd+bwd ms: chunks of 32 edges 207 / 1013, 128 200 / 962,
+    #: 512 214 / 886, 2,048 242 / 1090, unchunked 289 / 1255.
     conv_kernel_chunk_edges: int = 512
 
     #: MTP ``sparse``: the transpose regime (one matrix read per output instead of two) from
