@@ -307,7 +307,8 @@ def weights_from_mace(d: SymmetricContractionDescriptor, u_mace: Any, w_mace: An
             um = um.astype(np.float64)
             wm = np.asarray(w_mace[i][nu - 1], dtype=np.float64)
             um = um.reshape(u.shape[:-1] + (um.shape[-1],))
-            a, b = u.reshape(-1, u.shape[-1]), um.reshape(-1, um.shape[-1])
+            rows = math.prod(u.shape[:-1])
+            a, b = u.reshape(rows, u.shape[-1]), um.reshape(rows, um.shape[-1])
             t = np.linalg.pinv(a) @ b if a.shape[1] else np.zeros((0, b.shape[1]))
             if not np.allclose(a @ t, b, rtol=0, atol=atol):
                 raise InstructionError(
