@@ -204,3 +204,22 @@ def test_bad_inputs_raise_before_compute():
         m(X.float(), Y, W, S, R)
     with pytest.raises(DTypeError, match="torch.Tensor"):
         m(x, Y, W, S, R)
+
+
+@pytest.mark.parametrize("weights", ["edge", "shared"])
+def test_cueq_indexed_polynomial(weights):
+    """``cueq``: cuEquivariance gathers the senders and scatters into the receivers itself."""
+    pytest.importorskip("cuequivariance_torch")
+    d = DESCRIPTORS["uvu"]()
+    rng = np.random.default_rng(7)
+    x, y, w, s, r = arrays(d, rng, weights=weights)
+    m = TensorProductConv(d, "cueq")
+    xs = [t(a).requires_grad_() for a in (x, y, w)]
+    out = m(*xs, torch.tensor(s), torch.tensor(r))
+    np.testing.assert_allclose(out.detach().numpy(), reference.conv(d, x, y, w, s, r),
+                               rtol=1e-11, atol=1e-12)
+    ref = TensorProductConv(d, "dense")(*xs, torch.tensor(s), torch.tensor(r))
+    cot = torch.tensor(rng.standard_normal(out.shape))
+    for a, b in zip(torch.autograd.grad(out, xs, cot), torch.autograd.grad(ref, xs, cot),
+                    strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)

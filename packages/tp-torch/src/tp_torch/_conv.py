@@ -6,6 +6,8 @@ Two executors, one plan (:func:`tp_spec.plan.conv_plan`):
 * channelwise descriptors under ``fused`` on CPU: the compiled indexed kernels
   (:mod:`tp_torch._conv_kernels`) add each message into its receiver as they compute it; no
   message array exists, in the forward pass or in any derivative;
+* ``cueq``: cuEquivariance's indexed segmented polynomial (senders gathered and receivers
+  scattered by cuEquivariance: its fused kernels on CUDA, its naive PyTorch path elsewhere);
 * everything else (other modes and families, other methods, GPUs, ``torch.compile``): the
   receiver-sorted edges in chunks of ``plan.edge_chunk``: gather the senders' rows, the
   product (:class:`tp_torch.TensorProduct` of the same method), ``index_add_`` into the
@@ -90,6 +92,8 @@ class TensorProductConv(torch.nn.Module):
         if self.conv_kernels is not None and self.tp.kernel.uses_cpu_kernels(x_nodes):
             graph = self.conv_kernels.graph(senders, receivers, n_nodes)
             out = compiled_channelwise(x_nodes, x_edges, weights, self.conv_kernels.bind(graph))
+        elif hasattr(self.tp.kernel, "conv"):  # an adapter with its own (indexed) convolution
+            out = self.tp.kernel.conv(x_nodes, x_edges, weights, senders, receivers)
         else:
             out = self._chunked(x_nodes, x_edges, weights, senders, receivers, n_nodes)
         return out.to(dtype)

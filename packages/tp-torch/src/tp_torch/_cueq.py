@@ -50,6 +50,27 @@ class CGTPCueq(Kernel):
         self.polys = torch.nn.ModuleList(
             cuet.SegmentedPolynomial(g.polynomial, method=method) for g in self.groups)
 
+    def conv(self, x_nodes: torch.Tensor, x_edges: torch.Tensor, w: torch.Tensor | None,
+             senders: torch.Tensor, receivers: torch.Tensor) -> torch.Tensor:
+        """The convolution (:class:`tp_torch.TensorProductConv`) as cuEquivariance's indexed
+        polynomial: ``x_nodes`` gathered by ``senders`` and the output scattered into
+        ``receivers`` by cuEquivariance itself (on CUDA with cuequivariance-ops: fused)."""
+        n_nodes, e = x_nodes.shape[0], x_edges.shape[0]
+        out = x_nodes.new_zeros((n_nodes, self.d.irreps_out.dim))
+        if e == 0:  # cuEquivariance does not accept empty batches; keep the graph
+            return out + 0.0 * x_nodes.sum() + 0.0 * x_edges.sum() + (
+                0.0 * w.sum() if w is not None else 0.0)
+        lead = () if w is None or w.dim() == 1 else (e,)
+        shape = out[:, :1]  # cuEquivariance reads the output batch from a tensor's shape
+        for g, poly in zip(self.groups, self.polys, strict=True):
+            wg = group_weights(g, w, lambda n: x_nodes.new_ones(lead + (n,)),
+                               lambda parts: torch.cat(parts, dim=-1))
+            (y,) = poly([wg.unsqueeze(0) if wg.dim() == 1 else wg, x_nodes, x_edges],
+                        input_indices={1: senders}, output_shapes={0: shape},
+                        output_indices={0: receivers})
+            out = out + y
+        return out
+
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
         b = x1.shape[0]
         out = x1.new_zeros((b, self.d.irreps_out.dim))

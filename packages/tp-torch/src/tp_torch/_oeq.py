@@ -4,7 +4,9 @@ Written from OpenEquivariance's documented API: ``oeq.TPProblem(irreps_in1, irre
 irreps_out, instructions, irrep_normalization=..., path_normalization=..., shared_weights=...,
 internal_weights=False, irrep_dtype=..., weight_dtype=...)`` and
 ``oeq.TensorProduct(problem, torch_op=True)``, called as ``tp(x1, x2, W)`` with weights in
-OpenEquivariance's order (``tp.reorder_weights_from_e3nn``).
+OpenEquivariance's order (``tp.reorder_weights_from_e3nn``); for the convolution
+``oeq.TensorProductConv(problem, deterministic=True, torch_op=True)`` called as
+``conv(X, Y, W, rows, cols, sender_perm)``.
 
 Our path coefficients are passed exactly as e3nn ``path_weight = coefficient**2`` under
 ``irrep_normalization="none"`` / ``path_normalization="none"`` (e3nn's factor is then
@@ -53,7 +55,7 @@ class CGTPOeq(Kernel):
 
         self.d = d
         self._device = torch.device(device)
-        self._cache: dict[tuple[torch.dtype, bool], torch.nn.Module] = {}
+        self._cache: dict[tuple[object, ...], torch.nn.Module] = {}
 
     def _problem(self, dtype: torch.dtype, shared: bool):
         import numpy as np
@@ -77,6 +79,34 @@ class CGTPOeq(Kernel):
 
             self._cache[key] = oeq.TensorProduct(self._problem(dtype, shared), torch_op=True)
         return self._cache[key]
+
+    def _conv(self, dtype: torch.dtype, shared: bool):
+        key = ("conv", dtype, shared)
+        if key not in self._cache:
+            import openequivariance as oeq
+
+            self._cache[key] = oeq.TensorProductConv(self._problem(dtype, shared),
+                                                     deterministic=True, torch_op=True)
+        return self._cache[key]
+
+    def conv(self, x_nodes: torch.Tensor, x_edges: torch.Tensor, w: torch.Tensor,
+             senders: torch.Tensor, receivers: torch.Tensor) -> torch.Tensor:
+        """The convolution (:class:`tp_torch.TensorProductConv`) through OpenEquivariance's
+        deterministic ``TensorProductConv``: ``z_i = sum over edges (i <- j, e) of
+        W_e (x_j (x) y_e)`` with ``rows`` the receivers and ``cols`` the senders, the edges
+        sorted by (receiver, sender) and ``sender_perm`` ordering those by (sender, receiver)."""
+        shared = w.dim() == 1
+        n_nodes = x_nodes.shape[0]
+        if x_edges.shape[0] == 0:
+            return x_nodes.new_zeros((n_nodes, self.d.irreps_out.dim)) + 0.0 * w.sum()
+        r, s = receivers.long(), senders.long()
+        perm = torch.argsort(r * n_nodes + s, stable=True)
+        rows, cols = r[perm].contiguous(), s[perm].contiguous()
+        sender_perm = torch.argsort(cols * n_nodes + rows, stable=True)
+        tp = self._conv(x_nodes.dtype, shared)
+        wr = tp.reorder_weights_from_e3nn(w if shared else w[perm], has_batch_dim=not shared)
+        return tp(x_nodes.contiguous(), x_edges[perm].contiguous(), wr.contiguous(), rows,
+                  cols, sender_perm)
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
         shared = w.dim() == 1
