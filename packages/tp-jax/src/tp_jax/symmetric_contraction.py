@@ -1,0 +1,139 @@
+"""MACE's product basis (the symmetric contraction) and its Gaunt variant as pure JAX functions.
+
+The math is :mod:`tp_spec.symmetric_contraction`. :func:`symmetric_contraction` builds the
+parity-grouped symmetric monomials of each channel (tp_spec's ``monomial_plan``), contracts
+them with the symmetrized ``U`` in one GEMM over nodes and channels (species-independent, so
+it jits with any species mix), then weights the paths with each node's species weights.
+
+>>> import tp_spec, jax.numpy as jnp
+>>> d = tp_spec.symmetric_contraction("4x0e+4x1o", "4x0e+4x1o", 3, 2)
+>>> f = symmetric_contraction(d)
+>>> f(jnp.ones((5, 16)), jnp.ones((2, d.weight_numel)), jnp.zeros(5, int)).shape
+(5, 16)
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from tp_spec import DTypeError, IndexRangeError, InstructionError, ShapeError
+
+_sc = importlib.import_module("tp_spec.symmetric_contraction")
+
+__all__ = ["gaunt_symmetric_contraction", "symmetric_contraction"]
+
+
+def _check(d: Any, x: Any, weights: Any, species: Any) -> None:
+    if x.ndim != 2 or x.shape[1] != d.irreps_in.dim:
+        raise ShapeError(f"x must have shape (n, {d.irreps_in.dim}), got {x.shape}")
+    if weights.shape != (d.num_species, d.weight_numel):
+        raise ShapeError(
+            f"weights must have shape ({d.num_species}, {d.weight_numel}), got {weights.shape}"
+        )
+    if species.shape != (x.shape[0],):
+        raise ShapeError(f"species must have shape ({x.shape[0]},), got {species.shape}")
+    if x.dtype not in (jnp.float32, jnp.float64):
+        raise DTypeError(f"x must be float32 or float64, got {x.dtype}")
+    if weights.dtype != x.dtype:
+        raise DTypeError(f"x is {x.dtype} but weights are {weights.dtype}; nothing is cast")
+    if not jnp.issubdtype(species.dtype, jnp.integer):
+        raise DTypeError(f"species must hold integers, got {species.dtype}")
+    # concrete species are range-checked (a traced gather would clamp them silently)
+    if not isinstance(species, jax.core.Tracer) and species.size:
+        if int(species.min()) < 0 or int(species.max()) >= d.num_species:
+            raise IndexRangeError(f"species must lie in [0, {d.num_species})")
+
+
+@functools.lru_cache(maxsize=64)
+def symmetric_contraction(d: Any) -> Callable:
+    """``f(x (n, dim_in), weights (num_species, weight_numel), species (n,) ints) -> (n,
+    dim_out)`` for a :class:`tp_spec.SymmetricContractionDescriptor`, jitted."""
+    if not isinstance(d, _sc.SymmetricContractionDescriptor):
+        raise InstructionError(f"expected a SymmetricContractionDescriptor, got {type(d)}")
+    p = _sc.monomial_plan(d)
+    k, D = d.mul, d.coupling.dim
+    shapes = [list(row) for row in d.weight_shapes]
+
+    @jax.jit
+    def run(x, weights, species):
+        n = x.shape[0]
+        X = x[:, p.in_index].reshape(n, k, D)
+        full = [X, X]
+        for deg in range(2, d.correlation):
+            full.append(full[deg - 1][..., p.prefix[deg]] * X[..., p.last[deg]])
+        P = [
+            jnp.concatenate([X[..., last] if deg == 1 else full[deg - 1][..., pre] * X[..., last]
+                             for deg, pre, last in pieces], axis=-1)
+            for pieces in p.groups
+        ]
+        outs, start = [], 0
+        for i, (g, lo, hi) in enumerate(p.outputs):
+            K = sum(s[1] for s in shapes[i])
+            w = weights[:, start : start + K * k].reshape(d.num_species, K, k)
+            start += K * k
+            M = p.coeff[i].shape[1]
+            if hi == lo or K == 0:
+                outs.append(jnp.zeros((n, k, M), x.dtype))
+                continue
+            coeff = jnp.asarray(p.coeff[i], x.dtype)  # (p, M, K)
+            t = jnp.einsum("nkp,pMe->nkMe", P[g][..., lo:hi], coeff)
+            outs.append(jnp.einsum("nkMe,nek->nkM", t, w[species]))
+        return jnp.concatenate([o.reshape(n, -1) for o in outs], axis=1)
+
+    def f(x, weights, species):
+        x, weights, species = jnp.asarray(x), jnp.asarray(weights), jnp.asarray(species)
+        _check(d, x, weights, species)
+        return run(x, weights, species)
+
+    return f
+
+
+@functools.lru_cache(maxsize=64)
+def gaunt_symmetric_contraction(d: Any) -> Callable:
+    """``f(x, weights, species)`` of a :class:`tp_spec.GauntSymmetricContractionDescriptor`:
+    the features on the exact grid, their powers, projected back; jitted."""
+    if not isinstance(d, _sc.GauntSymmetricContractionDescriptor):
+        raise InstructionError(f"expected a GauntSymmetricContractionDescriptor, got {type(d)}")
+    k, c, li = d.mul, d.correlation, d.lmax_in
+    nc = (li + 1) ** 2
+    coeff_index = np.zeros(d.irreps_in.dim, np.int64)
+    deg_in = np.zeros(nc, np.int64)
+    present = np.zeros(nc)
+    for j, (sl, (mul, ir)) in enumerate(zip(d.irreps_in.slices(), d.irreps_in, strict=True)):
+        coeff_index[sl] = (np.arange(mul)[:, None] * nc + ir.l**2
+                           + np.arange(ir.dim)[None, :]).reshape(-1)
+        deg_in[ir.l**2 : (ir.l + 1) ** 2] = j
+        present[ir.l**2 : (ir.l + 1) ** 2] = 1.0
+    out_cols = np.concatenate([np.arange(ir.l**2, (ir.l + 1) ** 2) for _, ir in d.irreps_out])
+    out_irrep = np.concatenate([np.full(ir.dim, i) for i, (_, ir) in enumerate(d.irreps_out)])
+    powers = np.arange(1, c + 1).reshape(1, c, 1, 1)
+    nu_in = c * len(d.irreps_in) * k
+
+    @jax.jit
+    def run(x, weights, species):
+        n = x.shape[0]
+        u = weights[:, :nu_in].reshape(d.num_species, c, len(d.irreps_in), k)[species]
+        v = weights[:, nu_in:].reshape(d.num_species, c, len(d.irreps_out), k)[species]
+        A = jnp.zeros((n, k * nc), x.dtype).at[:, coeff_index].set(x).reshape(n, 1, k, nc)
+        f = A * jnp.swapaxes(u[:, :, deg_in] * present[:, None].astype(x.dtype), 2, 3)
+        vals = (f @ jnp.asarray(d.to_grid.T, x.dtype)) ** powers
+        proj = (vals @ jnp.asarray(d.from_grid.T, x.dtype))[..., out_cols]
+        b = (proj * jnp.swapaxes(v[:, :, out_irrep], 2, 3)).sum(axis=1)  # (n, k, sum dim)
+        outs, start = [], 0
+        for _, ir in d.irreps_out:
+            outs.append(b[..., start : start + ir.dim].reshape(n, -1))
+            start += ir.dim
+        return jnp.concatenate(outs, axis=1)
+
+    def f(x, weights, species):
+        x, weights, species = jnp.asarray(x), jnp.asarray(weights), jnp.asarray(species)
+        _check(d, x, weights, species)
+        return run(x, weights, species)
+
+    return f
