@@ -1,9 +1,10 @@
 """Command line: ``python -m benchmarks {run,compare,report,merge,docs-page,validate} ...``.
 
-* ``run [--suite default|paper|models|scaling] [--ops cgtp,gtp,mtp] [--L 1,2,4]
+* ``run [--suite default|paper|models|scaling|conv] [--ops cgtp,gtp,mtp] [--L 1,2,4]
   [--kinds SISO,SIMO,MIMO] [--batch N] [--passes fwd,bwd,dbl] [--subjects tp_jax,e3nn,...]
   [--dtype float32] [--device auto|cpu|cuda] [--budget SECONDS] [--target-s S]
-  [--machine NAME] [--memory-cap auto|off|GIB] [--max-call-s S] [--out DIR]``: run, print
+  [--machine NAME] [--memory-cap auto|off|GIB] [--max-call-s S] [--nodes N] [--degree K]
+  [--out DIR]``: run, print
   the Markdown table (speedups against the anchors measured in the same run) and the paper's
   headline claims, write ``results.json``, ``results.md`` and PNG plots to ``DIR`` (default
   ``benchmarks/out/<timestamp>/``).
@@ -147,9 +148,16 @@ def cmd_run(args: argparse.Namespace) -> int:
     device = _device(args.device)
     ops = _csv(args.ops) or OPS
     passes = _csv(args.passes) or ("fwd", "bwd", "dbl")
-    workloads = suite_workloads(args.suite, Ls=_csv(args.L, int), batch=args.batch, ops=ops,
-                                kinds=_csv(args.kinds), device=device)
-    subjects = all_subjects(_csv(args.subjects))
+    if args.suite == "conv":
+        from .conv import conv_workloads
+        from .conv_subjects import conv_subjects
+
+        workloads: list[Any] = conv_workloads(args.nodes, args.degree, families=ops)
+        subjects = conv_subjects(_csv(args.subjects))
+    else:
+        workloads = suite_workloads(args.suite, Ls=_csv(args.L, int), batch=args.batch,
+                                    ops=ops, kinds=_csv(args.kinds), device=device)
+        subjects = all_subjects(_csv(args.subjects))
     if args.suite == "default" and args.subjects is None:
         subjects = [s for s in subjects if s.name not in DEFAULT_EXCLUDED]
     pass_filter = None
@@ -162,10 +170,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         budget = DEFAULT_BUDGET_S if budget is None else budget
         if args.target_s is None:
             timing.update(target_s=0.15, min_repeats=3, max_repeats=10)
+    if args.suite == "conv" and args.target_s is None:
+        timing.update(target_s=0.3, min_repeats=3, max_repeats=10)
     if timing["target_s"] is None:
         timing["target_s"] = 0.3
     config = {"suite": args.suite, "ops": list(ops), "L": args.L, "kinds": args.kinds,
-              "batch": args.batch, "subjects": args.subjects,
+              "batch": args.batch, "subjects": args.subjects, "nodes": args.nodes,
+              "degree": args.degree,
               "command": " ".join(["python -m benchmarks"] + sys.argv[1:]),
               "max_call_s": args.max_call_s, **threads}
     print(f"benchmarks: suite {args.suite}, {len(workloads)} workloads, {len(subjects)} "
@@ -259,18 +270,23 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a suite and write JSON, Markdown and plots")
     r.add_argument("--suite", default="default", choices=("default", "paper", "models",
-                                                           "scaling"))
+                                                           "scaling", "conv"))
     r.add_argument("--ops", help="comma list of cgtp,gtp,mtp (default all)")
     r.add_argument("--L", help="comma list of degrees (paper/default); scaling uses the first")
     r.add_argument("--kinds", help="comma list of SISO,SIMO,MIMO (paper suite)")
     r.add_argument("--batch", type=int, help="batch size (overrides the suite's)")
+    r.add_argument("--nodes", type=int, help="conv suite: atoms in the periodic box "
+                   "(default 1000)")
+    r.add_argument("--degree", type=float, help="conv suite: target mean degree, sets the "
+                   "cutoff (default 30: about 28 measured, 28,000 edges at 1000 atoms)")
     r.add_argument("--passes", help="comma list of fwd,bwd,dbl (default: all; the default "
                    "suite times fwd at every L, bwd at L="
                    f"{','.join(map(str, DEFAULT_BWD_L))} and dbl at L="
                    f"{','.join(map(str, DEFAULT_DBL_L))} only)")
     r.add_argument("--subjects", help="comma list of subject name prefixes, e.g. "
                    "tp_jax,tp_torch/dense,e3nn-jax; name@op for one op's subject, e.g. "
-                   "tp_torch/sparse@mtp (default: all)")
+                   "tp_torch/sparse@mtp (default: all; conv suite: the anchors and each "
+                   "family's default method, '*' for all)")
     r.add_argument("--dtype", default="float32", choices=("float32", "float64"))
     r.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     r.add_argument("--budget", type=float, help="wall-clock budget in seconds; later tasks "

@@ -3,6 +3,10 @@
 A subject is timed only after its forward output on a small random batch matches
 :func:`tp_spec.reference.apply` (relative to the largest reference entry: ``2e-4`` in float32,
 ``1e-9`` in float64). A subject failing the check is reported as ``failed check`` and never timed.
+
+A workload that brings its own ``inputs(seed)``, ``check(args, out, tol)``, ``cost(method)``
+and ``engine(framework, device)`` (the convolutions of :mod:`benchmarks.conv`) is run through
+those instead of the tensor-product defaults.
 """
 
 from __future__ import annotations
@@ -40,7 +44,8 @@ def pass_factor(pass_: str, has_weights: bool) -> int:
 #: Which tp_spec cost-model method best describes an anchor's algorithm.
 ANCHOR_COST_METHOD = {"e3nn/cgtp": "dense", "e3nn-jax/cgtp": "dense", "cueq-torch/cgtp": "dense",
                       "cueq-jax/cgtp": "dense", "oeq/cgtp": "sparse", "e3nn/grid": "grid",
-                      "e3nn-jax/grid": "grid", "e3x/mtp": "dense"}
+                      "e3nn-jax/grid": "grid", "e3x/mtp": "dense", "e3nn/conv": "dense",
+                      "e3nn-jax/conv": "dense", "cueq-torch/conv": "dense"}
 
 
 def _inputs(d: Any, batch: int, per_sample: bool, seed: int) -> list[np.ndarray]:
@@ -86,6 +91,13 @@ def check_subject(built: Built, wl: Any, dtype: str, device: str, seed: int = 1,
     """
     from tp_spec import reference
 
+    if hasattr(wl, "check"):  # a convolution: rows of the full graph's output
+        tol = CHECK_TOL["float64" if built.framework == "numpy" else dtype]
+        if args is None or out is None:
+            args = wl.inputs(seed)
+            out = _spec_output(built, wl.engine(built.framework, device).forward_numpy(
+                built.fn, _native(built, args), dtype))
+        return wl.check(args, out, tol)
     d = wl.descriptor
     if args is None or out is None:
         args = _inputs(d, CHECK_BATCH, wl.per_sample_weights, seed)
@@ -118,6 +130,14 @@ def _safe(fn: Callable[[], Any]) -> Any:
 
 def _cost(wl: Any, subject: Subject, pass_: str, cache: dict[Any, Any]) -> dict[str, Any]:
     d = wl.descriptor
+    if hasattr(wl, "cost"):  # a convolution: its own cost models
+        method = subject.method if subject.library in ("tp_torch", "tp_jax") else \
+            ANCHOR_COST_METHOD.get(subject.name)
+        key = (wl.key(), method)
+        if key not in cache:
+            cache[key] = wl.cost(method)
+        return {**cache[key], "cost_method": method,
+                "pass_factor": pass_factor(pass_, d.weight_numel > 0)}
     if wl.key() not in cache:
         cache[wl.key()] = {
             "flops_min": _safe(lambda: int(d.flops(wl.batch))),
@@ -293,11 +313,13 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
             continue
         if before_task is not None:
             before_task()
-        eng = engine(subject.framework, device)
+        eng = (wl.engine(subject.framework, device) if hasattr(wl, "engine")
+               else engine(subject.framework, device))
         prepared: dict[str, Any] = {}
         try:
             built = subject.build(wl, dtype, device)
-            raw = _inputs(wl.descriptor, wl.batch, wl.per_sample_weights, seed)
+            raw = (wl.inputs(seed) if hasattr(wl, "inputs")
+                   else _inputs(wl.descriptor, wl.batch, wl.per_sample_weights, seed))
             args = _native(built, raw)
             if "fwd" in my_passes and "fwd" in built.passes and not getattr(
                     built, "convert_weights", None):

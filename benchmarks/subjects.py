@@ -39,6 +39,8 @@ ANCHORS: dict[str, dict[str, str]] = {
     "cgtp": {"torch": "e3nn/cgtp", "jax": "e3nn-jax/cgtp"},
     "gtp": {"torch": "e3nn/grid", "jax": "e3nn-jax/grid"},
     "mtp": {"jax": "e3x/mtp"},
+    # the convolutions of the conv suite (benchmarks.conv_subjects)
+    "conv-cgtp": {"torch": "e3nn/conv", "jax": "e3nn-jax/conv"},
 }
 
 
