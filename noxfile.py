@@ -156,7 +156,8 @@ def jax(session: nox.Session) -> None:
     install_jax(session)
     _package_tests(session, "tp-jax")
     session.install("-r", str(ROOT / "benchmarks" / "requirements.txt"))
-    _pytest(session, "benchmarks/tests/test_anchors.py", "-q", "-p", "no:cacheprovider")
+    _pytest(session, "benchmarks/tests/test_anchors.py", "benchmarks/tests/test_conv_bench.py",
+            "-q", "-p", "no:cacheprovider")
     _conformance(session, "jax", ["tp_jax", *JAX_ORACLES], env=XLA_TEST_FLAGS)
 
 
@@ -216,7 +217,8 @@ def docs(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The cross-framework benchmarks: ``nox -s bench -- <arguments of benchmarks run>``."""
     session.install(TORCH)
-    session.install("jax", "e3nn", "e3nn-jax", "e3x", "matplotlib", "tqdm")
+    session.install("jax", "e3nn", "e3nn-jax", "e3x", "matplotlib", "tqdm", "cuequivariance",
+                    "cuequivariance-torch")
     if (ROOT / "benchmarks" / "requirements.txt").is_file():
         session.install("-r", str(ROOT / "benchmarks" / "requirements.txt"))
     _local(session, "spec", "packages/tp-torch", "packages/tp-jax")
