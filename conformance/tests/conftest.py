@@ -10,6 +10,8 @@ does import run and fail normally.
 Each test function marked ``conformance(...)`` receives a ``target`` parameter (backend,
 device, method, case) for every case of the catalogue and every method that the backend's
 ``methods(descriptor, device)`` lists (skipped with the backend's reason where it cannot run).
+``conformance(conv=True)`` marks the convolution's tests: the cases tagged ``conv`` only,
+reported under the op ``conv-<family>``.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 
 import pytest
 from tp_conformance.cases import Case, cases
+from tp_conformance.summary import op_label
 from tp_spec.backend import load_backends, registered_backend_names
 
 # Filled in pytest_configure with the selected backends only (testing tp_jax does not import
@@ -70,8 +73,9 @@ def pytest_configure(config: pytest.Config) -> None:
     _BACKENDS.update(load_backends(_LOAD_ERRORS, names=selected_backends(config)))
     config.addinivalue_line(
         "markers",
-        "conformance(families=None, small=False, oracle=False, weighted=False, tag=None): "
-        "parametrize over (backend, method, case); small=True: cheap cases only; "
+        "conformance(families=None, small=False, oracle=False, weighted=False, tag=None, "
+        "conv=False): parametrize over (backend, method, case); small=True: cheap cases only; "
+        "conv=True: the convolution's cases (tag 'conv'), reported as op 'conv-<family>'; "
         "oracle=True: oracle adapters too (oracle='small': on cheap cases only); "
         "weighted=True: cases with weights only; tag: cases with that tag only")
 
@@ -96,6 +100,8 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     oracle_ok = opts.get("oracle", False)
     weighted_only = opts.get("weighted", False)
     tag = opts.get("tag")
+    if opts.get("conv", False):
+        tag = "conv"
     case_tag = metafunc.config.getoption("--case-tag")
     params = []
     for name in selected_backends(metafunc.config):
@@ -144,17 +150,40 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     if empty:
         config.hook.pytest_deselected(items=empty)
         items[:] = [i for i in items if i not in empty]
+    _group_conv_tests(items)
     for item in items:
         callspec = getattr(item, "callspec", None)
         t = callspec.params.get("target") if callspec else None
         if isinstance(t, Target):
-            op = t.case.family if t.case else "-"
+            marker = item.get_closest_marker("conformance")
+            conv = bool(marker and marker.kwargs.get("conv", False))
+            op = op_label(t.case.family, conv) if t.case else "-"
             _KEYS[item.nodeid] = (t.backend_name, op, t.method)
         else:
             _KEYS[item.nodeid] = ("(suite)", "-", item.module.__name__.split(".")[-1])
         # The key travels with the test reports: under pytest-xdist the controller, which
         # writes the summary, does not collect the items itself.
         item.user_properties.append(("conformance_key", _KEYS[item.nodeid]))
+
+
+def _is_conv(item: pytest.Item) -> bool:
+    marker = item.get_closest_marker("conformance")
+    return bool(marker and marker.kwargs.get("conv", False))
+
+
+def _group_conv_tests(items: list[pytest.Item]) -> None:
+    """Run the convolution's tests of one (backend, device, method, case) one after another, in
+    the slots the conv tests already hold: a backend that keeps only a few (descriptor, method)
+    pairs compiled (tp_jax) then compiles each pair's programs once, not once per test."""
+    slots = [i for i, item in enumerate(items) if _is_conv(item)]
+
+    def key(i: int) -> str:
+        callspec = getattr(items[i], "callspec", None)
+        return str(callspec.params.get("target")) if callspec else ""
+
+    ordered = [items[i] for i in sorted(slots, key=key)]
+    for slot, item in zip(slots, ordered, strict=True):
+        items[slot] = item
 
 
 def _check_groups(config: pytest.Config, nodeids: list[str]) -> None:

@@ -8,7 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from tp_conformance import checks
+from tp_conformance import checks, conv_checks
 from tp_conformance.golden import load as load_golden
 
 GOLDEN_DIR = Path(__file__).resolve().parents[1] / "golden"
@@ -113,3 +113,82 @@ def test_batch_shapes(target):
 @conformance(small=True)
 def test_bad_inputs(target):
     checks.check_bad_inputs(target.backend, target.method, target.d, device=target.device)
+
+
+# ----------------------------------------------------------------------------- convolution
+# The tensor-product convolution (optional backend methods conv, conv_vjp,
+# conv_force_loss_grad) on the cases tagged "conv"; reported under the op "conv-<family>".
+def _conv_or_skip(target):
+    if not hasattr(target.backend, "conv"):
+        pytest.skip(f"backend {target.backend_name!r} does not implement the optional conv "
+                    "methods")
+
+
+@conformance(conv=True, oracle=True)
+def test_conv_forward(target):
+    """float64: int64 indices with per-edge weights, int32 with shared weights; no edges."""
+    _conv_or_skip(target)
+    conv_checks.check_conv_forward(target.backend, target.method, target.d,
+                                   device=target.device)
+    conv_checks.check_conv_forward(target.backend, target.method, target.d,
+                                   index_dtype="int32", shared=target.d.weight_numel > 0,
+                                   device=target.device)
+    conv_checks.check_conv_empty(target.backend, target.method, target.d, device=target.device)
+
+
+@conformance(conv=True)
+def test_conv_forward_float32(target):
+    _conv_or_skip(target)
+    conv_checks.check_conv_forward(target.backend, target.method, target.d, dtype="float32",
+                                   index_dtype="int32", device=target.device)
+
+
+@conformance(conv=True)
+@pytest.mark.parametrize("improper", [False, True], ids=["proper", "improper"])
+def test_conv_equivariance(target, improper):
+    _conv_or_skip(target)
+    conv_checks.check_conv_equivariance(target.backend, target.method, target.d,
+                                        improper=improper, device=target.device)
+
+
+@conformance(conv=True)
+def test_conv_deterministic(target):
+    _conv_or_skip(target)
+    conv_checks.check_conv_deterministic(target.backend, target.method, target.d,
+                                         device=target.device)
+
+
+@conformance(conv=True)
+def test_conv_vjp_finite_differences(target):
+    _conv_or_skip(target)
+    conv_checks.check_conv_vjp_fd(target.backend, target.method, target.d,
+                                  device=target.device)
+
+
+@conformance(conv=True)
+def test_conv_vjp_matches_reference(target):
+    _conv_or_skip(target)
+    conv_checks.check_conv_vjp_reference(target.backend, target.method, target.d,
+                                         device=target.device)
+
+
+@conformance(conv=True)
+def test_conv_vjp_float32_shared_weights(target):
+    _conv_or_skip(target)
+    conv_checks.check_conv_vjp_reference(target.backend, target.method, target.d,
+                                         dtype="float32", shared=target.d.weight_numel > 0,
+                                         device=target.device)
+
+
+@conformance(conv=True)
+def test_conv_force_loss_finite_differences(target):
+    _conv_or_skip(target)
+    conv_checks.check_conv_force_fd(target.backend, target.method, target.d,
+                                    device=target.device)
+
+
+@conformance(conv=True)
+def test_conv_bad_inputs(target):
+    _conv_or_skip(target)
+    conv_checks.check_conv_bad_inputs(target.backend, target.method, target.d,
+                                      device=target.device)

@@ -15,6 +15,8 @@ finite-difference and second-order checks run on it). Groups (``Case.tags``):
   (``x2`` with one channel), per-degree weights.
 * ``small``: cheap enough for finite differences and second-order checks.
 * ``golden``: the subset whose inputs/outputs are committed under ``conformance/golden``.
+* ``conv``: the convolution's cases (channelwise and fully connected CGTP, an unweighted GTP,
+  a per-degree MTP).
 
 >>> c = get_case("paper-mimo-cgtp-L2")
 >>> c.family, c.descriptor.irreps_in1
@@ -235,6 +237,13 @@ QUICK = (
 )
 
 
+#: The cases the convolution checks run on (:mod:`tp_conformance.conv_checks`): the
+#: MACE-style channelwise product (tp_torch's compiled conv kernels), a fully connected CGTP
+#: with mixed parities, a GTP without weights and an MTP with per-degree weights. Few, since
+#: each (method, case) compiles its own programs in tp_jax.
+CONV = ("cgtp-uvu-channelwise", "cgtp-uvw-mixed", "gtp-mixed-classes", "mtp-per-degree")
+
+
 @functools.lru_cache(maxsize=1)
 def _catalogue() -> dict[str, Case]:
     all_cases = (_paper_cases() + _oeq_cases() + _random_cases() + _standard_cgtp_cases()
@@ -244,7 +253,8 @@ def _catalogue() -> dict[str, Case]:
         if c.name in out:
             raise ValueError(f"duplicate case name {c.name!r}")
         tags = (c.tags | ({"golden"} if c.name in GOLDEN else set())
-                | ({"quick"} if c.name in QUICK else set()))
+                | ({"quick"} if c.name in QUICK else set())
+                | ({"conv"} if c.name in CONV else set()))
         out[c.name] = Case(c.name, c.family, c.build, frozenset(tags), c.batch)
     return out
 

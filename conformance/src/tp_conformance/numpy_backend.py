@@ -7,6 +7,11 @@ rounding) for both, and a five-point stencil is exact for the Hessian-vector pro
 is a polynomial of degree <= 4 along any line: at most x1, x2 and three per-degree weight
 factors). All perturbations are stacked into one large batch: a few reference calls, no loops
 over coordinates. This backend is the cross-backend reference for gradients.
+
+The convolution (:func:`tp_spec.reference.conv`) runs through the conv plan's NumPy executor
+(:func:`tp_spec.plan.conv.run_conv_numpy`); its derivatives are the chain rule through the
+gather and the scatter, with each edge's product differentiated as above (the per-edge
+cotangent is the receiver's row).
 """
 
 from __future__ import annotations
@@ -16,9 +21,10 @@ from typing import Any
 import numpy as np
 import tp_spec as spec
 from tp_spec.errors import DeviceError, DTypeError, InstructionError
-from tp_spec.validation import check_call
+from tp_spec.plan.conv import conv_plan, run_conv_numpy
+from tp_spec.validation import check_call, check_conv_call, check_index_range
 
-__all__ = ["NumpyBackend", "backend", "validate_common"]
+__all__ = ["NumpyBackend", "backend", "validate_common", "validate_conv"]
 
 Grads = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
 METHOD = "reference"
@@ -31,6 +37,36 @@ def validate_common(name: str, d: spec.TensorProductDescriptor, methods: dict[st
     :func:`tp_spec.validation.check_call` (one floating dtype, shapes), and that the cotangent
     or tangents ``extra`` have the inputs' dtype. Returns the batch shape; raises the
     :mod:`tp_spec.errors` classes."""
+    _check_target(name, methods, method, dtype, device, devices)
+    x1, x2 = np.asarray(x1), np.asarray(x2)
+    weights = None if weights is None else np.asarray(weights)
+    batch, _ = check_call(d, x1, x2, weights)
+    _check_extra_dtypes(name, x1.dtype, extra)
+    return batch
+
+
+def validate_conv(name: str, d: spec.TensorProductDescriptor, methods: dict[str, str | None],
+                  method: str, dtype: str, device: str, devices: list[str], x_nodes: Any,
+                  x_edges: Any, weights: Any, senders: Any, receivers: Any,
+                  *extra: Any) -> tuple[int, int]:
+    """:func:`validate_common` for the convolution: the call through
+    :func:`tp_spec.validation.check_conv_call` and the index values through
+    ``check_index_range``. Returns ``(n_nodes, n_edges)``."""
+    _check_target(name, methods, method, dtype, device, devices)
+    x_nodes, x_edges = np.asarray(x_nodes), np.asarray(x_edges)
+    weights = None if weights is None else np.asarray(weights)
+    senders, receivers = np.asarray(senders), np.asarray(receivers)
+    n_nodes, n_edges, _ = check_conv_call(d, x_nodes, x_edges, weights, senders, receivers)
+    if n_edges:
+        for label, idx in (("senders", senders), ("receivers", receivers)):
+            check_index_range(label, int(idx.min()), int(idx.max()), n_nodes)
+    _check_extra_dtypes(name, x_nodes.dtype, extra)
+    return n_nodes, n_edges
+
+
+def _check_target(name: str, methods: dict[str, str | None], method: str, dtype: str,
+                  device: str, devices: list[str]) -> None:
+    """The method, the dtype string and the device."""
     if method not in methods:
         raise InstructionError(f"{name}: unknown method {method!r}; valid: {sorted(methods)}")
     if methods[method] is not None:
@@ -39,14 +75,14 @@ def validate_common(name: str, d: spec.TensorProductDescriptor, methods: dict[st
         raise DTypeError(f"{name}: dtype must be 'float64' or 'float32', got {dtype!r}")
     if device not in devices:
         raise DeviceError(f"{name}: device {device!r} not available; devices: {devices}")
-    x1, x2 = np.asarray(x1), np.asarray(x2)
-    weights = None if weights is None else np.asarray(weights)
-    batch, _ = check_call(d, x1, x2, weights)
+
+
+def _check_extra_dtypes(name: str, dtype: np.dtype, extra: tuple) -> None:
+    """The cotangent and tangents must have the inputs' dtype."""
     for label, a in zip(("cotangent", "tangent"), extra, strict=False):
-        if a is not None and np.asarray(a).dtype != x1.dtype:
+        if a is not None and np.asarray(a).dtype != dtype:
             raise DTypeError(f"{name}: {label} has dtype {np.asarray(a).dtype}, the inputs "
-                             f"{x1.dtype} (nothing is cast silently)")
-    return batch
+                             f"{dtype} (nothing is cast silently)")
 
 
 class NumpyBackend:
@@ -84,19 +120,24 @@ class NumpyBackend:
         return _unit_central_grads(lambda a, b, ww: self._energies(d, a, b, ww, c[None]),
                                    x1, x2, w, batch)
 
-    def _force(self, d, x1, x2, w, c) -> np.ndarray:
-        """``F = dE/dx1`` for stacked leading axes (any shape ``(..., dim1)``)."""
-        k = x1.shape[-1]
+    def _force(self, d, x1, x2, w, c, wrt: int = 0) -> np.ndarray:
+        """``F = dE/dx1`` (``wrt=0``) or ``dE/dx2`` (``wrt=1``) for stacked leading axes (any
+        shape ``(..., dim)``)."""
+        x = (x1, x2)[wrt]
+        k = x.shape[-1]
         eye = np.eye(k)
-        lead = x1.shape[:-1]
-        # F[..., i] = E(x1 + e_i) - E(x1 - e_i) over 2 (exact: E affine in x1).
-        xp = x1[..., None, :] + eye
-        xm = x1[..., None, :] - eye
-        x2e = np.broadcast_to(x2[..., None, :], lead + (k, x2.shape[-1]))
+        lead = x.shape[:-1]
+        # F[..., i] = E(x + e_i) - E(x - e_i) over 2 (exact: E affine in x1 and in x2).
+        other = (x2, x1)[wrt]
+        oe = np.broadcast_to(other[..., None, :], lead + (k, other.shape[-1]))
         ce = np.broadcast_to(c[..., None, :], lead + (k, c.shape[-1]))
         we = None if w is None else (
             w if w.ndim == 1 else np.broadcast_to(w[..., None, :], lead + (k, w.shape[-1])))
-        return 0.5 * (self._energies(d, xp, x2e, we, ce) - self._energies(d, xm, x2e, we, ce))
+        diff = []
+        for xs in (x[..., None, :] + eye, x[..., None, :] - eye):
+            pair = (xs, oe) if wrt == 0 else (oe, xs)
+            diff.append(self._energies(d, pair[0], pair[1], we, ce))
+        return 0.5 * (diff[0] - diff[1])
 
     # ------------------------------------------------------------------ protocol
     def apply(self, descriptor, method, x1, x2, weights=None, *, dtype="float64", device="cpu"):
@@ -124,7 +165,7 @@ class NumpyBackend:
 
         # L is quadratic in each coordinate of x2 and w and constant in x1: unit central
         # differences are exact.
-        g = _unit_central_grads(loss, a, b, w, batch, skip_x1=True)
+        g = _unit_central_grads(loss, a, b, w, batch, skip=0)
         return tuple(None if t is None else t.astype(cast) for t in g)  # type: ignore[return-value]
 
     def hvp(self, descriptor, method, x1, x2, weights, cotangent, tangents, *, dtype="float64",
@@ -147,6 +188,64 @@ class NumpyBackend:
                     total[i] = total[i] + coef * g[i]
         return tuple(None if t is None else t.astype(cast) for t in total)  # type: ignore
 
+    # ------------------------------------------------------------------ convolution
+    def _conv_prep(self, d, method, dtype, device, x_nodes, x_edges, weights, senders,
+                   receivers, *extra):
+        n_nodes, n_edges = validate_conv(self.name, d, self.methods(d, device), method, dtype,
+                                         device, self.devices(), x_nodes, x_edges, weights,
+                                         senders, receivers, *extra)
+        cast = np.float64 if dtype == "float64" else np.float32
+        arrs = [None if a is None else np.asarray(a).astype(cast).astype(np.float64)
+                for a in (x_nodes, x_edges, weights, *extra)]
+        for c in extra:
+            if np.shape(c) != (n_nodes, d.irreps_out.dim):
+                raise spec.ShapeError(f"cotangent has shape {np.shape(c)}; expected "
+                                      f"{(n_nodes, d.irreps_out.dim)}")
+        return arrs, np.asarray(senders), np.asarray(receivers), cast
+
+    def _conv_forward(self, d, x_nodes, x_edges, w, senders, receivers) -> np.ndarray:
+        """The float64 convolution: the default method's conv plan run in NumPy."""
+        return run_conv_numpy(conv_plan(d), x_nodes, x_edges, w, senders, receivers)
+
+    def conv(self, descriptor, method, x_nodes, x_edges, weights, senders, receivers, *,
+             dtype="float64", device="cpu") -> np.ndarray:
+        (a, b, w), s, r, cast = self._conv_prep(descriptor, method, dtype, device, x_nodes,
+                                                x_edges, weights, senders, receivers)
+        return self._conv_forward(descriptor, a, b, w, s, r).astype(cast)
+
+    def conv_vjp(self, descriptor, method, x_nodes, x_edges, weights, senders, receivers,
+                 cotangent, *, dtype="float64", device="cpu") -> Grads:
+        """Gradients of ``E = sum(cotangent * conv)``: each edge's product differentiated with
+        its receiver's cotangent row, the ``x_nodes`` part added into the senders."""
+        (a, b, w, c), s, r, cast = self._conv_prep(descriptor, method, dtype, device, x_nodes,
+                                                   x_edges, weights, senders, receivers,
+                                                   cotangent)
+        g1, g2, gw = self._grad_exact(descriptor, a[s], b, w, c[r], (len(s),))
+        gn = np.zeros_like(a)
+        np.add.at(gn, s, g1)
+        return tuple(None if t is None else t.astype(cast)  # type: ignore[return-value]
+                     for t in (gn, g2, gw))
+
+    def conv_force_loss_grad(self, descriptor, method, x_nodes, x_edges, weights, senders,
+                             receivers, cotangent, *, dtype="float64", device="cpu") -> Grads:
+        """With ``E = sum(cotangent * conv)`` and the forces ``F = dE/dx_edges`` (one row per
+        edge, from that edge's product alone), the gradients of ``L = sum(F**2)``."""
+        d = descriptor
+        (a, b, w, c), s, r, cast = self._conv_prep(d, method, dtype, device, x_nodes, x_edges,
+                                                   weights, senders, receivers, cotangent)
+        ce = c[r]
+
+        def loss(xa, xb, ww):  # per-edge |F_e|^2 for stacked perturbations (leading axis)
+            cs = np.broadcast_to(ce, xa.shape[:-1] + (ce.shape[-1],))
+            return np.sum(self._force(d, xa, xb, ww, cs, wrt=1) ** 2, axis=-1)
+
+        # L is quadratic in each coordinate of x_nodes and w and constant in x_edges.
+        g1, g2, gw = _unit_central_grads(loss, a[s], b, w, (len(s),), skip=1)
+        gn = np.zeros_like(a)
+        np.add.at(gn, s, g1)
+        return tuple(None if t is None else t.astype(cast)  # type: ignore[return-value]
+                     for t in (gn, g2, gw))
+
 
 def _check_cotangent(d, c: np.ndarray, batch: tuple[int, ...]) -> None:
     if c.shape != tuple(batch) + (d.irreps_out.dim,):
@@ -154,11 +253,12 @@ def _check_cotangent(d, c: np.ndarray, batch: tuple[int, ...]) -> None:
             f"cotangent has shape {c.shape}; expected {tuple(batch) + (d.irreps_out.dim,)}")
 
 
-def _unit_central_grads(fn, x1, x2, w, batch, *, skip_x1: bool = False) -> Grads:
+def _unit_central_grads(fn, x1, x2, w, batch, *, skip: int | None = None) -> Grads:
     """Gradients of ``sum(fn(x1, x2, w))`` (``fn`` returns per-sample values and is at most
     quadratic in every single coordinate) by central differences with unit steps. The ``k``
     perturbations of one argument are stacked on a new leading axis (one call per sign).
-    Shared weights (``(numel,)`` with a nonempty batch) get their gradient summed over samples."""
+    Shared weights (``(numel,)`` with a nonempty batch) get their gradient summed over samples.
+    ``skip``: the argument ``fn`` does not depend on (0 or 1), given a zero gradient."""
     batch = tuple(batch)
     shared = w is not None and w.ndim == 1 and len(batch) > 0
     out: list[np.ndarray | None] = []
@@ -167,7 +267,7 @@ def _unit_central_grads(fn, x1, x2, w, batch, *, skip_x1: bool = False) -> Grads
             out.append(None)
             continue
         k = x.shape[-1]
-        if (which == 0 and skip_x1) or k == 0 or 0 in batch:
+        if which == skip or k == 0 or 0 in batch:
             out.append(np.zeros_like(x))
             continue
         full = batch + (k,)  # the perturbed argument always gets the full per-sample shape

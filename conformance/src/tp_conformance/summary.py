@@ -5,6 +5,9 @@ any number of such files and prints the table::
 
     python -m tp_conformance.summary .nox/summary/*.json
 
+The op of a row is the descriptor family (``cgtp``, ``gtp``, ``mtp``) of the product, or
+``conv-<family>`` for the tensor-product convolution (:func:`op_label`).
+
 Exit status: 1 if any record failed (or no file had records), else 0.
 """
 
@@ -16,9 +19,14 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 
-__all__ = ["format_table", "load_records", "main"]
+__all__ = ["format_table", "load_records", "main", "op_label"]
 
 Record = dict[str, str]
+
+
+def op_label(family: str, conv: bool = False) -> str:
+    """The op column of a test: ``family``, or ``"conv-" + family`` for the convolution."""
+    return f"conv-{family}" if conv else family
 
 
 def load_records(paths: Iterable[str | Path]) -> list[Record]:

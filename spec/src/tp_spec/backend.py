@@ -14,8 +14,14 @@ silently: a non-floating input, or inputs whose dtypes differ from each other, r
 conformance suite checks this). Gradients are returned with the shapes of the inputs (shared
 weights ``(numel,)`` get the gradient summed over the batch); a batch may be empty or ``()``.
 
-Optional method ``hvp`` (checked by the conformance suite when present; see the commented
-signature in :class:`Backend`).
+Optional methods (checked by the conformance suite when present, skipped with a reason where
+missing; see the commented signatures in :class:`Backend`): ``hvp``, and the tensor-product
+convolution (:func:`tp_spec.reference.conv`) as ``conv``, ``conv_vjp`` and
+``conv_force_loss_grad``. The convolution takes ``x_nodes (n_nodes, dim1)``, ``x_edges
+(n_edges, dim2)``, weights ``None``, ``(numel,)`` shared or ``(n_edges, numel)`` per edge, and
+``senders``, ``receivers`` ``(n_edges,)`` int32 or int64 arrays, passed to the framework with
+their dtype; a sender or receiver outside ``[0, n_nodes)``, or a non-integer index array,
+raises :class:`~tp_spec.errors.IndexRangeError` before computing.
 """
 
 from __future__ import annotations
@@ -111,6 +117,22 @@ class Backend(Protocol):
     #     ``tangents = (v1, v2, vw)`` (``vw`` None when there are no weights), the directional
     #     derivative ``d/dt grad E((x1, x2, w) + t (v1, v2, vw))`` at ``t = 0``, as
     #     ``(h1, h2, hw)``, computed by the backend's own second-order autodiff."""
+    #
+    # def conv(self, descriptor, method, x_nodes, x_edges, weights, senders, receivers, *,
+    #          dtype="float64", device="cpu") -> np.ndarray:
+    #     """The convolution: ``(n_nodes, irreps_out.dim)``, row ``i`` the sum over the edges
+    #     ``e`` with ``receivers[e] == i`` of ``f(x_nodes[senders[e]], x_edges[e], w[e])``."""
+    #
+    # def conv_vjp(self, descriptor, method, x_nodes, x_edges, weights, senders, receivers,
+    #              cotangent, *, dtype="float64", device="cpu") -> Grads:
+    #     """Gradients of ``E = sum(cotangent * conv(...))`` (``cotangent (n_nodes,
+    #     irreps_out.dim)``) w.r.t. ``(x_nodes, x_edges, weights)``."""
+    #
+    # def conv_force_loss_grad(self, descriptor, method, x_nodes, x_edges, weights, senders,
+    #                          receivers, cotangent, *, dtype="float64", device="cpu") -> Grads:
+    #     """Second order, as force training uses it: with ``E = sum(cotangent * conv(...))``
+    #     and the forces ``F = dE/dx_edges``, the gradients of ``L = sum(F**2)`` w.r.t.
+    #     ``(x_nodes, x_edges, weights)`` by the backend's double backward."""
 
 
 def registered_backend_names() -> list[str]:

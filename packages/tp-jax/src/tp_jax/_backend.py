@@ -12,6 +12,12 @@ flattened and zero-padded to a power of two (at least 8), so the many small batc
 conformance suite reuse a handful of executables instead of paying an XLA compile each; padded
 rows have zero inputs and zero cotangent, so they add nothing to any result (the product is
 row-wise) and are sliced away.
+
+The convolution (``conv``, ``conv_vjp``, ``conv_force_loss_grad``) runs
+:func:`tp_jax.tensor_product_conv` the same way, one jitted function per ``(descriptor, method,
+op, weight layout)`` (the graph is not padded); the index arrays are checked here, before
+compute, since inside ``jit`` they are traced. Without ``tp_jax.tensor_product_conv`` the
+backend has no conv methods and the conformance suite skips those checks.
 """
 
 from __future__ import annotations
@@ -25,8 +31,14 @@ import jax.numpy as jnp
 import numpy as np
 import tp_spec as spec
 from tp_spec.errors import DeviceError, DTypeError, InstructionError, ShapeError
+from tp_spec.validation import check_conv_call, check_index_range
 
 from . import _api
+
+try:
+    from ._conv import tensor_product_conv
+except ImportError:  # a tp_jax without the convolution
+    tensor_product_conv = None
 
 Grads = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
 MIN_BUCKET = 8
@@ -48,6 +60,7 @@ def _use_pair(d: spec.TensorProductDescriptor, method: str) -> None:
         return
     if len(_LIVE_PAIRS) >= MAX_LIVE_PAIRS:
         _compiled.cache_clear()
+        _conv_compiled.cache_clear()
         jax.clear_caches()
         _LIVE_PAIRS.clear()
     _LIVE_PAIRS[key] = None
@@ -111,6 +124,28 @@ def _compiled(d: spec.TensorProductDescriptor, method: str, op: str, weights: st
     return jax.jit(fn)
 
 
+@lru_cache(maxsize=512)
+def _conv_compiled(d: spec.TensorProductDescriptor, method: str, op: str, weights: str) -> Any:
+    """The jitted conv ``op`` on ``(x_nodes, x_edges, w, senders, receivers[, cotangent])``
+    (``w``: ``None``, ``(numel,)`` or ``(n_edges, numel)`` as ``weights`` says)."""
+    f = tensor_product_conv(d, method)
+    argnums = (0, 1, 2) if weights != "none" else (0, 1)
+
+    def energy(xn, xe, w, s, r, c):
+        return jnp.sum(c * f(xn, xe, w, s, r))
+
+    if op == "apply":
+        return jax.jit(f)
+    if op == "vjp":
+        return jax.jit(jax.grad(energy, argnums))
+    if op == "force":
+        def loss(xn, xe, w, s, r, c):
+            return jnp.sum(jax.grad(energy, 1)(xn, xe, w, s, r, c) ** 2)
+
+        return jax.jit(jax.grad(loss, argnums))
+    raise ValueError(op)  # pragma: no cover - internal
+
+
 class JaxBackend:
     """The JAX backend (``name = "tp_jax"``)."""
 
@@ -139,6 +174,14 @@ class JaxBackend:
     def _prep(self, d, method, dtype, device, x1, x2, w, *others):
         """Validate; return the operands and ``others`` (cotangent, tangents) as float arrays
         of ``dtype``."""
+        (a, b, w), rest = self._operands(d, method, dtype, device,
+                                         (("x1", x1), ("x2", x2), ("weights", w)), others)
+        d.check_shapes(a.shape, b.shape, None if w is None else w.shape)
+        return a, b, w, rest
+
+    def _operands(self, d, method, dtype, device, named, others):
+        """Method, dtype string, device; the ``(label, array)`` operands real floating arrays
+        of exactly ``dtype`` (``None`` kept); ``others`` (cotangent, tangents) as ``dtype``."""
         if dtype not in ("float64", "float32"):
             raise DTypeError(f"tp_jax: dtype must be 'float64' or 'float32', got {dtype!r}")
         if device not in self.devices():
@@ -150,7 +193,7 @@ class JaxBackend:
         if ms[method] is not None:
             raise InstructionError(f"tp_jax: method {method!r} not applicable: {ms[method]}")
         operands = []
-        for label, a in (("x1", x1), ("x2", x2), ("weights", w)):
+        for label, a in named:
             if a is None:
                 operands.append(None)
                 continue
@@ -170,9 +213,7 @@ class JaxBackend:
                 raise DTypeError(f"tp_jax: cotangent/tangent must be real floating arrays, got "
                                  f"{np.asarray(a).dtype}")
             rest.append(None if a is None else np.asarray(a, dtype=dtype))
-        a, b, w = operands
-        d.check_shapes(a.shape, b.shape, None if w is None else w.shape)
-        return a, b, w, rest
+        return operands, rest
 
     @staticmethod
     def _check_cotangent(d, x1: np.ndarray, c: np.ndarray) -> None:
@@ -254,6 +295,56 @@ class JaxBackend:
                                           (c, t1, t2), tw)
         return self._grads(out, batch, n, layout, w)
 
+    # ------------------------------------------------------------------ convolution
+    def _conv_run(self, d, method, op, dtype, device, x_nodes, x_edges, weights, senders,
+                  receivers, cotangent=None) -> Any:
+        """Validate (operands, shapes, index dtypes and range, before compute) and run the
+        jitted conv ``op``."""
+        (xn, xe, w), rest = self._operands(
+            d, method, dtype, device, (("x_nodes", x_nodes), ("x_edges", x_edges),
+                                       ("weights", weights)),
+            () if cotangent is None else (cotangent,))
+        s, r = np.asarray(senders), np.asarray(receivers)
+        n_nodes, n_edges, _ = check_conv_call(d, xn, xe, w, s, r)
+        if n_edges:
+            for label, idx in (("senders", s), ("receivers", r)):
+                check_index_range(label, int(idx.min()), int(idx.max()), n_nodes)
+        args = [xn, xe, w, s, r]
+        if rest:
+            if rest[0].shape != (n_nodes, d.irreps_out.dim):
+                raise ShapeError(f"cotangent has shape {rest[0].shape}; expected "
+                                 f"{(n_nodes, d.irreps_out.dim)}")
+            args.append(rest[0])
+        layout = "none" if w is None else ("shared" if w.ndim == 1 else "edges")
+        _use_pair(d, method)
+        with _x64(dtype, method), jax.default_device(jax.devices(_platform(device))[0]):
+            out = _conv_compiled(d, method, op, layout)(*args)
+        if op == "apply":
+            return np.asarray(out)
+        return (np.asarray(out[0]), np.asarray(out[1]),
+                None if w is None else np.asarray(out[2]))
+
+    def conv(self, descriptor, method, x_nodes, x_edges, weights, senders, receivers, *,
+             dtype="float64", device="cpu") -> np.ndarray:
+        return self._conv_run(descriptor, method, "apply", dtype, device, x_nodes, x_edges,
+                              weights, senders, receivers)
+
+    def conv_vjp(self, descriptor, method, x_nodes, x_edges, weights, senders, receivers,
+                 cotangent, *, dtype="float64", device="cpu") -> Grads:
+        return self._conv_run(descriptor, method, "vjp", dtype, device, x_nodes, x_edges,
+                              weights, senders, receivers, cotangent)
+
+    def conv_force_loss_grad(self, descriptor, method, x_nodes, x_edges, weights, senders,
+                             receivers, cotangent, *, dtype="float64", device="cpu") -> Grads:
+        """Gradients of ``L = sum(F**2)``, ``F = dE/dx_edges``, by ``jax.grad`` of
+        ``jax.grad``."""
+        return self._conv_run(descriptor, method, "force", dtype, device, x_nodes, x_edges,
+                              weights, senders, receivers, cotangent)
+
+
+if tensor_product_conv is None:  # no convolution in this tp_jax: the optional methods are absent
+    for _name in ("conv", "conv_vjp", "conv_force_loss_grad"):
+        delattr(JaxBackend, _name)
 
 backend = JaxBackend()
 

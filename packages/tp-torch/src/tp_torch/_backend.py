@@ -1,6 +1,7 @@
 """The ``tp_spec.backend.Backend`` implementation for PyTorch (entry point ``tp_torch``).
 
-NumPy in, NumPy out; modules are cached per ``(descriptor, method, device)``.
+NumPy in, NumPy out; modules (:class:`TensorProduct`, :class:`TensorProductConv`) are cached
+per ``(descriptor, method, device)``.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ import numpy as np
 import torch
 from tp_spec import DeviceError, DTypeError, TensorProductDescriptor
 
+from ._conv import TensorProductConv
 from ._module import TensorProduct, methods
 
 __all__ = ["TorchBackend", "backend"]
@@ -26,7 +28,7 @@ class TorchBackend:
     is_oracle = False
 
     def __init__(self, cache_size: int = 64) -> None:
-        self._cache: OrderedDict[Any, TensorProduct] = OrderedDict()
+        self._cache: OrderedDict[Any, Any] = OrderedDict()
         self._cache_size = cache_size
 
     def devices(self) -> list[str]:
@@ -37,15 +39,16 @@ class TorchBackend:
         return methods(descriptor, device)
 
     # ------------------------------------------------------------------ helpers
-    def _module(self, d: TensorProductDescriptor, method: str, device: str) -> TensorProduct:
+    def _module(self, d: TensorProductDescriptor, method: str, device: str,
+                kind: type = TensorProduct) -> Any:
         try:
-            key: Any = (d, method, device)
+            key: Any = (d, method, device, kind)
             hash(key)
         except TypeError:  # pragma: no cover - descriptors are frozen dataclasses
-            key = (id(d), method, device)
+            key = (id(d), method, device, kind)
         tp = self._cache.get(key)
         if tp is None:
-            tp = TensorProduct(d, method, device=device)
+            tp = kind(d, method, device=device)
             self._cache[key] = tp
             if len(self._cache) > self._cache_size:
                 self._cache.popitem(last=False)
@@ -152,6 +155,63 @@ class TorchBackend:
         h1, h2 = self._np(h[0], t1), self._np(h[1], t2)
         hw = self._np(h[2], tw) if tw is not None else None
         return h1, h2, hw
+
+
+    # ------------------------------------------------------------------ convolution
+    def _conv_prepare(self, d, method, x_nodes, x_edges, weights, senders, receivers, dtype,
+                      device, grad):
+        """The conv module and the tensors: floats of exactly ``dtype``; the index arrays with
+        their own dtype (the module checks it and their range)."""
+        if dtype not in _DTYPES:
+            raise DTypeError(f"dtype must be 'float64' or 'float32', got {dtype!r}")
+        if device not in self.devices():
+            raise DeviceError(f"device {device!r} is not available; have {self.devices()}")
+        conv = self._module(d, method, device, TensorProductConv)
+        tn = self._tensor("x_nodes", x_nodes, dtype, device, grad)
+        te = self._tensor("x_edges", x_edges, dtype, device, grad)
+        tw = None if weights is None else self._tensor("weights", weights, dtype, device, grad)
+        ts, tr = (torch.as_tensor(np.asarray(a), device=device) for a in (senders, receivers))
+        return conv, tn, te, tw, ts, tr
+
+    def conv(self, descriptor, method, x_nodes, x_edges, weights, senders, receivers, *,
+             dtype="float64", device="cpu") -> np.ndarray:
+        conv, tn, te, tw, ts, tr = self._conv_prepare(descriptor, method, x_nodes, x_edges,
+                                                      weights, senders, receivers, dtype,
+                                                      device, False)
+        with torch.no_grad():
+            return conv(tn, te, tw, ts, tr).cpu().numpy()
+
+    def conv_vjp(self, descriptor, method, x_nodes, x_edges, weights, senders, receivers,
+                 cotangent, *, dtype="float64", device="cpu"):
+        conv, tn, te, tw, ts, tr = self._conv_prepare(descriptor, method, x_nodes, x_edges,
+                                                      weights, senders, receivers, dtype,
+                                                      device, True)
+        ct = self._tensor("cotangent", cotangent, dtype, device, False, cast=True)
+        out = conv(tn, te, tw, ts, tr)
+        _check_cotangent(ct, out)
+        inputs = [tn, te] + ([tw] if tw is not None else [])
+        grads = torch.autograd.grad((out * ct).sum(), inputs, allow_unused=True)
+        gw = self._np(grads[2], tw) if tw is not None else None
+        return self._np(grads[0], tn), self._np(grads[1], te), gw
+
+    def conv_force_loss_grad(self, descriptor, method, x_nodes, x_edges, weights, senders,
+                             receivers, cotangent, *, dtype="float64", device="cpu"):
+        """Gradients of ``L = sum(F**2)``, ``F = dE/dx_edges``, by double backward."""
+        conv, tn, te, tw, ts, tr = self._conv_prepare(descriptor, method, x_nodes, x_edges,
+                                                      weights, senders, receivers, dtype,
+                                                      device, True)
+        ct = self._tensor("cotangent", cotangent, dtype, device, False, cast=True)
+        out = conv(tn, te, tw, ts, tr)
+        _check_cotangent(ct, out)
+        (force,) = torch.autograd.grad((out * ct).sum(), [te], create_graph=True)
+        loss = (force ** 2).sum()
+        inputs = [tn, te] + ([tw] if tw is not None else [])
+        if not loss.requires_grad:  # no edges: the loss depends on nothing
+            grads: tuple[Any, ...] = (None,) * len(inputs)
+        else:
+            grads = torch.autograd.grad(loss, inputs, allow_unused=True)
+        gw = self._np(grads[2], tw) if tw is not None else None
+        return self._np(grads[0], tn), self._np(grads[1], te), gw
 
 
 def _check_cotangent(ct: torch.Tensor, out: torch.Tensor) -> None:
