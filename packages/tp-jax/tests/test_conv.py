@@ -58,6 +58,20 @@ def test_equals_reference(name, per_edge, tuning):
     assert np.all(np.asarray(out)[-1] == 0)  # the isolated node
 
 
+@pytest.mark.parametrize("name", ["uvu", "gtp_grid", "mtp"])
+def test_every_method(name):
+    """Every method tp_jax runs (adapters such as ``cueq`` included) gives the reference."""
+    d = DESCRIPTORS[name][0]()
+    x, y, w, s, r = inputs(d, np.random.default_rng(9))
+    expected = reference.conv(d, x, y, w, s, r)
+    usable = [m for m, reason in tp_jax.methods(d).items() if reason is None and m != "s2fft"]
+    assert len(usable) >= 2
+    for method in usable:
+        out = tp_jax.tensor_product_conv(d, method)(x, y, w, s, r)
+        np.testing.assert_allclose(np.asarray(out), expected, rtol=1e-10, atol=1e-10,
+                                   err_msg=method)
+
+
 @pytest.mark.parametrize("index", [np.int32, np.int64])
 def test_index_dtypes_and_float32(index):
     d = DESCRIPTORS["uvu"][0]()

@@ -6,7 +6,11 @@ weights[e])`` (:func:`tp_spec.reference.conv`). The per-edge product is the meth
 receiver (a stable sort, :func:`tp_spec.plan.conv.receiver_order`'s order), so each node sums
 its messages in one fixed order. Above the plan's ``edge_chunk`` the sorted edges run in chunks
 (a ``lax.scan``), each chunk's messages rematerialized in reverse mode, so at most one chunk's
-messages exist at a time, forward or backward.
+messages exist at a time, forward or backward. Chunks are also faster than one pass: 1,000 nodes
+x 30,000 edges, ``cgtp("64x0e + 64x1o + 64x2e", "0e + 1o + 2e + 3o", mode="uvu")`` with
+per-edge weights, float32, one CPU thread: forward 2.3 s chunked (107 edges) against 2.9 s in
+one pass, forward + backward 7.5 s against 7.9 s; two threads: 1.26 s against 3.2 s and 3.8 s
+against 8.2 s.
 """
 
 from __future__ import annotations
@@ -134,7 +138,8 @@ def tensor_product_conv(d: TensorProductDescriptor, method: str | None = None, *
     ``senders``/``receivers`` ``(n_edges,)`` int32 or int64 in ``[0, n_nodes)``; edges in any
     order, repeated or self-loops; a node with no incoming edge gets zeros. Dtypes as
     :func:`tp_jax.tensor_product`. Each node's messages are summed in edge order (the edges are
-    stably sorted by receiver): two calls give bit-identical results.
+    stably sorted by receiver): on CPU two calls give bit-identical results (on GPU XLA's
+    scatter-add may use atomics; see its ``--xla_gpu_deterministic_ops`` flag).
 
     Shapes and dtypes are checked when ``f`` is called (also under ``jit``). Concrete index
     arrays are checked too: a value outside ``[0, n_nodes)`` raises
