@@ -66,8 +66,8 @@ class CGTPCueq(Kernel):
             wg = group_weights(g, w, lambda n: x_nodes.new_ones(lead + (n,)),
                                lambda parts: torch.cat(parts, dim=-1))
             (y,) = poly([wg.unsqueeze(0) if wg.dim() == 1 else wg, x_nodes, x_edges],
-                        input_indices={1: senders}, output_shapes={0: shape},
-                        output_indices={0: receivers})
+                        input_indices={1: senders.long()}, output_shapes={0: shape},
+                        output_indices={0: receivers.long()})  # its scatter needs int64
             out = out + y
         return out
 
