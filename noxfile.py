@@ -9,6 +9,8 @@ One virtual environment per framework keeps installs short:
   meta-tests), tp_torch and the torch oracles.
 * ``jax``:   jax, tp-spec, tp-jax, e3nn-jax, cuequivariance-jax, tp-conformance: tp-jax tests,
   conformance for tp_jax and the jax oracles.
+* ``mace``:  torch==2.13.0 and mace-torch (which pins e3nn 0.4.4, hence its own environment),
+  tp-spec, tp-torch: the tests that compare with MACE itself (``packages/tp-torch/tests/mace``).
 * ``lint``:  ruff.
 * ``docs``:  Sphinx HTML with warnings as errors, and the doctests.
 * ``summary``: merges the per-session JSON records into one table (backend x op x method).
@@ -56,9 +58,11 @@ def _local(session: nox.Session, *paths: str) -> None:
         session.install(*args)
 
 
-def _pytest(session: nox.Session, *args: str, allow_empty: bool = False) -> None:
+def _pytest(session: nox.Session, *args: str, allow_empty: bool = False,
+            env: dict[str, str] | None = None) -> None:
     codes = [0, 5] if allow_empty else [0]
-    session.run("python", "-m", "pytest", *args, *session.posargs, success_codes=codes)
+    session.run("python", "-m", "pytest", *args, *session.posargs, success_codes=codes,
+                env=env or {})
 
 
 def _conformance(session: nox.Session, label: str, backends: list[str],
@@ -120,7 +124,7 @@ def tests(session: nox.Session) -> None:
     """Everything: spec, torch, jax (each with its conformance backends), lint, then the
     summary table. Fails if any of them fails."""
     shutil.rmtree(SUMMARY_DIR, ignore_errors=True)
-    for name in ("torch", "jax", "lint", "docs", "summary"):
+    for name in ("torch", "jax", "mace", "lint", "docs", "summary"):
         session.notify(name, posargs=session.posargs)
 
 
@@ -159,6 +163,20 @@ def jax(session: nox.Session) -> None:
     _pytest(session, "benchmarks/tests/test_anchors.py", "benchmarks/tests/test_conv_bench.py",
             "-q", "-p", "no:cacheprovider")
     _conformance(session, "jax", ["tp_jax", *JAX_ORACLES], env=XLA_TEST_FLAGS)
+
+
+MACE = "mace-torch==0.3.16"
+
+
+@nox.session
+def mace(session: nox.Session) -> None:
+    """The layers against MACE itself (mace-torch pins e3nn==0.4.4: its own environment)."""
+    session.install(TORCH)  # first: mace-torch must reuse this torch
+    session.install(MACE, *TEST_TOOLS, "numba")
+    _local(session, "spec", "packages/tp-torch")
+    # e3nn 0.4.4 loads its constants with torch.load, which torch >= 2.6 refuses by default
+    _pytest(session, str(ROOT / "packages" / "tp-torch" / "tests" / "mace"), "-q",
+            "-p", "no:cacheprovider", env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
 
 
 @nox.session

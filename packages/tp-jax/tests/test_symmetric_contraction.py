@@ -62,7 +62,7 @@ def test_gaunt_matches_reference():
 
 
 def test_flax_modules():
-    from tp_jax.flax_layers import GauntSymmetricContraction, SymmetricContraction
+    from tp_jax.flax import GauntSymmetricContraction, SymmetricContraction
 
     m = SymmetricContraction("2x0e+2x1o", "2x0e+2x1o", 3, 2, param_dtype=jnp.float64)
     d = tp_spec.symmetric_contraction("2x0e+2x1o", "2x0e+2x1o", 3, 2)
