@@ -30,20 +30,10 @@ from typing import Any
 
 import numpy as np
 
+from .memory import _meminfo_kib
 from .timing import JaxEngine, Measurement, TorchEngine, _cot_and_v
 
 __all__ = ["ConvJaxEngine", "ConvTorchEngine", "conv_engine", "peak_rss_growth"]
-
-
-def _status_kib(key: str) -> int | None:
-    try:
-        with open("/proc/self/status") as fh:
-            for line in fh:
-                if line.startswith(key + ":"):
-                    return int(line.split()[1])
-    except (OSError, ValueError, IndexError):
-        return None
-    return None
 
 
 def _trim() -> None:
@@ -62,9 +52,9 @@ def peak_rss_growth(call: Callable[[], Any]) -> dict[str, Any]:
             fh.write("5")  # reset VmHWM to the current resident set
     except OSError:
         return {}
-    before = _status_kib("VmRSS")
+    before = _meminfo_kib("/proc/self/status", "VmRSS")
     out = call()
-    peak = _status_kib("VmHWM")
+    peak = _meminfo_kib("/proc/self/status", "VmHWM")
     del out
     if before is None or peak is None:
         return {}
@@ -178,18 +168,7 @@ class ConvJaxEngine(JaxEngine):
             else:
                 raise ValueError(f"unknown pass {pass_!r}; expected fwd, bwd or dbl")
         cot = self._arrays([cot_np], dtype)[0]
-        t0 = time.perf_counter()
-        compiled = jax.jit(f).lower(xs, self.index, cot).compile()
-        compile_s = time.perf_counter() - t0
-        memory: dict[str, Any] = {}
-        try:
-            ma = compiled.memory_analysis()
-            if ma is not None:
-                memory = {"xla_temp_bytes": int(ma.temp_size_in_bytes),
-                          "xla_argument_bytes": int(ma.argument_size_in_bytes),
-                          "xla_output_bytes": int(ma.output_size_in_bytes)}
-        except Exception:  # noqa: S110 - not every backend reports it
-            pass
+        compiled, compile_s, memory = self.compile(f, xs, self.index, cot)
 
         def call() -> Any:
             return jax.block_until_ready(compiled(xs, self.index, cot))

@@ -9,19 +9,20 @@ has none).
   one product per edge, scatter-add into the receivers):
 
   - ``e3nn/conv``: ``x[senders]``, e3nn ``o3.TensorProduct`` with the descriptor's ``uvu``
-    instructions (``shared_weights=False``), ``index_add_`` into the receivers;
+    instructions (built as ``e3nn/cgtp`` builds it, with ``shared_weights=False``),
+    ``index_add_`` into the receivers;
   - ``e3nn-jax/conv``: ``x[senders]``, ``e3nn.tensor_product`` (the CG products of every
     path, ``regroup_output=False``: sorted, not merged), each path scaled by its per-edge
     weights (and path weight), ``jax.ops.segment_sum`` into the receivers;
   - ``cueq-torch/conv``: cuEquivariance's ``ChannelWiseTensorProduct`` (``naive`` on the
-    CPU, its kernels on a GPU) with its own gather and scatter (``indices_1=senders``,
+    CPU, its kernels on a GPU; built by the function that builds ``cueq-torch/cgtp``'s
+    module) with its own gather and scatter (``indices_1=senders``,
     ``indices_out=receivers``); its weights are ordered by sorted output irrep, converted
     once outside the timed call.
 """
 
 from __future__ import annotations
 
-import importlib
 import time
 from typing import Any
 
@@ -29,14 +30,19 @@ import numpy as np
 
 from .subjects import (
     BACKENDS,
+    BackendSubject,
     Built,
+    CueqTorchCGTP,
+    E3nnCGTP,
+    E3nnJaxCGTP,
     NotApplicable,
     Subject,
     Unavailable,
-    _e3nn_instructions,
     _import,
-    _torch_dtype,
     backend_methods,
+    cueq_torch_tensor_product,
+    e3nn_tensor_product,
+    select,
 )
 
 __all__ = ["CONV_API", "ConvBackendSubject", "conv_subjects"]
@@ -58,27 +64,13 @@ def _uvu_ok(wl: Any) -> str | None:
     return None
 
 
-class _ConvSubject(Subject):
-    def applicable(self, wl: Any, device: str) -> str | None:
-        if wl.op not in self.ops:
-            return f"{self.name} does not implement {wl.op}"
-        if len(wl.descriptor.paths) == 0:
-            return "the descriptor has no path"
-        return None
-
-
 # ----------------------------------------------------------------------------- this project
-class ConvBackendSubject(_ConvSubject):
-    """``tp_torch/<method>`` or ``tp_jax/<method>`` on ``conv-<family>`` workloads."""
-
-    anchor = False
+class ConvBackendSubject(BackendSubject):
+    """``tp_torch/<method>`` or ``tp_jax/<method>`` on ``conv-<family>`` workloads; built and
+    reported as :class:`benchmarks.subjects.BackendSubject`, with the convolution API."""
 
     def __init__(self, package: str, family: str, method: str) -> None:
-        self.package = self.library = package
-        self.framework = BACKENDS[package]
-        self.method = method
-        self.ops = (f"conv-{family}",)
-        self.name = f"{package}/{method}"
+        super().__init__(package, f"conv-{family}", method)
 
     def _check_import(self) -> None:
         mod = _import(self.package)
@@ -86,39 +78,25 @@ class ConvBackendSubject(_ConvSubject):
             raise Unavailable(f"{self.package} has no {CONV_API[self.package]}")
 
     def applicable(self, wl: Any, device: str) -> str | None:
-        reason = super().applicable(wl, device)
+        reason = Subject.applicable(self, wl, device)
         if reason:
             return reason
         try:
-            backend = importlib.import_module(f"{self.package}._backend").backend
-            methods = backend.methods(wl.descriptor, device)
+            methods = self._backend().methods(wl.descriptor, device)
         except Exception:
             return None  # the build will say
         if self.method not in methods:
             return f"{self.package} has no method {self.method!r} for {wl.family}"
         return None if methods[self.method] is None else str(methods[self.method])
 
-    def build(self, wl: Any, dtype: str, device: str) -> Built:
-        from tp_spec import InstructionError
-
-        mod = _import(self.package)
-        d = wl.descriptor
-        t0 = time.perf_counter()
-        try:
-            if self.package == "tp_torch":
-                fn = mod.TensorProductConv(d, self.method).to(device=device)
-            else:
-                fn = mod.tensor_product_conv(d, self.method)
-        except InstructionError as exc:
-            raise NotApplicable(str(exc)) from exc
-        return Built(self.framework, _with_weights(fn, d.weight_numel > 0), d.weight_numel > 0,
+    def _build(self, mod: Any, d: Any, t0: float) -> Built:
+        if self.package == "tp_torch":
+            fn = mod.TensorProductConv(d, self.method).to(device=self._device)
+        else:
+            fn = mod.tensor_product_conv(d, self.method)
+        weighted = d.weight_numel > 0
+        return Built(self.framework, _with_weights(fn, weighted), weighted,
                      time.perf_counter() - t0)
-
-    def versions(self) -> dict[str, str]:
-        try:
-            return {self.package: str(getattr(_import(self.package), "__version__", "?"))}
-        except Unavailable:
-            return {}
 
 
 def _with_weights(fn: Any, weighted: bool) -> Any:
@@ -130,36 +108,26 @@ def _with_weights(fn: Any, weighted: bool) -> Any:
 
 
 # ----------------------------------------------------------------------------- anchors
-class E3nnConv(_ConvSubject):
-    name = "e3nn/conv"
-    library = "e3nn"
-    framework = "torch"
-    method = "TensorProduct+index_add_"
-    ops = ("conv-cgtp",)
-    anchor = True
+class _ConvAnchor(Subject):
+    """The op and the applicability of the conv anchors; listed before the TP anchor whose
+    library (imports, versions) a conv anchor shares."""
 
-    def _check_import(self) -> None:
-        _import("e3nn.o3")
+    ops = ("conv-cgtp",)
 
     def applicable(self, wl: Any, device: str) -> str | None:
-        return super().applicable(wl, device) or _uvu_ok(wl)
+        return Subject.applicable(self, wl, device) or _uvu_ok(wl)
+
+
+class E3nnConv(_ConvAnchor, E3nnCGTP):
+    """``e3nn/cgtp``'s module, per-edge weights, between a gather and a scatter."""
+
+    name = "e3nn/conv"
+    method = "TensorProduct+index_add_"
 
     def build(self, wl: Any, dtype: str, device: str) -> Built:
-        import torch
-
-        o3 = _import("e3nn.o3")
         d = wl.descriptor
         t0 = time.perf_counter()
-        old = torch.get_default_dtype()
-        torch.set_default_dtype(_torch_dtype(dtype))  # e3nn builds its CG buffers in this dtype
-        try:
-            tp = o3.TensorProduct(
-                str(d.irreps_in1), str(d.irreps_in2), str(d.irreps_out), _e3nn_instructions(d),
-                irrep_normalization=d.irrep_normalization,
-                path_normalization=d.path_normalization,
-                internal_weights=False, shared_weights=False).to(device)
-        finally:
-            torch.set_default_dtype(old)
+        tp = e3nn_tensor_product(d, dtype, device, shared_weights=False)
         dim_out = d.irreps_out.dim
 
         def fn(xn: Any, xe: Any, w: Any, senders: Any, receivers: Any) -> Any:
@@ -169,23 +137,16 @@ class E3nnConv(_ConvSubject):
 
         return Built("torch", fn, True, time.perf_counter() - t0)
 
-    def versions(self) -> dict[str, str]:
-        return {"e3nn": _import("e3nn").__version__}
 
+class E3nnJaxConv(_ConvAnchor, E3nnJaxCGTP):
+    """``e3nn.tensor_product`` with per-edge path weights (module docstring), not
+    ``e3nn-jax/cgtp``'s ``FunctionalTensorProduct``."""
 
-class E3nnJaxConv(_ConvSubject):
     name = "e3nn-jax/conv"
-    library = "e3nn_jax"
-    framework = "jax"
     method = "tensor_product+segment_sum"
-    ops = ("conv-cgtp",)
-    anchor = True
 
     def _check_import(self) -> None:
         _import("e3nn_jax")
-
-    def applicable(self, wl: Any, device: str) -> str | None:
-        return super().applicable(wl, device) or _uvu_ok(wl)
 
     def build(self, wl: Any, dtype: str, device: str) -> Built:
         import jax
@@ -219,39 +180,18 @@ class E3nnJaxConv(_ConvSubject):
 
         return Built("jax", fn, True, time.perf_counter() - t0)
 
-    def versions(self) -> dict[str, str]:
-        return {"e3nn-jax": _import("e3nn_jax").__version__}
 
+class CueqTorchConv(_ConvAnchor, CueqTorchCGTP):
+    """``cueq-torch/cgtp``'s builder, channelwise, per-edge weights, its own gather and
+    scatter."""
 
-class CueqTorchConv(_ConvSubject):
     name = "cueq-torch/conv"
-    library = "cuequivariance_torch"
-    framework = "torch"
     method = "ChannelWiseTensorProduct"
-    ops = ("conv-cgtp",)
-    anchor = True
-
-    def _check_import(self) -> None:
-        _import("cuequivariance")
-        _import("cuequivariance_torch")
-
-    def applicable(self, wl: Any, device: str) -> str | None:
-        return super().applicable(wl, device) or _uvu_ok(wl)
 
     def build(self, wl: Any, dtype: str, device: str) -> Built:
-        cue = _import("cuequivariance")
-        cuet = _import("cuequivariance_torch")
         d = wl.descriptor
         t0 = time.perf_counter()
-        filt = sorted({seg.ir for seg in cue.Irreps("O3", str(d.irreps_out))}, key=str)
-        tp = cuet.ChannelWiseTensorProduct(
-            cue.Irreps("O3", str(d.irreps_in1)), cue.Irreps("O3", str(d.irreps_in2)), filt,
-            layout=cue.mul_ir, shared_weights=False, internal_weights=False,
-            dtype=_torch_dtype(dtype), device=device,
-            method="naive" if device == "cpu" else None)
-        if str(tp.irreps_out) != str(cue.Irreps("O3", str(d.irreps_out))):
-            raise NotApplicable(f"cuEquivariance's outputs {tp.irreps_out} differ from "
-                                f"{d.irreps_out}")
+        tp = cueq_torch_tensor_product(d, dtype, device, shared_weights=False, channelwise=True)
         # cuEquivariance orders the weights by (sorted) output segment, tp_spec by path.
         perm = np.concatenate([np.arange(p.weight_offset, p.weight_offset + p.mul_in1)
                                for p in sorted(d.paths, key=lambda p: p.i_out)])
@@ -265,9 +205,6 @@ class CueqTorchConv(_ConvSubject):
 
         return Built("torch", fn, True, time.perf_counter() - t0,
                      note="naive" if device == "cpu" else "kernels", to_native=to_native)
-
-    def versions(self) -> dict[str, str]:
-        return {"cuequivariance": _import("cuequivariance").__version__}
 
 
 # ----------------------------------------------------------------------------- registry
@@ -287,11 +224,4 @@ def conv_subjects(include: tuple[str, ...] | None = None) -> list[Subject]:
     if include is None:
         return [s for s in subjects if s.anchor
                 or s.method == DEFAULT_METHODS[s.ops[0].removeprefix("conv-")]]
-    if include:
-        def wanted(s: Subject, i: str) -> bool:
-            name, _, op = i.partition("@")
-            return ((s.name == name or s.name.startswith(name.rstrip("*")))
-                    and (not op or op in s.ops))
-
-        subjects = [s for s in subjects if any(wanted(s, i) for i in include)]
-    return subjects
+    return select(subjects, include) if include else subjects

@@ -29,7 +29,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["ANCHORS", "Built", "NotApplicable", "Subject", "all_subjects", "Unavailable"]
+__all__ = ["ANCHORS", "Built", "NotApplicable", "Subject", "Unavailable", "all_subjects",
+           "cueq_torch_tensor_product", "e3nn_tensor_product", "select"]
 
 #: The backend packages measured, with the framework name the method registry uses.
 BACKENDS = {"tp_torch": "torch", "tp_jax": "jax"}
@@ -241,6 +242,24 @@ def _e3nn_instructions(d: Any) -> list[tuple[Any, ...]]:
     return [(p.i_in1, p.i_in2, p.i_out, p.mode, p.has_weight, p.path_weight) for p in d.paths]
 
 
+def e3nn_tensor_product(d: Any, dtype: str, device: str, *, shared_weights: bool) -> Any:
+    """e3nn's ``o3.TensorProduct`` with ``d``'s instructions and normalizations, external
+    weights (``(w,)`` shared or ``(B, w)`` per sample), on tp_spec's ``mul_ir`` layout."""
+    import torch
+
+    o3 = _import("e3nn.o3")
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(_torch_dtype(dtype))  # e3nn builds its CG buffers in this dtype
+    try:
+        return o3.TensorProduct(
+            str(d.irreps_in1), str(d.irreps_in2), str(d.irreps_out), _e3nn_instructions(d),
+            irrep_normalization=d.irrep_normalization, path_normalization=d.path_normalization,
+            internal_weights=False, shared_weights=shared_weights,
+        ).to(device)
+    finally:
+        torch.set_default_dtype(old)
+
+
 def _e3nn_cgtp_ok(wl: Any) -> str | None:
     if getattr(wl.descriptor, "irrep_normalization", None) not in ("component", "norm"):
         return "e3nn needs irrep_normalization component/norm"
@@ -269,22 +288,9 @@ class E3nnCGTP(Subject):
         return super().applicable(wl, device) or _e3nn_cgtp_ok(wl)
 
     def build(self, wl: Any, dtype: str, device: str) -> Built:
-        import torch
-
-        o3 = _import("e3nn.o3")
-        d = wl.descriptor
         t0 = time.perf_counter()
-        old = torch.get_default_dtype()
-        torch.set_default_dtype(_torch_dtype(dtype))  # e3nn builds its CG buffers in this dtype
-        try:
-            tp = o3.TensorProduct(
-                str(d.irreps_in1), str(d.irreps_in2), str(d.irreps_out), _e3nn_instructions(d),
-                irrep_normalization=d.irrep_normalization,
-                path_normalization=d.path_normalization,
-                internal_weights=False, shared_weights=not wl.per_sample_weights,
-            ).to(device)
-        finally:
-            torch.set_default_dtype(old)
+        tp = e3nn_tensor_product(wl.descriptor, dtype, device,
+                                 shared_weights=not wl.per_sample_weights)
         return Built("torch", lambda x1, x2, w: tp(x1, x2, w), True, time.perf_counter() - t0)
 
     def versions(self) -> dict[str, str]:
@@ -516,6 +522,28 @@ def _mul_ir_to_ir_mul(irreps: Any) -> np.ndarray:
     return np.concatenate(parts) if parts else np.zeros(0, dtype=int)
 
 
+def cueq_torch_tensor_product(d: Any, dtype: str, device: str, *, shared_weights: bool,
+                              channelwise: bool = False) -> Any:
+    """cuEquivariance-torch's ``FullyConnectedTensorProduct`` of ``d``'s irreps, or with
+    ``channelwise`` its ``ChannelWiseTensorProduct`` (outputs filtered to ``d``'s irreps, which
+    must then be exactly its outputs), external weights, ``mul_ir`` layout; ``naive`` on the
+    CPU, its kernels on a GPU."""
+    cue = _import("cuequivariance")
+    cuet = _import("cuequivariance_torch")
+    in1, in2, out = (cue.Irreps("O3", str(i)) for i in (d.irreps_in1, d.irreps_in2, d.irreps_out))
+    kwargs = dict(layout=cue.mul_ir, shared_weights=shared_weights, internal_weights=False,
+                  dtype=_torch_dtype(dtype), device=device,
+                  method="naive" if device == "cpu" else None)
+    if not channelwise:
+        return cuet.FullyConnectedTensorProduct(in1, in2, out, **kwargs)
+    tp = cuet.ChannelWiseTensorProduct(in1, in2, sorted({seg.ir for seg in out}, key=str),
+                                       **kwargs)
+    if str(tp.irreps_out) != str(out):
+        raise NotApplicable(f"cuEquivariance's outputs {tp.irreps_out} differ from "
+                            f"{d.irreps_out}")
+    return tp
+
+
 class CueqTorchCGTP(Subject):
     name = "cueq-torch/cgtp"
     library = "cuequivariance_torch"
@@ -532,18 +560,10 @@ class CueqTorchCGTP(Subject):
         return super().applicable(wl, device) or _cue_fc_ok(wl)
 
     def build(self, wl: Any, dtype: str, device: str) -> Built:
-        cue = _import("cuequivariance")
-        cuet = _import("cuequivariance_torch")
-        d = wl.descriptor
         t0 = time.perf_counter()
-        kwargs: dict[str, Any] = {}
-        if device == "cpu":
-            kwargs["method"] = "naive"
-        tp = cuet.FullyConnectedTensorProduct(
-            cue.Irreps("O3", str(d.irreps_in1)), cue.Irreps("O3", str(d.irreps_in2)),
-            cue.Irreps("O3", str(d.irreps_out)), layout=cue.mul_ir,
-            shared_weights=not wl.per_sample_weights, internal_weights=False,
-            dtype=_torch_dtype(dtype), device=device, **kwargs)
+        tp = cueq_torch_tensor_product(wl.descriptor, dtype, device,
+                                       shared_weights=not wl.per_sample_weights)
+
         def fn(x1: Any, x2: Any, w: Any) -> Any:
             return tp(x1, x2, w if w.ndim == 2 else w[None, :])
 
@@ -758,11 +778,15 @@ def all_subjects(include: tuple[str, ...] | None = None) -> list[Subject]:
                 subjects.append(BackendSubject(package, op, method))
     subjects += [NumpyReference(), E3nnCGTP(), E3nnJaxCGTP(), E3nnGrid(), E3nnJaxGrid(),
                  CueqTorchCGTP(), CueqJaxCGTP(), OeqCGTP(), E3xMTP()]
-    if include:
-        def wanted(s: Subject, i: str) -> bool:
-            name, _, op = i.partition("@")
-            return ((s.name == name or s.name.startswith(name.rstrip("*")))
-                    and (not op or op in s.ops))
+    return select(subjects, include) if include else subjects
 
-        subjects = [s for s in subjects if any(wanted(s, i) for i in include)]
-    return subjects
+
+def select(subjects: list[Subject], include: tuple[str, ...]) -> list[Subject]:
+    """The subjects whose name starts with one of ``include`` (``*`` at the end ignored);
+    ``name@op`` keeps only that op's subject."""
+    def wanted(s: Subject, i: str) -> bool:
+        name, _, op = i.partition("@")
+        return ((s.name == name or s.name.startswith(name.rstrip("*")))
+                and (not op or op in s.ops))
+
+    return [s for s in subjects if any(wanted(s, i) for i in include)]

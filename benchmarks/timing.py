@@ -264,8 +264,21 @@ class JaxEngine(Engine):
                 raise ValueError(f"unknown pass {pass_!r}; expected one of {PASSES}")
         cot = self._arrays([cot_np], dtype)[0]
         vs = tuple(self._arrays(vs_np, dtype))
+        compiled, compile_s, memory = self.compile(f, xs, cot, vs)
+
+        def call() -> Any:
+            return jax.block_until_ready(compiled(xs, cot, vs))
+
         t0 = time.perf_counter()
-        compiled = jax.jit(f).lower(xs, cot, vs).compile()
+        call()
+        first = time.perf_counter() - t0
+        return Measurement(call, compile_s, first, memory)
+
+    def compile(self, f: Callable[..., Any], *args: Any) -> tuple[Any, float, dict[str, Any]]:
+        """``jit(f)`` compiled ahead of time for ``args``: the executable, the compile time
+        (seconds) and XLA's memory analysis (``{}`` where the backend reports none)."""
+        t0 = time.perf_counter()
+        compiled = self.jax.jit(f).lower(*args).compile()
         compile_s = time.perf_counter() - t0
         memory: dict[str, Any] = {}
         try:
@@ -276,14 +289,7 @@ class JaxEngine(Engine):
                           "xla_output_bytes": int(ma.output_size_in_bytes)}
         except Exception:  # noqa: S110 - not every backend reports it
             pass
-
-        def call() -> Any:
-            return jax.block_until_ready(compiled(xs, cot, vs))
-
-        t0 = time.perf_counter()
-        call()
-        first = time.perf_counter() - t0
-        return Measurement(call, compile_s, first, memory)
+        return compiled, compile_s, memory
 
     def peak_memory(self) -> dict[str, Any]:
         try:
