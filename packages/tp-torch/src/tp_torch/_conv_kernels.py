@@ -26,7 +26,7 @@ import torch
 from tp_spec.plan import DEFAULT_TUNING, Tuning
 from tp_spec.plan.conv import receiver_order
 
-from ._cpu_kernels import ChannelwiseKernels, num_threads, run_parts
+from ._cpu_kernels import ChannelwiseKernels, num_threads, run_parts, weight_rows
 from ._kernel_source import indexed_path_kernels
 
 __all__ = ["BoundConv", "ConvGraph", "ConvKernels"]
@@ -99,13 +99,6 @@ class ConvKernels:
         return BoundConv(self, graph)
 
 
-def _weights(w: Any, ones: np.ndarray) -> tuple[np.ndarray, int]:
-    if w is None:
-        return ones, 0
-    a = w.detach().contiguous().numpy()
-    return (a.reshape(1, -1), 0) if a.ndim == 1 else (a, 1)
-
-
 class BoundConv:
     """:class:`ConvKernels` bound to a :class:`ConvGraph`: ``forward(x_nodes, x_edges, w)`` and
     ``backward(x_nodes, x_edges, w, g, need)`` (module docstring)."""
@@ -120,7 +113,7 @@ class BoundConv:
         a1 = x1.detach().contiguous().numpy()
         a2 = x2.detach().contiguous().numpy()
         ones = np.ones((1, self.k.cw.max_mul), a1.dtype)
-        aw, wstep = _weights(w, ones)
+        aw, wstep = weight_rows(w, ones)
         ao = np.zeros((self.graph.n_nodes, self.k.cw.dims[2]), a1.dtype)
         bound = self.k.bound(a1.dtype, weighted_only)
         o = self.graph.by_receiver
@@ -150,7 +143,7 @@ class BoundConv:
         a2 = x2.detach().contiguous().numpy()
         ag = g.detach().contiguous().numpy()
         ones = np.ones((1, self.k.cw.max_mul), a1.dtype)
-        aw, wstep = _weights(w, ones)
+        aw, wstep = weight_rows(w, ones)
         dummy = np.zeros((1, 1), a1.dtype)
         bound = self.k.bound(a1.dtype, weighted_only)
         ag1 = np.zeros_like(a1) if n1 else dummy

@@ -15,7 +15,7 @@ from tp_spec.plan import DEFAULT_TUNING, Tuning
 from ._kernel_source import available, cg_nonzeros, path_kernels, supports
 
 __all__ = ["ChannelwiseKernels", "available", "cg_nonzeros", "num_threads", "path_kernels",
-           "run_parts", "supports"]
+           "run_parts", "supports", "weight_rows"]
 
 _LOCK = threading.Lock()
 
@@ -46,6 +46,15 @@ def _pool(n: int) -> Any:
         if _POOL is None or _POOL._max_workers < n:
             _POOL = ThreadPoolExecutor(max_workers=n, thread_name_prefix="tp_torch_cpu_kernels")
         return _POOL
+
+
+def weight_rows(w: Any, ones: np.ndarray) -> tuple[np.ndarray, int]:
+    """The kernels' weight array and row step: ``ones`` and 0 without weights, one row and 0
+    for shared weights ``(numel,)``, the rows and 1 for per-sample weights ``(B, numel)``."""
+    if w is None:
+        return ones, 0
+    a = w.detach().contiguous().numpy()
+    return (a.reshape(1, -1), 0) if a.ndim == 1 else (a, 1)
 
 
 def run_parts(fn: Any, n: int) -> None:
@@ -118,18 +127,11 @@ class ChannelwiseKernels:
         step = -(-b // n)
         return [(s, min(b, s + step)) for s in range(0, b, step)]
 
-    @staticmethod
-    def _weights(w: Any, ones: np.ndarray) -> tuple[np.ndarray, int]:
-        if w is None:
-            return ones, 0
-        a = w.detach().contiguous().numpy()
-        return (a.reshape(1, -1), 0) if a.ndim == 1 else (a, 1)
-
     def forward(self, x1: Any, x2: Any, w: Any, weighted_only: bool = False) -> Any:
         a1 = x1.detach().contiguous().numpy()
         a2 = x2.detach().contiguous().numpy()
         ones = np.ones((1, self.max_mul), a1.dtype)
-        aw, wstep = self._weights(w, ones)
+        aw, wstep = weight_rows(w, ones)
         # NumPy allocates (NumPy asks for transparent huge pages on large arrays: a fresh
         # output faults in 2 MB pages, not 4 kB ones; MACE-large, batch 2,000 (73 MB): 40 ms
         # forward from torch.empty, 16 ms from np.empty)
@@ -166,7 +168,7 @@ class ChannelwiseKernels:
         ag = g.detach().contiguous().numpy()
         b = a1.shape[0]
         ones = np.ones((1, self.max_mul), a1.dtype)
-        aw, wstep = self._weights(w, ones)
+        aw, wstep = weight_rows(w, ones)
         dummy = np.zeros((1, 1), a1.dtype)
         ag1 = np.zeros_like(a1) if n1 else dummy  # NumPy allocates: see forward
         ag2 = np.zeros_like(a2) if n2 else dummy
