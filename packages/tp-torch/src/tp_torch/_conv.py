@@ -43,8 +43,8 @@ class TensorProductConv(torch.nn.Module):
     ``(n_edges,)`` int32/int64 in ``[0, n_nodes)`` -> ``(n_nodes, dim_out)`` in the inputs'
     dtype (half precisions computed in float32, rounded once). Edges may come in any order,
     repeat or be self-loops; nodes no edge reaches get zeros. Bad shapes, dtypes and indices
-    out of range raise before any compute. On CPU the result is bit-identical across runs and
-    thread counts; differentiable to any order.
+    out of range raise before any compute. On CPU the result is bit-identical across runs (and,
+    through the compiled kernels, across thread counts); differentiable to any order.
     """
 
     def __init__(self, descriptor: TensorProductDescriptor, method: str | None = None,
