@@ -11,7 +11,8 @@ Two executors, one plan (:func:`tp_spec.plan.conv_plan`):
 * everything else (other modes and families, other methods, GPUs, ``torch.compile``): the
   receiver-sorted edges in chunks of ``plan.edge_chunk``: gather the senders' rows, the
   product (:class:`tp_torch.TensorProduct` of the same method), ``index_add_`` into the
-  receivers. At most one chunk's messages exist in the forward pass.
+  receivers. At most one chunk's messages exist, in the forward pass and (each chunk's product
+  recomputed) in every derivative.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+from torch.utils.checkpoint import checkpoint
 from tp_spec import DeviceError, DTypeError, TensorProductDescriptor
 from tp_spec.plan import Tuning, conv_plan
 from tp_spec.validation import check_conv_call, check_index_range, dtype_name
@@ -105,11 +107,20 @@ class TensorProductConv(torch.nn.Module):
         order = torch.argsort(receivers, stable=True)
         per_edge = w is not None and w.dim() == 2
         step = self.plan.edge_chunk
+        # With several chunks under autograd, each chunk's product is recomputed in the
+        # backward pass instead of keeping its intermediates (to any order: non-reentrant
+        # checkpoints), so no derivative holds more than one chunk's intermediates either.
+        remat = (self.plan.tuning.conv_checkpoint_chunks and order.numel() > step
+                 and torch.is_grad_enabled())
+
+        def messages(e: torch.Tensor) -> torch.Tensor:
+            return self.tp.kernel(x_nodes.index_select(0, senders.index_select(0, e)),
+                                  x_edges.index_select(0, e),
+                                  w.index_select(0, e) if per_edge else w)
+
         for s in range(0, max(order.numel(), 1), step):  # once if empty: out joins the graph
             e = order[s:s + step]
-            msg = self.tp.kernel(x_nodes.index_select(0, senders.index_select(0, e)),
-                                 x_edges.index_select(0, e),
-                                 w.index_select(0, e) if per_edge else w)
+            msg = checkpoint(messages, e, use_reentrant=False) if remat else messages(e)
             out.index_add_(0, receivers.index_select(0, e), msg)
         return out
 

@@ -95,6 +95,10 @@ class Tuning:
     conv_chunk_entries: int = 2 ** 20
     #: ... and at least this many edges.
     conv_chunk_min_edges: int = 64
+    #: ... and under torch autograd each chunk's product is recomputed in the backward pass
+    #: (a checkpoint) instead of keeping its intermediates: MACE-large, 27,742 edges, sparse
+    #: CGTP, force training kept them all and ran out of 24 GB.
+    conv_checkpoint_chunks: bool = True
     #: Convolution through the compiled CPU kernels: the receiver-sorted (and, for the node
     #: gradient, sender-sorted) edges run in chunks of about this many edges, cut at node
     #: boundaries; each chunk runs every path before the next chunk starts (its receivers'
