@@ -184,7 +184,9 @@ def docs_page(records: list[tuple[str, dict[str, Any]]]) -> str:
              "L = 1..10.", ""]
     for path, rec in records:
         m = rec["machine"]
-        lines += [f"## {m['name']}: {rec['config'].get('suite', '?')} suite", "",
+        threads = rec["config"].get("threads")
+        at = "" if threads is None else f", {threads} thread{'s' if threads != 1 else ''}"
+        lines += [f"## {m['name']}: {rec['config'].get('suite', '?')} suite{at}", "",
                   f"- record: `{path}`",
                   f"- machine: {m.get('cpu')} ({m.get('cores')} cores)"
                   f"{', GPU ' + m['gpu'] if m.get('gpu') else ''}, "
