@@ -34,10 +34,9 @@ import numpy as np
 
 from .errors import DTypeError, IndexRangeError, InstructionError, ShapeError
 from .irreps import Irrep, Irreps
-from .validation import COMPUTE_DTYPES, dtype_name
+from .validation import COMPUTE_DTYPES, check_index_range, dtype_name
 
-__all__ = ["LinearDescriptor", "LinearInstruction", "apply", "check_call", "check_index_range",
-           "linear"]
+__all__ = ["LinearDescriptor", "LinearInstruction", "apply", "check_call", "linear"]
 
 _PATH_NORMALIZATIONS = ("element", "path")
 
@@ -192,8 +191,8 @@ def _float_dtype(arg: str, value: Any) -> str:
 def check_call(d: LinearDescriptor, x: Any, weights: Any, indices: Any = None,
                bias: Any = None) -> tuple[tuple[int, ...], str]:
     """Validate shapes and dtypes of one call (anything with ``shape`` and ``dtype``); index
-    values are checked by :func:`check_index_range`. Returns the batch shape and the compute
-    dtype's name.
+    values are checked by :func:`tp_spec.validation.check_index_range`. Returns the batch shape
+    and the compute dtype's name.
 
     * ``x (*batch, irreps_in.dim)``;
     * ``weights (weight_numel,)`` shared, ``(*batch, weight_numel)`` per sample, or with
@@ -250,14 +249,6 @@ def check_call(d: LinearDescriptor, x: Any, weights: Any, indices: Any = None,
     return batch, COMPUTE_DTYPES[names[0]]
 
 
-def check_index_range(lo: int, hi: int, num_indices: int) -> None:
-    """Raise :class:`~tp_spec.errors.IndexRangeError` unless ``0 <= lo`` and ``hi <
-    num_indices`` (``lo``, ``hi``: the smallest and largest index of a non-empty batch)."""
-    if lo < 0 or hi >= num_indices:
-        raise IndexRangeError(f"indices must lie in [0, {num_indices}) (one weight row each), "
-                              f"got values in [{lo}, {hi}]")
-
-
 # ----------------------------------------------------------------- reference
 
 def apply(d: LinearDescriptor, x: Any, weights: Any = None, indices: Any = None,
@@ -271,7 +262,8 @@ def apply(d: LinearDescriptor, x: Any, weights: Any = None, indices: Any = None,
     batch, _ = check_call(d, x, weights, indices, bias)
     if indices is not None:
         if indices.size:
-            check_index_range(int(indices.min()), int(indices.max()), weights.shape[0])
+            check_index_range("indices", int(indices.min()), int(indices.max()), weights.shape[0],
+                              of="weight rows")
         weights = weights[indices]
         bias = None if bias is None else bias[indices]
     x = x.astype(np.float64)

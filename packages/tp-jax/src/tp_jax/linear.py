@@ -26,7 +26,8 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tp_spec.linear import LinearDescriptor, check_call, check_index_range
+from tp_spec.linear import LinearDescriptor, check_call
+from tp_spec.validation import check_index_range
 
 __all__ = ["indexed_linear", "linear"]
 
@@ -179,7 +180,8 @@ def indexed_linear(d: LinearDescriptor) -> Callable:
         check_call(d, x, weights, indices, bias)
         if _concrete(indices) and indices.size:
             values = np.asarray(indices)
-            check_index_range(int(values.min()), int(values.max()), weights.shape[0])
+            check_index_range("indices", int(values.min()), int(values.max()), weights.shape[0],
+                              of="weight rows")
         return kernel(x, weights, indices, bias)
 
     f.descriptor = d  # type: ignore[attr-defined]

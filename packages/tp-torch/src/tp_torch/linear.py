@@ -24,7 +24,8 @@ from typing import Any
 
 import torch
 from tp_spec import DeviceError, DTypeError, Irreps, ShapeError
-from tp_spec.linear import LinearDescriptor, check_call, check_index_range, linear
+from tp_spec.linear import LinearDescriptor, check_call, linear
+from tp_spec.validation import check_index_range
 
 __all__ = ["IndexedLinear", "Linear", "linear_forward"]
 
@@ -45,7 +46,8 @@ def _check(d: LinearDescriptor, x: Any, weight: Any, indices: Any = None,
         if t.device != x.device:
             raise DeviceError(f"device mix: x is on {x.device} but {name} is on {t.device}")
     if indices is not None and indices.numel() and not torch.compiler.is_compiling():
-        check_index_range(int(indices.min()), int(indices.max()), weight.shape[0])
+        check_index_range("indices", int(indices.min()), int(indices.max()), weight.shape[0],
+                          of="weight rows")
 
 
 def _split(d: LinearDescriptor, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
