@@ -66,11 +66,14 @@ from .errors import DTypeError, IndexRangeError, InstructionError, IrrepsError, 
 from .gaunt import gaunt
 from .irreps import Irrep, Irreps
 from .s2grid import S2Grid, from_grid, s2grid_for, to_grid
+from .validation import FLOAT_DTYPES, dtype_name
 
 __all__ = [
     "GauntSymmetricContractionDescriptor",
     "SymmetricContractionDescriptor",
     "apply",
+    "check_call",
+    "check_species",
     "gaunt_apply",
     "gaunt_apply_reference",
     "gaunt_symmetric_contraction",
@@ -215,33 +218,45 @@ def symmetric_contraction(
     return _build(irreps_in, irreps_out, correlation, num_species)
 
 
-def _as_float(x: Any, name: str) -> np.ndarray:
-    a = np.asarray(x)
-    if a.dtype not in (np.float32, np.float64):
-        raise DTypeError(f"{name} must be float32 or float64, got {a.dtype}")
-    return a.astype(np.float64)
+def check_call(d: Any, x: Any, species: Any, weights: Any = None,
+               weight_dtype: Any = None) -> None:
+    """Shapes and dtypes of one call (arrays of any framework): ``x (n, dim_in)`` float32/64,
+    ``species (n,)`` ints, ``weights (num_species, weight_numel)`` (or its ``weight_dtype``)
+    of ``x``'s dtype. Species values: :func:`check_species`."""
+    if not isinstance(d, (SymmetricContractionDescriptor, GauntSymmetricContractionDescriptor)):
+        raise InstructionError(f"expected a symmetric contraction descriptor, got {type(d)}")
+    kind = dtype_name(x.dtype)
+    if kind not in FLOAT_DTYPES:
+        raise DTypeError(f"x must be float32 or float64, got {kind}")
+    if len(x.shape) != 2 or x.shape[1] != d.irreps_in.dim:
+        raise ShapeError(f"x must have shape (n, {d.irreps_in.dim}), got {tuple(x.shape)}")
+    if weights is not None:
+        weight_dtype = weights.dtype
+        if tuple(weights.shape) != (d.num_species, d.weight_numel):
+            raise ShapeError(f"weights must have shape ({d.num_species}, {d.weight_numel}), "
+                             f"got {tuple(weights.shape)}")
+    if weight_dtype is not None and dtype_name(weight_dtype) != kind:
+        raise DTypeError(f"x is {kind} but the weights are {dtype_name(weight_dtype)}; "
+                         "nothing is cast")
+    if tuple(species.shape) != (x.shape[0],):
+        raise ShapeError(f"species must have shape ({x.shape[0]},), got {tuple(species.shape)}")
+    if not dtype_name(species.dtype).startswith(("int", "uint")):
+        raise DTypeError(f"species must hold integers, got {dtype_name(species.dtype)}")
+
+
+def check_species(d: Any, lo: int, hi: int) -> None:
+    """:class:`~tp_spec.errors.IndexRangeError` unless ``0 <= lo <= hi < num_species``."""
+    if lo < 0 or hi >= d.num_species:
+        raise IndexRangeError(f"species must lie in [0, {d.num_species}), got {lo}..{hi}")
 
 
 def check_inputs(d: Any, x: Any, weights: Any, species: Any) -> tuple[np.ndarray, ...]:
-    """Validate ``x (n, dim_in)``, ``weights (num_species, weight_numel)``, ``species (n,)``."""
-    if not isinstance(d, (SymmetricContractionDescriptor, GauntSymmetricContractionDescriptor)):
-        raise InstructionError(f"expected a symmetric contraction descriptor, got {type(d)}")
-    x = _as_float(x, "x")
-    w = _as_float(weights, "weights")
-    s = np.asarray(species)
-    if x.ndim != 2 or x.shape[1] != d.irreps_in.dim:
-        raise ShapeError(f"x must have shape (n, {d.irreps_in.dim}), got {x.shape}")
-    if w.shape != (d.num_species, d.weight_numel):
-        raise ShapeError(
-            f"weights must have shape ({d.num_species}, {d.weight_numel}), got {w.shape}"
-        )
-    if s.shape != (x.shape[0],):
-        raise ShapeError(f"species must have shape ({x.shape[0]},), got {s.shape}")
-    if s.dtype.kind not in "iu":
-        raise DTypeError(f"species must hold integers, got {s.dtype}")
-    if s.size and (s.min() < 0 or s.max() >= d.num_species):
-        raise IndexRangeError(f"species must lie in [0, {d.num_species}), got {s.min()}..{s.max()}")
-    return x, w, s.astype(np.int64)
+    """:func:`check_call` and :func:`check_species`; ``x``, ``weights`` float64, ``species``."""
+    x, w, s = np.asarray(x), np.asarray(weights), np.asarray(species)
+    check_call(d, x, s, w)
+    if s.size:
+        check_species(d, int(s.min()), int(s.max()))
+    return x.astype(np.float64), w.astype(np.float64), s.astype(np.int64)
 
 
 def channels_last(irreps: Irreps, x: np.ndarray) -> np.ndarray:

@@ -22,7 +22,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
-from tp_spec import DTypeError, IndexRangeError, InstructionError, ShapeError
+from tp_spec import InstructionError
 
 _sc = importlib.import_module("tp_spec.symmetric_contraction")
 
@@ -30,24 +30,11 @@ __all__ = ["gaunt_symmetric_contraction", "symmetric_contraction"]
 
 
 def _check(d: Any, x: Any, weights: Any, species: Any) -> None:
-    if x.ndim != 2 or x.shape[1] != d.irreps_in.dim:
-        raise ShapeError(f"x must have shape (n, {d.irreps_in.dim}), got {x.shape}")
-    if weights.shape != (d.num_species, d.weight_numel):
-        raise ShapeError(
-            f"weights must have shape ({d.num_species}, {d.weight_numel}), got {weights.shape}"
-        )
-    if species.shape != (x.shape[0],):
-        raise ShapeError(f"species must have shape ({x.shape[0]},), got {species.shape}")
-    if x.dtype not in (jnp.float32, jnp.float64):
-        raise DTypeError(f"x must be float32 or float64, got {x.dtype}")
-    if weights.dtype != x.dtype:
-        raise DTypeError(f"x is {x.dtype} but weights are {weights.dtype}; nothing is cast")
-    if not jnp.issubdtype(species.dtype, jnp.integer):
-        raise DTypeError(f"species must hold integers, got {species.dtype}")
-    # concrete species are range-checked (a traced gather would clamp them silently)
+    """:func:`tp_spec.symmetric_contraction.check_call`; concrete species are range-checked
+    too (a traced gather would clamp them silently)."""
+    _sc.check_call(d, x, species, weights)
     if not isinstance(species, jax.core.Tracer) and species.size:
-        if int(species.min()) < 0 or int(species.max()) >= d.num_species:
-            raise IndexRangeError(f"species must lie in [0, {d.num_species})")
+        _sc.check_species(d, int(species.min()), int(species.max()))
 
 
 @functools.lru_cache(maxsize=64)

@@ -17,17 +17,21 @@ from typing import Any
 import numpy as np
 import torch
 from torch.utils.checkpoint import checkpoint
-from tp_spec import DTypeError, IndexRangeError, ShapeError
+from tp_spec import DTypeError, ShapeError
 
 _sc = importlib.import_module("tp_spec.symmetric_contraction")
 
 __all__ = ["GauntSymmetricContraction", "SymmetricContraction"]
 
 
-def _species_index(species: torch.Tensor, n: int, num_species: int) -> torch.Tensor:
-    """``species (n,)`` ints, or MACE's one-hot ``node_attrs (n, num_species)`` -> ``(n,)`` long."""
-    if not isinstance(species, torch.Tensor):
-        raise DTypeError(f"species must be a torch.Tensor, got {type(species)}")
+def _check(d: Any, x: torch.Tensor, species: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    """:func:`tp_spec.symmetric_contraction.check_call` (``weight``: any of the module's weight
+    Parameters, for its dtype) and the species range; ``species (n,)`` ints or MACE's one-hot
+    ``node_attrs (n, num_species)`` -> ``(n,)`` long."""
+    for name, t in (("x", x), ("species", species)):
+        if not isinstance(t, torch.Tensor):
+            raise DTypeError(f"{name} must be a torch.Tensor, got {type(t)}")
+    n, num_species = x.shape[0], d.num_species
     if species.dim() == 2:
         if species.shape != (n, num_species) or not species.is_floating_point():
             raise ShapeError(
@@ -37,25 +41,12 @@ def _species_index(species: torch.Tensor, n: int, num_species: int) -> torch.Ten
         binary = ((species == 0) | (species == 1)).all()
         if not bool(binary) or not bool((species.sum(dim=1) == 1).all()):
             raise ShapeError("node_attrs must be one-hot: one 1 per row, zeros elsewhere")
-        return species.argmax(dim=1)
-    if species.shape != (n,):
-        raise ShapeError(f"species must have shape ({n},), got {tuple(species.shape)}")
-    if species.is_floating_point() or species.is_complex() or species.dtype == torch.bool:
-        raise DTypeError(f"species must hold integers, got {species.dtype}")
-    if n and (int(species.min()) < 0 or int(species.max()) >= num_species):
-        raise IndexRangeError(f"species must lie in [0, {num_species})")
+        species = species.argmax(dim=1)
+    _sc.check_call(d, x, species, weight_dtype=weight.dtype)
+    if species.numel():
+        lo, hi = torch.aminmax(species)
+        _sc.check_species(d, int(lo), int(hi))
     return species.long()
-
-
-def _check_x(x: torch.Tensor, dim: int, weight: torch.Tensor) -> None:
-    if not isinstance(x, torch.Tensor):
-        raise DTypeError(f"x must be a torch.Tensor, got {type(x)}")
-    if x.dim() != 2 or x.shape[1] != dim:
-        raise ShapeError(f"x must have shape (n, {dim}), got {tuple(x.shape)}")
-    if x.dtype not in (torch.float32, torch.float64):
-        raise DTypeError(f"x must be float32 or float64, got {x.dtype}")
-    if x.dtype != weight.dtype:
-        raise DTypeError(f"x is {x.dtype} but the weights are {weight.dtype}; nothing is cast")
 
 
 class SymmetricContraction(torch.nn.Module):
@@ -155,10 +146,8 @@ class SymmetricContraction(torch.nn.Module):
     def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """``x (n, irreps_in.dim)``, ``species (n,)`` ints or ``(n, num_species)`` one-hot ->
         ``(n, irreps_out.dim)``."""
-        w0 = self.weights[0][0]
-        _check_x(x, self.irreps_in.dim, w0)
+        z = _check(self.descriptor, x, species, self.weights[0][0])
         n, k = x.shape[0], self.descriptor.mul
-        z = _species_index(species, n, self.num_species)
         order = torch.argsort(z, stable=True)
         counts = torch.bincount(z, minlength=self.num_species).tolist()
         xs = x.index_select(0, order)
@@ -251,9 +240,8 @@ class GauntSymmetricContraction(torch.nn.Module):
 
     def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         d = self.descriptor
-        _check_x(x, self.irreps_in.dim, self.u)
+        z = _check(d, x, species, self.u)
         n, k = x.shape[0], d.mul
-        z = _species_index(species, n, self.num_species)
         nc = (d.lmax_in + 1) ** 2
         A = x.new_zeros(n, k * nc).index_copy(1, self.coeff_index, x).view(n, 1, k, nc)
         u = self.u.index_select(0, z)  # (n, c, J, k)
