@@ -314,20 +314,28 @@ def bad_input_cases(d, seed: int = 0) -> list[tuple[str, dict[str, Any], type]]:
     return out
 
 
+def raise_problem(label: str, exc_type: type, call: Any) -> str | None:
+    """What is wrong with ``call()`` as a bad input that must raise ``exc_type`` with a clear
+    message (None: nothing)."""
+    try:
+        call()
+    except exc_type as exc:
+        if len(str(exc)) < 10:
+            return f"{label}: {type(exc).__name__} with an unclear message {exc!r}"
+        return None
+    except Exception as exc:  # noqa: BLE001 - the wrong class is what we report
+        return f"{label}: raised {type(exc).__name__}({exc}) instead of {exc_type.__name__}"
+    return f"{label}: no exception (expected {exc_type.__name__})"
+
+
 def check_bad_inputs(backend, method: str, d, *, seed: int = 0, device: str = "cpu") -> None:
     """Every invalid call raises the expected :mod:`tp_spec.errors` class with a message."""
     problems = []
     for label, kw, exc_type in bad_input_cases(d, seed):
         kw = dict(kw)
         m = kw.pop("method", method)
-        try:
-            backend.apply(d, m, kw["x1"], kw["x2"], kw["weights"], dtype="float64", device=device)
-        except exc_type as exc:
-            if len(str(exc)) < 10:
-                problems.append(f"{label}: {type(exc).__name__} with an unclear message {exc!r}")
-        except Exception as exc:  # noqa: BLE001 - the wrong class is what we report
-            problems.append(f"{label}: raised {type(exc).__name__}({exc}) instead of "
-                            f"{exc_type.__name__}")
-        else:
-            problems.append(f"{label}: no exception (expected {exc_type.__name__})")
+        problem = raise_problem(label, exc_type, lambda kw=kw, m=m: backend.apply(
+            d, m, kw["x1"], kw["x2"], kw["weights"], dtype="float64", device=device))
+        if problem:
+            problems.append(problem)
     assert not problems, f"{backend.name}/{method} bad inputs:\n  " + "\n  ".join(problems)
