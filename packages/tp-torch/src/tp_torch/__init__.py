@@ -20,6 +20,7 @@ from .layers import (
     MatrixTensorProduct,
 )
 from .linear import IndexedLinear, Linear
+from .precompile import precompile as precompile
 from .symmetric_contraction import GauntSymmetricContraction, SymmetricContraction
 
 __version__ = "0.1.0"

@@ -27,7 +27,7 @@ from tp_spec.plan import DEFAULT_TUNING, Tuning
 from tp_spec.plan.conv import receiver_order
 
 from ._cpu_kernels import ChannelwiseKernels, num_threads, run_parts, weight_rows
-from ._kernel_source import indexed_path_kernels
+from ._kernel_source import kernel_table
 
 __all__ = ["BoundConv", "ConvGraph", "ConvKernels"]
 
@@ -88,8 +88,10 @@ class ConvKernels:
 
     def bound(self, np_dtype: Any, weighted_only: bool) -> list[tuple[Any, ...]]:
         """The paths with their indexed kernels and the coefficient in the dtype."""
-        name = np.dtype(np_dtype).name
-        return [(*indexed_path_kernels(*lll, name), o1, o2, o3, wo, mul, np_dtype.type(c))
+        every = [p[0] for p in self.cw.paths[False]]
+        table = kernel_table(every, np.dtype(np_dtype).name, ("fwd_ix", "bwd_ix"))
+        fns = dict(zip(every, table, strict=True))
+        return [(*fns[lll], o1, o2, o3, wo, mul, np_dtype.type(c))
                 for lll, o1, o2, o3, wo, mul, c, _ in self.cw.paths[weighted_only]]
 
     def graph(self, senders: torch.Tensor, receivers: torch.Tensor, n_nodes: int) -> ConvGraph:

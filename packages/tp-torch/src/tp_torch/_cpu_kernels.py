@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from tp_spec.plan import DEFAULT_TUNING, Tuning
 
-from ._kernel_source import available, cg_nonzeros, path_kernels, supports
+from ._kernel_source import available, cg_nonzeros, kernel_table, path_kernels, supports
 
 __all__ = ["ChannelwiseKernels", "available", "cg_nonzeros", "num_threads", "path_kernels",
            "run_parts", "supports", "weight_rows"]
@@ -116,9 +116,11 @@ class ChannelwiseKernels:
 
     def _bound(self, np_dtype: Any, weighted_only: bool = False) -> list[tuple[Any, ...]]:
         """The paths with their kernels and the coefficient in the dtype."""
-        name = np.dtype(np_dtype).name
-        return [(*path_kernels(*lll, name), o1, o2, o3, wo, mul, np_dtype.type(c), acc)
-                for lll, o1, o2, o3, wo, mul, c, acc in self.paths[weighted_only]]
+        paths = self.paths[weighted_only]
+        table = kernel_table([p[0] for p in self.paths[False]], np.dtype(np_dtype).name)
+        fns = dict(zip((p[0] for p in self.paths[False]), table, strict=True))
+        return [(*fns[lll], o1, o2, o3, wo, mul, np_dtype.type(c), acc)
+                for lll, o1, o2, o3, wo, mul, c, acc in paths]
 
     def _split(self, b: int) -> list[tuple[int, int]]:
         n = min(num_threads(), b // self.thread_min_rows)

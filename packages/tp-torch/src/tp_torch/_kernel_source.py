@@ -13,12 +13,11 @@ matmuls of ``(m1, d1) @ (d1, d3)``, broadcasts, copies into output blocks), each
 memory with a fixed overhead; here it is one pass per path.
 
 One source per ``(l1, l2, l3)`` and dtype is generated with the nonzero CG entries written
-out (exact float64 values, rounded once to the dtype) and compiled by Numba on first use. The
-source files live in a cache directory (``$TP_TORCH_CACHE_DIR``, else
-``$XDG_CACHE_HOME/tp_torch`` or ``~/.cache/tp_torch``) so that Numba's on-disk cache keeps
-the machine code between processes; where that directory cannot be written the kernels are
-compiled in memory. ``TP_TORCH_CPU_KERNELS=0`` turns the kernels off (the torch ops run instead);
-without Numba they are off.
+out (exact float64 values, rounded once to the dtype) and compiled by Numba on first use:
+:func:`kernel_table` compiles the functions that a descriptor's paths need at once, in this
+process and helper processes, into the on-disk cache of :mod:`tp_torch._kernel_cache` (where
+it is safe; else in memory). ``TP_TORCH_CPU_KERNELS=0`` turns the kernels off (the torch ops
+run instead; read at every call); without Numba they are off.
 
 Kernels (``T``: float32 or float64; ``x1 (B1, dim1)``, ``x2 (B2, dim2)``, ``out``/``g``
 ``(Bo, dim_out)``, ``w (1 or B2, numel)`` read at row ``r2 * wstep``, all C-contiguous)::
@@ -39,48 +38,61 @@ path's offsets in ``x1``, ``x2``, the output and ``w``; ``bwd``/``bwd_ix`` add i
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
-import importlib.util
 import os
-import sys
-import tempfile
+import pickle
 import threading
-from functools import cache, lru_cache
-from pathlib import Path
-from types import ModuleType
+from collections.abc import Sequence
+from functools import cache
 from typing import Any
 
 import numpy as np
 from tp_spec import clebsch_gordan
 from tp_spec.plan import DEFAULT_TUNING, Tuning
 
-__all__ = ["available", "cg_nonzeros", "indexed_path_kernels", "path_kernels", "supports"]
+from . import _kernel_cache
+from ._kernel_cache import KernelModule, cache_dir, dir_lock
+
+__all__ = ["available", "cg_nonzeros", "indexed_path_kernels", "kernel_table", "path_kernels",
+           "supports"]
 
 _FASTMATH = {"reassoc", "contract"}  # vectorised sums over channels and FMAs; no NaN/inf change
 _FASTMATH_SRC = "{" + ", ".join(repr(f) for f in sorted(_FASTMATH)) + "}"
-_LOCK = threading.Lock()
+_LOCK = threading.RLock()
 _DTYPES = {"float32": "f4", "float64": "f8"}
+#: (l1, l2, l3, dtype) -> the module of that path (its functions compiled as they are asked for)
+_MODULES: dict[tuple[int, int, int, str], KernelModule] = {}
 
 
 def _new_lock() -> None:
     """In a forked child a lock held by a parent's thread would never be released."""
     global _LOCK
-    _LOCK = threading.Lock()
+    _LOCK = threading.RLock()
 
 
 os.register_at_fork(after_in_child=_new_lock)
 
 
-@lru_cache(maxsize=1)
-def available() -> bool:
-    """Whether the compiled kernels can run: Numba importable, ``TP_TORCH_CPU_KERNELS`` not 0."""
-    if os.environ.get("TP_TORCH_CPU_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
-        return False
+@cache
+def _numba_importable() -> bool:
     try:
         import numba  # noqa: F401
     except ImportError:
         return False
     return True
+
+
+def available() -> bool:
+    """Whether the compiled kernels can run: Numba importable (checked once),
+    ``TP_TORCH_CPU_KERNELS`` not 0 (read at every call)."""
+    if os.environ.get("TP_TORCH_CPU_KERNELS", "1").strip().lower() in ("0", "false", "no", "off"):
+        return False
+    return _numba_importable()
+
+
+#: forgets the Numba check (the environment variable is read at every call anyway)
+available.cache_clear = _numba_importable.cache_clear  # type: ignore[attr-defined]
 
 
 def cg_nonzeros(l1: int, l2: int, l3: int) -> list[tuple[int, int, int, float]]:
@@ -138,11 +150,12 @@ def _source(l1: int, l2: int, l3: int, dtype: str) -> str:
              "        wrow = w[wr, wo:wo + mul]",
              f"        xr = x1[r1, o1:o1 + mul * {d1}]",
              f"        orow = out[ro, o3:o3 + mul * {d3}]"]
-        modes = [("+=", "if True:")] if indexed else [("+=", "if acc:"), ("=", "else:")]
-        for op, cond in modes:
-            L += [f"        {cond}", "            for u in range(mul):",
-                  "                s = wrow[u]", *x_lines]
-            L += [f"                orow[u * {d3} + {k}] {op} s * ({y(k)})" for k in range(d3)]
+        if not indexed:  # one accumulating loop (half the code to compile)
+            L += ["        if not acc:", f"            for i in range(mul * {d3}):",
+                  "                orow[i] = T(0.0)"]
+        L += ["        if mul > 0:", "            for u in range(mul):",
+              "                s = wrow[u]", *x_lines]
+        L += [f"                orow[u * {d3} + {k}] += s * ({y(k)})" for k in range(d3)]
         return L
 
     def bwd(indexed: bool) -> list[str]:
@@ -188,65 +201,83 @@ def _source(l1: int, l2: int, l3: int, dtype: str) -> str:
     return "\n".join(L) + "\n"
 
 
-def _cache_dir() -> Path | None:
-    """A writable directory for the generated sources (and Numba's cache beside them)."""
-    base = os.environ.get("TP_TORCH_CACHE_DIR")
-    if base:
-        root = Path(base)
-    else:
-        xdg = os.environ.get("XDG_CACHE_HOME")
-        root = (Path(xdg) if xdg else Path.home() / ".cache") / "tp_torch"
-    root = root / "cpu_kernels"
-    try:
-        root.mkdir(parents=True, exist_ok=True)
-    except OSError:
-        return None
-    return root if os.access(root, os.W_OK) else None
+def _name(l1: int, l2: int, l3: int, dtype: str, src: str) -> str:
+    digest = hashlib.sha1(src.encode()).hexdigest()[:12]
+    return f"cw_{l1}_{l2}_{l3}_{_DTYPES[dtype]}_{digest}"
 
 
-def _load(name: str, src: str) -> ModuleType:
-    """Import ``src`` as a module: from a file in the cache directory (Numba caches its machine
-    code beside it), else from memory."""
-    root = _cache_dir()
-    if root is not None:
-        path = root / f"{name}.py"
-        if not path.exists() or path.read_text() != src:
-            fd, tmp = tempfile.mkstemp(dir=root, suffix=".tmp")
-            with os.fdopen(fd, "w") as f:
-                f.write(src)
-            os.replace(tmp, path)  # atomic: concurrent processes write the same text
-        spec = importlib.util.spec_from_file_location(f"tp_torch_cpu_kernels_{name}", path)
-        assert spec is not None and spec.loader is not None
-        mod = importlib.util.module_from_spec(spec)
-        sys.modules[spec.name] = mod
-        spec.loader.exec_module(mod)
-        return mod
-    mod = ModuleType(f"tp_torch_cpu_kernels_{name}")  # pragma: no cover - unwritable cache
-    exec(compile(src.replace("cache=True", "cache=False"), mod.__name__, "exec"), mod.__dict__)
-    return mod
+def _prepare(llls: list[tuple[int, int, int]], dtype: str, kinds: tuple[str, ...]) -> None:
+    """Load or compile ``kinds`` of the paths ``llls``: those cached on disk are loaded, the
+    others compiled together (one log line). Under ``_LOCK``."""
+    kdir, reason = cache_dir()
+    if kdir is None:
+        _kernel_cache.warn_once(
+            f"dir:{reason}", "tp_torch: the CPU kernel cache is not used (%s); the kernels "
+            "compile in memory in every process", reason)
+    with dir_lock(kdir) if kdir is not None else contextlib.nullcontext():
+        mods = []
+        for lll in dict.fromkeys(llls):
+            m = _MODULES.get((*lll, dtype))
+            if m is None:
+                src = _source(*lll, dtype)
+                dims = (2 * lll[0] + 1, 2 * lll[1] + 1, 2 * lll[2] + 1)
+                m = KernelModule(_name(*lll, dtype, src), src, dims, dtype, kdir)
+            if m.kdir is not None and not m.verify():
+                m = KernelModule(m.name, m.src, m.dims, dtype, None)
+            _MODULES[(*lll, dtype)] = m
+            mods.append(m)
+        compile_jobs = []
+        for m in mods:
+            for kind in kinds:
+                if kind in m.ready:
+                    continue
+                if not m.on_disk(kind):
+                    compile_jobs.append((m, kind))
+                    continue
+                try:
+                    m.warm((kind,))
+                except (pickle.UnpicklingError, EOFError, OSError, ValueError, TypeError,
+                        AttributeError, ImportError, IndexError, KeyError) as e:
+                    _kernel_cache.warn_once(
+                        f"load:{m.name}", "tp_torch: the cached kernels of %s could not be "
+                        "loaded (%s: %s); rebuilding them", m.name, type(e).__name__, e)
+                    m.drop_numba_files()
+                    m.mod, m.ready = None, set()
+                    compile_jobs += [(m, k) for k in kinds]
+        npaths = len({m.name for m, _ in compile_jobs})
+        _kernel_cache.timed_compile(
+            compile_jobs, f"{npaths} channelwise paths ({dtype}: {', '.join(kinds)})")
 
 
-@cache
-def _module(l1: int, l2: int, l3: int, dtype: str) -> ModuleType:
+def kernel_table(llls: Sequence[tuple[int, int, int]], dtype: str,
+                 kinds: tuple[str, ...] = ("fwd", "bwd")) -> list[tuple[Any, ...]]:
+    """The functions ``kinds`` (of ``fwd``, ``bwd``, ``fwd_ix``, ``bwd_ix``) of every path in
+    ``llls``, compiled or loaded together on first use: one tuple per entry of ``llls``."""
     if dtype not in _DTYPES:
         raise ValueError(f"the CPU kernels compute in float32 or float64, not {dtype}")
-    src = _source(l1, l2, l3, dtype)
-    digest = hashlib.sha1(src.encode()).hexdigest()[:12]
-    with _LOCK:
-        return _load(f"cw_{l1}_{l2}_{l3}_{_DTYPES[dtype]}_{digest}", src)
+    bad = [k for k in kinds if k not in _kernel_cache.KINDS]
+    if bad:
+        raise ValueError(f"unknown kernel kinds {bad}; expected some of {_kernel_cache.KINDS}")
+    llls = [tuple(int(v) for v in lll) for lll in llls]
+    mods = [_MODULES.get((*lll, dtype)) for lll in llls]
+    if not all(m is not None and m.ready.issuperset(kinds) for m in mods):
+        with _LOCK:
+            _prepare(llls, dtype, kinds)
+        mods = [_MODULES[(*lll, dtype)] for lll in llls]
+    return [tuple(getattr(m.mod, k) for k in kinds) for m in mods]
 
 
 def path_kernels(l1: int, l2: int, l3: int, dtype: str) -> tuple[Any, Any]:
     """``(fwd, bwd)`` for the path ``(l1, l2, l3)`` in ``dtype`` (``"float32"``/``"float64"``)."""
-    mod = _module(l1, l2, l3, dtype)
-    return mod.fwd, mod.bwd
+    fwd, bwd = kernel_table([(l1, l2, l3)], dtype, ("fwd", "bwd"))[0]
+    return fwd, bwd
 
 
 def indexed_path_kernels(l1: int, l2: int, l3: int, dtype: str) -> tuple[Any, Any]:
     """``(fwd_ix, bwd_ix)``: :func:`path_kernels` reading and writing the rows that index
     arrays name."""
-    mod = _module(l1, l2, l3, dtype)
-    return mod.fwd_ix, mod.bwd_ix
+    fwd, bwd = kernel_table([(l1, l2, l3)], dtype, ("fwd_ix", "bwd_ix"))[0]
+    return fwd, bwd
 
 
 def supports(d: Any, tuning: Tuning = DEFAULT_TUNING) -> bool:
