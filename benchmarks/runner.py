@@ -323,7 +323,9 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
             args = _native(built, raw)
             if "fwd" in my_passes and "fwd" in built.passes and not getattr(
                     built, "convert_weights", None):
-                # check the very forward that will be timed (one compile, not two)
+                # check the very forward that will be timed (one compile, not two); its peak
+                # memory counts from here
+                eng.reset_memory()
                 m = eng.prepare(built.fn, "fwd", args, dtype, seed)
                 prepared["fwd"] = m
                 check = check_subject(built, wl, dtype, device, args=raw,
@@ -355,8 +357,10 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
                 emit("skipped", "time budget", [p])
                 continue
             try:
-                eng.reset_memory()
-                m = prepared.pop(p, None) or eng.prepare(built.fn, p, args, dtype, seed)
+                m = prepared.pop(p, None)
+                if m is None:
+                    eng.reset_memory()
+                    m = eng.prepare(built.fn, p, args, dtype, seed)
                 if max_call_s is not None and (m.first_call_s or 0.0) > max_call_s:
                     too_slow = (f"{SLOW_CALL}: first {p} call {m.first_call_s:.1f} s > "
                                 f"max call {max_call_s:g} s")

@@ -203,13 +203,17 @@ class TorchEngine(Engine):
         return Measurement(call, None, first)
 
     def reset_memory(self) -> None:
+        """CUDA: wait for this device's queued work, then restart its peak counter."""
         if self.cuda:
-            self.torch.cuda.synchronize()
-            self.torch.cuda.reset_peak_memory_stats()
+            self.torch.cuda.synchronize(self.device)
+            self.torch.cuda.reset_peak_memory_stats(self.device)
 
     def peak_memory(self) -> dict[str, Any]:
+        """CUDA: the most bytes torch's allocator held on this device since
+        :meth:`reset_memory` (tensors only, not the allocator's cached blocks)."""
         if self.cuda:
-            return {"peak_bytes": int(self.torch.cuda.max_memory_allocated()),
+            self.torch.cuda.synchronize(self.device)
+            return {"peak_bytes": int(self.torch.cuda.max_memory_allocated(self.device)),
                     "source": "torch.cuda.max_memory_allocated"}
         return {}
 
@@ -224,6 +228,7 @@ class JaxEngine(Engine):
         self.jax = jax
         platform = "gpu" if device.startswith("cuda") or device == "gpu" else "cpu"
         self.dev = jax.devices(platform)[0]
+        self._peak_before: int | None = None
 
     def _arrays(self, args: list[np.ndarray], dtype: str) -> list[Any]:
         if dtype == "float64" and not self.jax.config.jax_enable_x64:
@@ -291,15 +296,33 @@ class JaxEngine(Engine):
             pass
         return compiled, compile_s, memory
 
-    def peak_memory(self) -> dict[str, Any]:
+    def _process_peak(self) -> int | None:
+        """XLA's ``peak_bytes_in_use`` of the device (process-wide, never reset; None where
+        the backend keeps no statistics, e.g. the CPU)."""
         try:
             stats = self.dev.memory_stats()
         except Exception:
             stats = None
         if stats and "peak_bytes_in_use" in stats:
-            return {"peak_bytes": int(stats["peak_bytes_in_use"]),
-                    "source": "jax device.memory_stats()['peak_bytes_in_use'] (process-wide)"}
-        return {}
+            return int(stats["peak_bytes_in_use"])
+        return None
+
+    def reset_memory(self) -> None:
+        """JAX cannot reset its peak: remember it, so :meth:`peak_memory` can tell whether the
+        pass measured next raised it."""
+        self._peak_before = self._process_peak()
+
+    def peak_memory(self) -> dict[str, Any]:
+        """``peak_bytes``: the process-wide peak if this pass raised it (then it is this pass's
+        peak), else ``None`` (the pass stayed below an earlier pass's peak)."""
+        peak = self._process_peak()
+        if peak is None:
+            return {}
+        before = self._peak_before
+        raised = before is None or peak > before
+        return {"peak_bytes": peak if raised else None, "process_peak_bytes": peak,
+                "source": "jax device.memory_stats()['peak_bytes_in_use'] (process-wide; "
+                          "None where this pass stayed below an earlier peak)"}
 
 
 _ENGINES: dict[tuple[str, str], Engine] = {}

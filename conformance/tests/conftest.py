@@ -7,6 +7,10 @@ a framework itself and a new backend needs no edit here. A selected backend that
 installed or fails to import is reported as skipped with the reason; tests of a backend that
 does import run and fail normally.
 
+Select the device with ``--device NAME`` or the environment variable ``TP_CONFORMANCE_DEVICE``:
+``cpu`` (the default), ``cuda``, or ``all`` (every device each backend's ``devices()`` lists).
+A backend that cannot run on the selected device is reported as skipped, with its reason.
+
 Each test function marked ``conformance(...)`` receives a ``target`` parameter (backend,
 device, method, case) for every case of the catalogue and every method that the backend's
 ``methods(descriptor, device)`` lists (skipped with the backend's reason where it cannot run).
@@ -61,6 +65,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group = parser.getgroup("conformance")
     group.addoption("--backend", action="append", default=[],
                     help="backend(s) under test (entry-point names; 'all' for every one)")
+    group.addoption("--device", default=os.environ.get("TP_CONFORMANCE_DEVICE", "cpu"),
+                    help="device the backends run on: 'cpu' (default), 'cuda', or 'all' (every "
+                         "device each backend lists); env TP_CONFORMANCE_DEVICE")
     group.addoption("--case-tag", default=os.environ.get("TP_CONFORMANCE_CASE_TAG"),
                     help="run only the catalogue cases with this tag (e.g. 'quick': one or two "
                          "cases per family that together cover every mode and parity class)")
@@ -70,6 +77,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    selected_device(config)  # a bad --device stops the run before anything is imported
     _BACKENDS.update(load_backends(_LOAD_ERRORS, names=selected_backends(config)))
     config.addinivalue_line(
         "markers",
@@ -78,6 +86,36 @@ def pytest_configure(config: pytest.Config) -> None:
         "conv=True: the convolution's cases (tag 'conv'), reported as op 'conv-<family>'; "
         "oracle=True: oracle adapters too (oracle='small': on cheap cases only); "
         "weighted=True: cases with weights only; tag: cases with that tag only")
+
+
+#: What ``--device`` accepts.
+DEVICE_CHOICES = ("cpu", "cuda", "all")
+
+
+def selected_device(config: pytest.Config) -> str:
+    """The ``--device`` option (or ``TP_CONFORMANCE_DEVICE``), checked against
+    :data:`DEVICE_CHOICES`."""
+    device = str(config.getoption("--device")).strip()
+    if device not in DEVICE_CHOICES:
+        raise pytest.UsageError(f"--device / TP_CONFORMANCE_DEVICE must be one of "
+                                f"{DEVICE_CHOICES}, got {device!r}")
+    return device
+
+
+def target_devices(backend, device: str) -> list[str]:  # noqa: ANN001 - a tp_spec Backend
+    """The devices to test ``backend`` on: every one it lists for ``all``, else ``device``."""
+    return list(backend.devices()) if device == "all" else [device]
+
+
+def method_reasons(backend, descriptor, device: str) -> dict[str, str | None]:  # noqa: ANN001
+    """``backend.methods(descriptor, device)``, with every method skipped (naming the devices
+    the backend lists) where ``device`` is not one of them."""
+    methods = backend.methods(descriptor, device)
+    listed = list(backend.devices())
+    if device in listed:
+        return methods
+    why = f"backend {backend.name!r} does not run on {device!r} (devices: {listed})"
+    return {m: reason or why for m, reason in methods.items()}
 
 
 def selected_backends(config: pytest.Config) -> list[str]:
@@ -103,6 +141,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if opts.get("conv", False):
         tag = "conv"
     case_tag = metafunc.config.getoption("--case-tag")
+    device_opt = selected_device(metafunc.config)
     params = []
     for name in selected_backends(metafunc.config):
         if name not in _BACKENDS:
@@ -116,7 +155,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         backend = _BACKENDS[name]
         if backend.is_oracle and not oracle_ok:
             continue  # oracles are compared on forward and gradients only
-        for device in backend.devices():
+        for device in target_devices(backend, device_opt):
             for case in cases():
                 if families and case.family not in families:
                     continue
@@ -128,7 +167,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
                     continue
                 if case_tag and case_tag not in case.tags:
                     continue
-                methods = backend.methods(case.descriptor, device)
+                methods = method_reasons(backend, case.descriptor, device)
                 for method, reason in methods.items():
                     t = Target(name, device, method, case)
                     # Under pytest-xdist (--dist loadgroup) every test of one (backend, device,

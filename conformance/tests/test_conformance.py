@@ -192,3 +192,48 @@ def test_conv_bad_inputs(target):
     _conv_or_skip(target)
     conv_checks.check_conv_bad_inputs(target.backend, target.method, target.d,
                                       device=target.device)
+
+
+# ----------------------------------------------------------------------------- --device option
+class _CpuOnly:
+    name = "cpu-only"
+
+    def devices(self):
+        return ["cpu"]
+
+    def methods(self, descriptor, device="cpu"):
+        return {"fast": None, "slow": "slow is not built here"}
+
+
+def test_device_option_skips_a_device_the_backend_does_not_list():
+    from conftest import method_reasons
+
+    got = method_reasons(_CpuOnly(), None, "cuda")
+    assert got["fast"] == "backend 'cpu-only' does not run on 'cuda' (devices: ['cpu'])"
+    assert got["slow"] == "slow is not built here"
+    assert method_reasons(_CpuOnly(), None, "cpu") == {"fast": None,
+                                                      "slow": "slow is not built here"}
+
+
+def test_device_option_all_means_every_listed_device():
+    from conftest import target_devices
+
+    class Two(_CpuOnly):
+        def devices(self):
+            return ["cpu", "cuda"]
+
+    assert target_devices(Two(), "all") == ["cpu", "cuda"]
+    assert target_devices(Two(), "cuda") == ["cuda"]
+    assert target_devices(_CpuOnly(), "cuda") == ["cuda"]
+
+
+def test_device_option_rejects_an_unknown_device():
+    from conftest import selected_device
+
+    class Config:
+        def getoption(self, name):
+            assert name == "--device"
+            return "gpu"
+
+    with pytest.raises(pytest.UsageError, match=r"TP_CONFORMANCE_DEVICE must be one of .*'gpu'"):
+        selected_device(Config())
