@@ -18,6 +18,7 @@ user ``path_weight`` sits under the square root.
 from __future__ import annotations
 
 import math
+import numbers
 import operator
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -87,11 +88,20 @@ class CGTPDescriptor(TensorProductDescriptor):
         for spec in paths:
             i1, i2, io, mode, has_weight, coefficient = spec
             path = _make_path(irreps_in1, irreps_in2, irreps_out, i1, i2, io, mode, has_weight,
-                              float(coefficient), 1.0, offset)
+                              _real("path coefficient", coefficient), 1.0, offset)
             offset += path.weight_numel
             built.append(path)
         return cls(irreps_in1, irreps_in2, irreps_out, tuple(built), "none", "none",
                    tuple(sorted(metadata.items())))
+
+
+def _real(name: str, value: Any) -> float:
+    """``value`` as a float if it is a real number (Python or NumPy); a bool, a string or any
+    other type raises :class:`InstructionError` naming ``name`` and the value."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        raise InstructionError(
+            f"{name} must be a real number, got {value!r} of type {type(value).__name__}")
+    return float(value)
 
 
 def _make_path(
@@ -137,7 +147,7 @@ def _make_path(
 def _variances(name: str, value: Sequence[float] | None, irreps: Irreps) -> tuple[float, ...]:
     if value is None:
         return (1.0,) * len(irreps)
-    value = tuple(float(v) for v in value)
+    value = tuple(_real(f"{name} entry", v) for v in value)
     if len(value) != len(irreps):
         raise InstructionError(
             f"{name} has {len(value)} entries but its irreps {irreps} have {len(irreps)} blocks"
@@ -145,6 +155,19 @@ def _variances(name: str, value: Sequence[float] | None, irreps: Irreps) -> tupl
     if any(v < 0 or not math.isfinite(v) for v in value):
         raise InstructionError(f"{name} must be finite and non-negative, got {value}")
     return value
+
+
+def _no_path_error(mode: str, irreps_in1: Irreps, irreps_in2: Irreps, irreps_out: Any,
+                   pairs: Sequence[tuple[Irrep, Irrep]]) -> InstructionError:
+    """The error of an output filter that no generated path reaches; ``pairs``: the irreps of
+    the input block pairs the mode couples."""
+    reachable = sorted({ir for ir1, ir2 in pairs for ir in ir1 * ir2})
+    listed = " + ".join(map(repr, reachable)) if reachable else "none (no block pair couples)"
+    return InstructionError(
+        f"irreps_out = {irreps_out} matches no path of {irreps_in1} x {irreps_in2} in mode "
+        f"{mode!r}: the reachable outputs are {listed}. For a product that is identically zero "
+        "on purpose, pass instructions=[] with this irreps_out"
+    )
 
 
 def _generated_instructions(
@@ -163,6 +186,10 @@ def _generated_instructions(
                 for io, (_, iro) in enumerate(irreps_out):
                     if iro in ir1 * ir2:
                         instr.append((i1, i2, io, mode, has_weight, 1.0))
+        if not instr and len(irreps_out):
+            pairs = [(a.ir, b.ir) for a in irreps_in1 for b in irreps_in2
+                     if mode == "uvw" or a.mul == b.mul]
+            raise _no_path_error(mode, irreps_in1, irreps_in2, irreps_out, pairs)
         return irreps_out, instr
     # Modes whose output blocks are created per path: uvu, uvv, uuu, uvuv.
     allowed = None if irreps_out is None else {ir for _, ir in irreps_out}
@@ -193,6 +220,9 @@ def _generated_instructions(
             mul_out = {"uvu": mul1, "uvv": mul2, "uuu": mul1, "uvuv": mul1 * mul2}[mode]
             blocks.append((mul_out, iro))
             raw.append((i1, i2, len(blocks) - 1))
+    if not raw and allowed:
+        raise _no_path_error(mode, irreps_in1, irreps_in2, irreps_out,
+                             [(irreps_in1[i1].ir, irreps_in2[i2].ir) for i1, i2 in pairs])
     out = Irreps(blocks)
     if mode == "uuu":
         return out, [(i1, i2, io, mode, has_weight, 1.0) for i1, i2, io in raw]
@@ -288,7 +318,7 @@ def cgtp(
     # Validate and build the paths with a placeholder coefficient, then normalize.
     prelim: list[Path] = []
     for i1, i2, io, m, hw, pw in norm_instr:
-        pw = float(pw)
+        pw = _real("path_weight", pw)
         if not (pw >= 0 and math.isfinite(pw)):
             raise InstructionError(f"path_weight must be finite and >= 0, got {pw!r}")
         prelim.append(_make_path(irreps_in1, irreps_in2, out, i1, i2, io, m, hw, 1.0, pw, 0))

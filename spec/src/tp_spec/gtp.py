@@ -81,6 +81,13 @@ def _check_channels(family: str, irreps_in1: Irreps, irreps_in2: Irreps) -> tupl
     return channels, irreps_in2[0].mul
 
 
+def _check_flag(family: str, name: str, value: Any) -> None:
+    """Raise :class:`InstructionError` unless option ``name`` is a bool."""
+    if not isinstance(value, (bool, np.bool_)):
+        raise InstructionError(
+            f"{family}: {name} must be True or False, got {value!r} of type {type(value).__name__}")
+
+
 def _check_output(family: str, irreps_out: Irreps, channels: int) -> None:
     seen: set[Irrep] = set()
     for mul, ir in irreps_out:
@@ -250,6 +257,7 @@ def gtp(
     violated channel rule.
     """
     irreps_in1, irreps_in2 = Irreps(irreps_in1), Irreps(irreps_in2)
+    _check_flag("gtp", "per_degree_weights", per_degree_weights)
     channels, channels_in2 = _check_channels("gtp", irreps_in1, irreps_in2)
 
     def keep(ir1: Irrep, ir2: Irrep, ir3: Irrep) -> bool:

@@ -30,8 +30,18 @@ from .errors import IrrepsError
 
 __all__ = ["Irrep", "Irreps", "MulIrrep", "SortResult", "parity_class"]
 
-_IRREP_RE = re.compile(r"^(\d+)([eoy])$")
-_MUL_IRREP_RE = re.compile(r"^(?:(\d+)\s*x\s*)?(\d+[eoy])$")
+# ASCII digits only: ``\d`` would also accept other scripts' digits ("١", "２").
+_IRREP_RE = re.compile(r"^([0-9]+)([eoy])$")
+_MUL_IRREP_RE = re.compile(r"^(?:([0-9]+)\s*x\s*)?([0-9]+[eoy])$")
+
+
+def _non_ascii(text: str) -> str:
+    """A note naming the first non-ASCII character of ``text`` (empty if there is none)."""
+    for ch in text:
+        if not ch.isascii():
+            return (f" (it contains {ch!r}, U+{ord(ch):04X}: degrees and multiplicities are "
+                    "ASCII digits 0-9)")
+    return ""
 
 
 class Irrep:
@@ -56,8 +66,8 @@ class Irrep:
             match = _IRREP_RE.match(l.strip())
             if match is None:
                 raise IrrepsError(
-                    f"malformed irrep {l!r}: expected a degree and a parity letter, like '1o', "
-                    "'2e' or '3y'"
+                    f"malformed irrep {l!r}{_non_ascii(l)}: expected a degree and a parity "
+                    "letter, like '1o', '2e' or '3y'"
                 )
             l = int(match.group(1))
             p = {"e": 1, "o": -1, "y": (-1) ** l}[match.group(2)]
@@ -212,8 +222,9 @@ class Irreps(tuple):
                     match = _MUL_IRREP_RE.match(term.strip())
                     if match is None:
                         raise IrrepsError(
-                            f"malformed irreps {irreps!r}: cannot parse term {term.strip()!r}; "
-                            "expected terms like '8x0e', '1o' or '0x2y' joined by '+'"
+                            f"malformed irreps {irreps!r}: cannot parse term {term.strip()!r}"
+                            f"{_non_ascii(term)}; expected terms like '8x0e', '1o' or '0x2y' "
+                            "joined by '+'"
                         )
                     mul = int(match.group(1)) if match.group(1) is not None else 1
                     blocks.append(MulIrrep(mul, Irrep(match.group(2))))

@@ -39,7 +39,13 @@ import numpy as np
 
 from .cgtp import CGTPDescriptor
 from .errors import InstructionError
-from .gtp import ChannelwiseFixedDescriptor, _check_channels, _check_output, _default_outputs
+from .gtp import (
+    ChannelwiseFixedDescriptor,
+    _check_channels,
+    _check_flag,
+    _check_output,
+    _default_outputs,
+)
 from .irreps import Irrep, Irreps
 
 __all__ = ["MTPDescriptor", "mtp", "mtp_basis", "mtp_coefficient"]
@@ -118,17 +124,25 @@ def mtp(
     each irrep once.
     """
     irreps_in1, irreps_in2 = Irreps(irreps_in1), Irreps(irreps_in2)
+    _check_flag("mtp", "per_degree_weights", per_degree_weights)
     channels, channels_in2 = _check_channels("mtp", irreps_in1, irreps_in2)
     lmax_in = max(irreps_in1.lmax, irreps_in2.lmax)
     lmax_out = lmax_in if irreps_out is None or len(Irreps(irreps_out)) == 0 else max(
         lmax_in, Irreps(irreps_out).lmax)
     if lt is None:
         lt = (lmax_out + 1) // 2
-    elif isinstance(lt, bool) or not isinstance(lt, int) or 2 * lt < lmax_out:
+    elif isinstance(lt, (bool, np.bool_)) or not isinstance(lt, (int, np.integer)) or lt < 0:
         raise InstructionError(
-            f"lt={lt!r} is too small: (2 lt + 1)-dimensional matrices hold degrees up to 2 lt, "
-            f"but the inputs and outputs reach degree {lmax_out}"
+            f"mtp: lt must be None (the smallest that fits, here {(lmax_out + 1) // 2}) or a "
+            f"non-negative int, got lt={lt!r} of type {type(lt).__name__}"
         )
+    elif 2 * lt < lmax_out:
+        raise InstructionError(
+            f"mtp: lt={lt!r} is too small: (2 lt + 1)-dimensional matrices hold degrees up to "
+            f"2 lt = {2 * lt}, but the inputs and outputs reach degree {lmax_out}; use lt >= "
+            f"{(lmax_out + 1) // 2}"
+        )
+    lt = int(lt)
     if irreps_out is None:
 
         def keep(ir1: Irrep, ir2: Irrep, ir3: Irrep) -> bool:

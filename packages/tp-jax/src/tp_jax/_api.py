@@ -110,10 +110,11 @@ def _make_kernel(d: TensorProductDescriptor, method: str,
         n = math.prod(batch)
         dtype = x1.dtype
         cdt = jnp.float32 if dtype in (jnp.bfloat16, jnp.float16) else dtype
-        if n == 0 or dim_out == 0:
-            # Keep the dependence on the inputs (zero gradients, not None).
-            zero = (jnp.sum(x1) * 0 + jnp.sum(x2) * 0).astype(dtype)
-            return jnp.zeros(batch + (dim_out,), dtype) + zero
+        if n == 0 or dim_out == 0 or not d.paths:
+            # No paths (every method): exact zeros. They keep a dependence on the inputs through
+            # empty slices, which reads no value (a NaN input still gives zeros).
+            zero = sum(jnp.sum(a[..., :0]) for a in (x1, x2, w) if a is not None)
+            return jnp.zeros(batch + (dim_out,), dtype) + zero.astype(dtype)
         a = x1.reshape(n, x1.shape[-1]).astype(cdt)
         b = x2.reshape(n, x2.shape[-1]).astype(cdt)
         if w is not None:

@@ -58,9 +58,10 @@ def _make_kernel(p: ConvPlan, run: Callable, state: Any) -> Callable:
         n_nodes, n_edges = x_nodes.shape[0], x_edges.shape[0]
         dtype = x_nodes.dtype
         cdt = jnp.float32 if dtype in (jnp.bfloat16, jnp.float16) else dtype
-        if n_edges == 0 or n_nodes == 0 or dim_out == 0:
-            # Keep the dependence on the inputs (zero gradients, not None).
-            zero = sum(jnp.sum(a) * 0 for a in (x_nodes, x_edges, w) if a is not None)
+        if n_edges == 0 or n_nodes == 0 or dim_out == 0 or not d.paths:
+            # Exact zeros that keep a dependence on the inputs through empty slices (no value
+            # is read: a NaN input still gives zeros).
+            zero = sum(jnp.sum(a[..., :0]) for a in (x_nodes, x_edges, w) if a is not None)
             return jnp.zeros((n_nodes, dim_out), dtype) + zero.astype(dtype)
         xn, y = x_nodes.astype(cdt), x_edges.astype(cdt)
         w = None if w is None else w.astype(cdt)

@@ -11,6 +11,9 @@ and output blocks per channel.
 with quadrature weights. ``fourier``: the plan's dense SH -> Fourier table as one real GEMM
 onto ``[Re | Im]`` of the spectrum, a 2D FFT convolution, the projection back as one real GEMM
 from ``[Re | Im]``.
+
+NaN and inf: every grid point (Fourier coefficient) mixes every coefficient of its parity
+class, so a non-finite input entry may reach every output of its sample (docs/numerics.md).
 """
 
 from __future__ import annotations

@@ -12,6 +12,9 @@ gathers run as slices of contiguous blocks
 (``plan.blocks*``, ``plan.out_blocks``) and one channel's as GEMMs with the gather folded in, so
 reverse mode has no scatter: the transposes of slices, reshapes and concatenations are slices,
 reshapes and concatenations.
+
+NaN and inf: every matrix entry mixes every coefficient of its parity, so a non-finite input
+entry may reach every output of its sample (docs/numerics.md).
 """
 
 from __future__ import annotations

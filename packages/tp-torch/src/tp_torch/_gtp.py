@@ -9,6 +9,9 @@
 
 On CPU both run a large batch in chunks whose intermediates stay in cache
 (:class:`tp_torch._common.FunctionProductKernel`, thresholds from ``plan.tuning``).
+
+NaN and inf: every grid point (Fourier coefficient) mixes every coefficient of its parity
+class, so a non-finite input entry may reach every output of its sample (docs/numerics.md).
 """
 
 from __future__ import annotations

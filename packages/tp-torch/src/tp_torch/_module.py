@@ -14,6 +14,7 @@ from . import _cgtp, _gtp, _mtp
 from ._common import Kernel, flatten_batch
 from ._cueq import CGTPCueq, cueq_reason
 from ._oeq import CGTPOeq, oeq_unsupported_reason
+from ._zero import ZeroKernel
 
 __all__ = ["METHODS", "TensorProduct", "default_method", "methods"]
 
@@ -62,8 +63,11 @@ EXECUTORS: dict[type, Callable[[Any], Kernel]] = {
 def build_kernel(d: TensorProductDescriptor, method: str, device: torch.device,
                  tuning: tp_plan.Tuning | None = None) -> Kernel:
     """The kernel running ``d`` with ``method``: the executor of its tp_spec plan (built with
-    ``tuning``), or the adapter's own builder."""
+    ``tuning``), or the adapter's own builder; for a descriptor with no paths, under every
+    method, :class:`ZeroKernel` (zeros on the autograd graph)."""
     m = tp_plan.get_method(d, method, framework="torch")
+    if not d.paths:
+        return ZeroKernel(d)
     if m.build is None:
         return ADAPTERS[(m.family, method)](d, device)
     p = tp_plan.plan(d, method, tuning)

@@ -12,6 +12,9 @@ Measured (one thread, batch 10,000, AMD EPYC, MIMO, interleaved, dense / sparse 
 forward+backward; min of 9:) L=3 1.41 / 1.43x, L=4 1.31 / 1.84x, L=5 1.72 / 1.72x, L=6
 1.26 / 1.46x; (median of 5:) L=8 1.28 / 1.37x, L=10 1.16 / 1.54x; without the transpose regime
 L=4 1.0 / 1.2x, L=8 1.20 / 1.01x.
+
+NaN and inf: every matrix entry mixes every coefficient of its parity, so a non-finite input
+entry may reach every output of its sample (docs/numerics.md).
 """
 
 from __future__ import annotations
