@@ -264,7 +264,10 @@ class TensorProductDescriptor:
                 f"this {self.kind} needs weights of shape ({numel},) or (*batch, {numel})"
             )
         weights_shape = tuple(weights_shape)
-        if weights_shape != (numel,) and weights_shape != batch + (numel,):
+        # lengths first: a symbolic batch size (torch.export) is never compared with numel
+        shared = len(weights_shape) == 1 and weights_shape[0] == numel
+        if not shared and not (len(weights_shape) == len(batch) + 1
+                               and weights_shape == batch + (numel,)):
             raise ShapeError(
                 f"weights have shape {weights_shape}; expected ({numel},) (shared) or "
                 f"{batch + (numel,)} (per sample)"

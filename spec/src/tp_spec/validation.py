@@ -136,7 +136,9 @@ def _conv_dtype(d: Any, x_nodes: Any, x_edges: Any, weights: Any, n_edges: int) 
         if numel:
             raise ShapeError(f"this product has {numel} weights: pass weights of shape "
                              f"({numel},) or (n_edges, {numel})")
-    elif tuple(weights.shape) not in ((numel,), (n_edges, numel)):
+    elif not ((len(weights.shape) == 1 and weights.shape[0] == numel)
+              or (len(weights.shape) == 2 and tuple(weights.shape) == (n_edges, numel))):
+        # lengths first: a symbolic size (torch.export) is never compared with numel
         raise ShapeError(f"weights must have shape ({numel},) (shared) or (n_edges, {numel}) "
                          f"= ({n_edges}, {numel}) (per edge), got {tuple(weights.shape)}")
     return COMPUTE_DTYPES[name]

@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import torch
 
+from ._common import plain_autograd
+
 __all__ = ["matprod"]
 
 
@@ -85,4 +87,17 @@ def matprod(a: torch.Tensor, b: torch.Tensor, batch_last: bool) -> torch.Tensor:
     ``False``: ``a: (*ba, n, n)``, ``b: (*bb, n, n)`` -> ``(*broadcast, n, n)``. ``a`` and ``b``
     have the same number of axes; their batch axes broadcast.
     """
+    if plain_autograd(a, b):  # torch.func transforms, forward mode: torch's own autograd
+        return _product_plain(a, b, batch_last)
     return _MatProd.apply(a, b, False, False, batch_last)
+
+
+def _product_plain(a: torch.Tensor, b: torch.Tensor, batch_last: bool) -> torch.Tensor:
+    """:func:`_product` without ``out=`` or in-place updates."""
+    if not batch_last:
+        return torch.matmul(a, b)
+    n = a.shape[1]
+    z = a[:, 0:1] * b[0:1]
+    for j in range(1, n):
+        z = z + a[:, j:j + 1] * b[j:j + 1]
+    return z

@@ -15,7 +15,7 @@ import torch
 from tp_spec.plan.fused import ChannelwisePlan
 
 from ._cgtp_blocks import CGTPKernel, add_block, assemble, path_weight
-from ._common import chunk_rows
+from ._common import chunk_rows, plain_autograd
 from ._compiled import CompiledChannelwise
 
 __all__ = ["ChannelwiseExecutor"]
@@ -90,10 +90,12 @@ class ChannelwiseExecutor(CompiledChannelwise, CGTPKernel):
     def torch_forward(self, x1: torch.Tensor, x2: torch.Tensor,
                       w: torch.Tensor | None) -> torch.Tensor:
         """The regime as torch ops (GPUs, ``torch.compile``, CPU without the compiled
-        kernels): shared or no weights through :class:`_ChannelwiseFn`, per-sample weights one
-        ``x2 @ K_p`` and one batched matmul per path."""
-        if w is None or w.dim() == 1:
+        kernels): shared or no weights through :class:`_ChannelwiseFn`, per-sample weights (and
+        any weights under ``torch.func`` transforms or forward-mode AD) one ``x2 @ K_p`` and one
+        batched matmul per path."""
+        if (w is None or w.dim() == 1) and not plain_autograd(x1, x2, w):
             return _ChannelwiseFn.apply(x1, x2, w, self)
+        # per path (also what torch.func transforms and forward mode differentiate)
         b = x1.shape[0]
         dt = x1.dtype
         blocks: dict[int, torch.Tensor] = {}

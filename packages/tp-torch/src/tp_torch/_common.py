@@ -1,20 +1,72 @@
-"""Shared machinery of the executors: constant buffers in both float precisions, helpers.
+"""Shared machinery of the executors: the :class:`Kernel` base, helpers.
 
-Every method implementation is an :class:`Kernel` (a ``torch.nn.Module``) whose constants are
-built ONCE from the exact ``tp_spec`` tables (float64 NumPy) and registered as non-persistent
-buffers, in float64 and in float32 (correctly rounded from the float64 values), so they move
-with ``.to(device)`` and a forward pass never converts a table.
+Every method implementation is a :class:`Kernel` (a ``torch.nn.Module``) whose constants are
+built ONCE from the exact ``tp_spec`` tables (float64 NumPy) as
+:class:`tp_torch._constants.ConstantTables`: in float64 and float32, moved by ``.to(device)``,
+never converted by a module cast, never converted by a forward pass.
 """
 
 from __future__ import annotations
 
+import contextlib
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
+import torch.autograd.forward_ad as fwAD
 from tp_spec.plan.base import chunk_rows as plan_chunk_rows
 
-__all__ = ["FunctionProductKernel", "Kernel", "aligned_empty", "chunk_rows", "flatten_batch"]
+from ._constants import ConstantTables
+
+__all__ = ["FunctionProductKernel", "Kernel", "NotScriptable", "aligned_empty", "chunk_rows",
+           "flatten_batch", "no_autocast", "plain_autograd"]
+
+
+_AUTOCAST_DEVICES = ("cpu", "cuda")
+
+
+def no_autocast(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """A module's ``forward`` run with ``torch.autocast`` turned off: the modules compute in
+    their inputs' own precision (float32 and float64 as given, float16 and bfloat16 in float32,
+    rounded once) and return the inputs' dtype, inside an autocast region too."""
+
+    @functools.wraps(forward)
+    def run(*args: Any, **kwargs: Any) -> Any:
+        on = [d for d in _AUTOCAST_DEVICES if torch.is_autocast_enabled(d)]
+        if not on:
+            return forward(*args, **kwargs)
+        with contextlib.ExitStack() as stack:
+            for d in on:
+                stack.enter_context(torch.autocast(d, enabled=False))
+            return forward(*args, **kwargs)
+
+    return run
+
+
+class NotScriptable:
+    """Mixin of the public modules: ``torch.jit.script`` refuses them with a clear error
+    (their forward is Python that TorchScript cannot compile); ``torch.jit.trace``,
+    ``torch.compile`` and ``torch.export`` run them."""
+
+    def __prepare_scriptable__(self) -> Any:
+        raise TypeError(
+            f"tp_torch.{type(self).__name__} cannot be compiled by TorchScript "
+            "(torch.jit.script); use torch.jit.trace (then torch.jit.save), torch.compile or "
+            "torch.export: the compiled CPU kernels are the custom ops torch.ops.tp_torch.*")
+
+
+def plain_autograd(*tensors: torch.Tensor | None) -> bool:
+    """Whether a call runs under a ``torch.func`` transform (``vmap``, ``grad``, ``jacrev``,
+    ``jvp``) or forward-mode AD (a dual tensor): then the executors' hand-written backward
+    Functions step aside for the same product as plain torch ops, which every transform
+    differentiates and batches itself. (Dynamo traces the Functions themselves.)"""
+    if torch.compiler.is_compiling():
+        return False
+    return any(t is not None and (torch._C._functorch.is_functorch_wrapped_tensor(t)
+                                  or fwAD.unpack_dual(t).tangent is not None)
+               for t in tensors)
 
 
 def aligned_empty(rows: int, cols: int, like: torch.Tensor, align: int) -> torch.Tensor:
@@ -38,7 +90,7 @@ def chunk_rows(x: torch.Tensor, row_entries: int, entries: int, min_rows: int) -
     return plan_chunk_rows(x.shape[0], row_entries, entries, min_rows)
 
 
-class Kernel(torch.nn.Module):
+class Kernel(ConstantTables):
     """Base class of the per-method kernels.
 
     ``forward(x1, x2, w)`` takes ``x1: (B, dim1)``, ``x2: (B, dim2)`` (validated, same dtype and
@@ -46,30 +98,10 @@ class Kernel(torch.nn.Module):
     ``(B, dim_out)``.
     """
 
-    def __init__(self) -> None:
-        super().__init__()
-        self._const_names: list[str] = []
-
-    def add_const(self, name: str, value: Any) -> None:
-        """Register a float constant as two buffers (``name__f64``, ``name__f32``)."""
-        arr = np.asarray(value, dtype=np.float64)
-        t64 = torch.from_numpy(np.array(arr, dtype=np.float64, copy=True))
-        t32 = torch.from_numpy(np.array(arr, dtype=np.float32, copy=True))
-        self.register_buffer(f"{name}__f64", t64, persistent=False)
-        self.register_buffer(f"{name}__f32", t32, persistent=False)
-        self._const_names.append(name)
-
     def add_index(self, name: str, value: Any) -> None:
         """Register an integer (int64) index buffer."""
         t = torch.as_tensor(np.asarray(value, dtype=np.int64).copy())
         self.register_buffer(name, t, persistent=False)
-
-    def const(self, name: str, dtype: torch.dtype) -> torch.Tensor:
-        """The constant ``name`` in ``dtype`` (float32 or float64)."""
-        t = getattr(self, f"{name}__f32" if dtype == torch.float32 else f"{name}__f64")
-        if t.dtype != dtype:  # the module was cast with .double()/.float(): convert
-            t = t.to(dtype)
-        return t
 
 
 def flatten_batch(

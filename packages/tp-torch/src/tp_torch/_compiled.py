@@ -8,7 +8,7 @@ from typing import Any
 
 import torch
 
-from . import _cpu_kernels
+from . import _cpu_kernels, _ops  # noqa: F401  (_ops: registers the ops)
 
 __all__ = ["CompiledChannelwise", "compiled_channelwise"]
 
@@ -26,17 +26,20 @@ class CompiledChannelwise:
         #: compiled CPU kernels (:mod:`tp_torch._cpu_kernels`), None where unsupported
         self.cpu_kernels = (_cpu_kernels.ChannelwiseKernels(d, tuning)
                             if _cpu_kernels.supports(d, tuning) else None)
+        #: their path table, the ``key`` of the ops (:mod:`tp_torch._ops`)
+        self.kernel_key = None if self.cpu_kernels is None else self.cpu_kernels.key()
 
     def uses_cpu_kernels(self, x1: torch.Tensor) -> bool:
         """Whether a call on ``x1`` runs the compiled CPU kernels: a descriptor they support, a
-        CPU tensor, not under ``torch.compile``, Numba present and not turned off
-        (``TP_TORCH_CPU_KERNELS=0``)."""
+        CPU tensor, Numba present and not turned off (``TP_TORCH_CPU_KERNELS=0``). Under
+        ``torch.compile`` and ``torch.export`` they run as the custom ops of
+        :mod:`tp_torch._ops`."""
         return (self.cpu_kernels is not None and x1.device.type == "cpu"
-                and not torch.compiler.is_compiling() and _cpu_kernels.available())
+                and _cpu_kernels.available())
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
         if self.uses_cpu_kernels(x1):
-            return _CompiledChannelwiseFn.apply(x1, x2, w, self.cpu_kernels)
+            return compiled_channelwise(x1, x2, w, self.kernel_key)
         return self.torch_forward(x1, x2, w)
 
     def torch_forward(self, x1: torch.Tensor, x2: torch.Tensor,
@@ -44,62 +47,137 @@ class CompiledChannelwise:
         raise NotImplementedError
 
 
-def compiled_channelwise(x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None,
-                         kernels: Any) -> torch.Tensor:
-    """The differentiable (to any order) product run by ``kernels``: any object with the
-    ``forward``/``backward`` of :class:`tp_torch._cpu_kernels.ChannelwiseKernels` (the batch
-    kernels, or the convolution's :class:`tp_torch._conv_kernels.BoundConv`)."""
-    return _CompiledChannelwiseFn.apply(x1, x2, w, kernels)
+def compiled_channelwise(x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None, key: str,
+                         graph: tuple[torch.Tensor, ...] = ()) -> torch.Tensor:
+    """The product of the compiled kernels of ``key`` (the path table of
+    :meth:`tp_torch._cpu_kernels.ChannelwiseKernels.key`), differentiable to any order in
+    reverse and forward mode: the batch product, or with ``graph = (by_receiver, by_sender)``
+    (:func:`tp_torch._conv_kernels.edge_orders`; ``key`` then of
+    :meth:`tp_torch._conv_kernels.ConvKernels.key`) the convolution. Under ``torch.compile``
+    and ``torch.jit.trace`` the op itself, with its registered autograd (Dynamo cannot trace a
+    custom forward-mode derivative, TorchScript cannot hold a Python Function)."""
+    if torch.compiler.is_compiling() or torch.jit.is_tracing():
+        return _forward_op(x1, x2, w, key, graph, False)
+    return _Product.apply(x1, x2, w, key, graph, False)
 
 
-class _CompiledChannelwiseFn(torch.autograd.Function):
-    """A channelwise product on CPU through the compiled kernels ``kernels``
-    (:class:`tp_torch._cpu_kernels.ChannelwiseKernels`); ``weighted_only``: the weighted paths
-    alone (see :class:`_CompiledChannelwiseGradFn`). Only the inputs are saved. The backward is
-    the compiled backward; when its graph is recorded (``create_graph``) it is
-    :class:`_CompiledChannelwiseGradFn`, differentiable to any order."""
+def _forward_op(x1, x2, w, key, graph, weighted_only):
+    """The op of the product (module doc of :mod:`tp_torch._ops`)."""
+    if graph:
+        return torch.ops.tp_torch.channelwise_conv(x1, x2, w, *graph, key, weighted_only)
+    return torch.ops.tp_torch.channelwise(x1, x2, w, key, weighted_only)
+
+
+def _backward_op(x1, x2, w, g, key, graph, need, weighted_only):
+    """``(g1, g2, gw)`` of the op, None where not in ``need``."""
+    if graph:
+        out = torch.ops.tp_torch.channelwise_conv_backward(x1, x2, w, g, *graph, key, *need,
+                                                           weighted_only)
+    else:
+        out = torch.ops.tp_torch.channelwise_backward(x1, x2, w, g, key, *need, weighted_only)
+    return tuple(t if n and ref is not None else None
+                 for t, n, ref in zip(out, need, (x1, x2, w), strict=True))
+
+
+def _add(acc, t):
+    return t if acc is None else (acc if t is None else acc + t)
+
+
+def _product(x1, x2, w, key, graph, weighted_only):
+    """The product as a differentiable function (:class:`_Product`)."""
+    return _Product.apply(x1, x2, w, key, graph, weighted_only)
+
+
+def _gradient(x1, x2, w, g, key, graph, need, weighted_only):
+    """The first-order gradients as a differentiable function (:class:`_Gradient`)."""
+    return _Gradient.apply(x1, x2, w, g, key, graph, need, weighted_only)
+
+
+def _tangent(fn, x1, x2, w, t1, t2, tw, weighted_only):
+    """The directional derivative of ``fn(a, b, c, wo)``, linear in each of ``a``, ``b`` and
+    (the weighted paths of) ``c``, along ``(t1, t2, tw)`` at ``(x1, x2, w)``."""
+    out = None
+    if t1 is not None:
+        out = _add(out, fn(t1, x2, w, weighted_only))
+    if t2 is not None:
+        out = _add(out, fn(x1, t2, w, weighted_only))
+    if tw is not None and w is not None:
+        out = _add(out, fn(x1, x2, tw, True))
+    return out
+
+
+class _Product(torch.autograd.Function):
+    """The compiled product (:func:`compiled_channelwise`); ``weighted_only``: the weighted paths
+    alone (the derivative along the weights). Only the inputs are saved. The backward is
+    :class:`_Gradient`; the forward-mode derivative is the product at substituted inputs (it
+    is linear in each input). Batching (``torch.func.vmap``) goes through the ops' rules."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x1, x2, w, kernels, weighted_only=False):
-        ctx.kernels = kernels
-        ctx.weighted_only = weighted_only
+    def forward(x1, x2, w, key, graph, weighted_only):
+        return _forward_op(x1, x2, w, key, graph, weighted_only)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x1, x2, w, key, graph, weighted_only = inputs
+        ctx.key, ctx.graph, ctx.weighted_only = key, graph, weighted_only
         ctx.has_w = w is not None
         ctx.save_for_backward(x1, x2, *(() if w is None else (w,)))
-        return kernels.forward(x1, x2, w, weighted_only)
+        ctx.save_for_forward(x1, x2, w)
+        ctx.set_materialize_grads(False)
 
     @staticmethod
     def backward(ctx, gout):
         saved = ctx.saved_tensors
         x1, x2 = saved[0], saved[1]
         w = saved[2] if ctx.has_w else None
-        need = tuple(ctx.needs_input_grad[:3])
-        if torch.is_grad_enabled():
-            grads = _CompiledChannelwiseGradFn.apply(x1, x2, w, gout, ctx.kernels, need,
-                                                     ctx.weighted_only)
-        else:
-            grads = ctx.kernels.backward(x1, x2, w, gout, need, ctx.weighted_only)
-        return (*grads, None, None)
+        need = tuple(bool(n) for n in ctx.needs_input_grad[:3])
+        if gout is None or not any(need):
+            return None, None, None, None, None, None
+        grads = _gradient(x1, x2, w, gout, ctx.key, ctx.graph, need, ctx.weighted_only)
+        return (*grads, None, None, None)
+
+    @staticmethod
+    def jvp(ctx, t1, t2, tw, *_):
+        x1, x2, w = ctx.saved_for_forward
+
+        def fn(a, b, c, wo):
+            return _product(a, b, c, ctx.key, ctx.graph, wo)
+
+        out = _tangent(fn, x1, x2, w, t1, t2, tw, ctx.weighted_only)
+        if out is None:
+            kernels = _ops.conv_kernels(ctx.key).cw if ctx.graph else _ops.batch_kernels(ctx.key)
+            out = x1.new_zeros((x1.shape[0], kernels.dims[2]))
+        return out
 
 
-class _CompiledChannelwiseGradFn(torch.autograd.Function):
+class _Gradient(torch.autograd.Function):
     """``(x1, x2, w, gout) -> (g1, g2, gw)``, the compiled first-order gradients (those in
     ``need``), as a differentiable function. The product ``f`` is linear in ``x1``, ``x2`` and
     in the weights of the weighted paths, so with cotangents ``v1, v2, vw`` of the gradients,
     ``S = <v1, g1> + <v2, g2> + <vw, gw> = <gout, f(v1, x2, w) + f(x1, v2, w) + f_w(x1, x2, vw)>``
     (``f_w``: the weighted paths only, weighted by ``vw``), and every second derivative is a
     compiled forward (``dS/dgout``) or backward (``dS/dx1``, ``dS/dx2``, ``dS/dw``) at
-    substituted inputs: three backward calls for a force-training step. With the graph recorded
-    again (third order) they run through these same functions."""
+    substituted inputs: three backward calls for a force-training step. Higher orders run
+    through these same functions. Forward mode: each gradient is linear in every input but its
+    own (``g1`` does not depend on ``x1``), so its tangent is this function at substituted
+    inputs."""
+
+    generate_vmap_rule = True
 
     @staticmethod
-    def forward(ctx, x1, x2, w, gout, kernels, need, weighted_only):
-        ctx.kernels = kernels
+    def forward(x1, x2, w, gout, key, graph, need, weighted_only):
+        return _backward_op(x1, x2, w, gout, key, graph, need, weighted_only)
+
+    @staticmethod
+    def setup_context(ctx, inputs, output):
+        x1, x2, w, gout, key, graph, need, weighted_only = inputs
+        ctx.key, ctx.graph, ctx.need, ctx.weighted_only = key, graph, need, weighted_only
         ctx.has_w = w is not None
-        ctx.need = need
-        ctx.weighted_only = weighted_only
-        ctx.set_materialize_grads(False)
         ctx.save_for_backward(x1, x2, gout, *(() if w is None else (w,)))
-        return kernels.backward(x1, x2, w, gout, need, weighted_only)
+        ctx.save_for_forward(x1, x2, w, gout)
+        ctx.set_materialize_grads(False)
 
     @staticmethod
     def backward(ctx, v1, v2, vw):
@@ -107,44 +185,77 @@ class _CompiledChannelwiseGradFn(torch.autograd.Function):
         x1, x2, gout = saved[:3]
         w = saved[3] if ctx.has_w else None
         n1, n2, nw, ng = ctx.needs_input_grad[:4]
-        kernels, only = ctx.kernels, ctx.weighted_only
+        key, graph, only = ctx.key, ctx.graph, ctx.weighted_only
         v1, v2, vw = (v if n else None for v, n in zip((v1, v2, vw), ctx.need, strict=True))
         if w is None:
             vw = None
-        if torch.is_grad_enabled():  # record: the same functions, differentiable again
-            def bwd(a, b, c, nd, wo):
-                return _CompiledChannelwiseGradFn.apply(a, b, c, gout, kernels, nd, wo)
 
-            def fwd(a, b, c, wo):
-                return _CompiledChannelwiseFn.apply(a, b, c, kernels, wo)
-        else:
-            def bwd(a, b, c, nd, wo):
-                return kernels.backward(a, b, c, gout, nd, wo)
-
-            def fwd(a, b, c, wo):
-                return kernels.forward(a, b, c, wo)
-
-        def add(acc, t):
-            return t if acc is None else (acc if t is None else acc + t)
+        def bwd(a, b, c, nd, wo):
+            return _gradient(a, b, c, gout, key, graph, nd, wo)
 
         d1 = d2 = dw = dg = None
         if v1 is not None and (n2 or nw):  # S1 = <gout, f(v1, x2, w)>
             _, a, c = bwd(v1, x2, w, (False, n2, nw), only)
-            d2, dw = add(d2, a), add(dw, c)
+            d2, dw = _add(d2, a), _add(dw, c)
         if v2 is not None and (n1 or nw):  # S2 = <gout, f(x1, v2, w)>
             a, _, c = bwd(x1, v2, w, (n1, False, nw), only)
-            d1, dw = add(d1, a), add(dw, c)
+            d1, dw = _add(d1, a), _add(dw, c)
         if vw is not None and (n1 or n2):  # S3 = <gout, f_w(x1, x2, vw)>
             a, c, _ = bwd(x1, x2, vw, (n1, n2, False), True)
-            d1, d2 = add(d1, a), add(d2, c)
+            d1, d2 = _add(d1, a), _add(d2, c)
         if ng:
-            if v1 is not None:
-                dg = add(dg, fwd(v1, x2, w, only))
-            if v2 is not None:
-                dg = add(dg, fwd(x1, v2, w, only))
-            if vw is not None:
-                dg = add(dg, fwd(x1, x2, vw, True))
+            dg = _tangent(lambda a, b, c, wo: _product(a, b, c, key, graph, wo),
+                          x1, x2, w, v1, v2, vw, only)
         out = []
         for t, n, like in ((d1, n1, x1), (d2, n2, x2), (dw, nw, w), (dg, ng, gout)):
             out.append(None if not n else (torch.zeros_like(like) if t is None else t))
-        return (*out, None, None, None)
+        return (*out, None, None, None, None)
+
+    @staticmethod
+    def jvp(ctx, t1, t2, tw, tg, *_):
+        x1, x2, w, gout = ctx.saved_for_forward
+        key, graph, need, only = ctx.key, ctx.graph, ctx.need, ctx.weighted_only
+        w_t = tw if w is not None else None
+        res = []
+        for i, n in enumerate(need):
+            if not n or (i == 2 and w is None):
+                res.append(None)
+                continue
+            one = tuple(j == i for j in range(3))
+            acc = None
+            # along the inputs other than the gradient's own
+            if i != 0 and t1 is not None:
+                acc = _add(acc, _gradient(t1, x2, w, gout, key, graph, one, only)[i])
+            if i != 1 and t2 is not None:
+                acc = _add(acc, _gradient(x1, t2, w, gout, key, graph, one, only)[i])
+            if i != 2 and w_t is not None:
+                acc = _add(acc, _gradient(x1, x2, w_t, gout, key, graph, one, True)[i])
+            if tg is not None:
+                acc = _add(acc, _gradient(x1, x2, w, tg, key, graph, one, only)[i])
+            like = (x1, x2, w)[i]
+            res.append(torch.zeros_like(like) if acc is None else acc)
+        return tuple(res)
+
+
+def _op_setup(ctx, inputs, output):
+    """Autograd of the ops themselves (an exported graph that holds the op, not the Python
+    functions above): inputs are saved and the backward is :class:`_Gradient`."""
+    x1, x2, w = inputs[:3]
+    graph = tuple(inputs[3:5]) if len(inputs) == 7 else ()
+    ctx.key, ctx.graph, ctx.weighted_only = inputs[-2], graph, inputs[-1]
+    ctx.has_w = w is not None
+    ctx.save_for_backward(x1, x2, *(() if w is None else (w,)))
+
+
+def _op_backward(ctx, gout):
+    saved = ctx.saved_tensors
+    x1, x2 = saved[0], saved[1]
+    w = saved[2] if ctx.has_w else None
+    need = tuple(bool(n) for n in ctx.needs_input_grad[:3])
+    grads = _gradient(x1, x2, w, gout, ctx.key, ctx.graph, need, ctx.weighted_only)
+    return (*grads, *(None,) * (len(ctx.needs_input_grad) - 3))
+
+
+torch.library.register_autograd("tp_torch::channelwise", _op_backward, setup_context=_op_setup)
+torch.library.register_autograd("tp_torch::channelwise_conv", _op_backward,
+                                setup_context=_op_setup)

@@ -25,14 +25,15 @@ from tp_spec import DeviceError, DTypeError, TensorProductDescriptor
 from tp_spec.plan import Tuning, conv_plan
 from tp_spec.validation import check_conv_call, check_index_range, dtype_name
 
+from ._common import NotScriptable, no_autocast
 from ._compiled import CompiledChannelwise, compiled_channelwise
-from ._conv_kernels import ConvKernels
+from ._conv_kernels import ConvKernels, edge_orders
 from ._module import TensorProduct
 
 __all__ = ["TensorProductConv"]
 
 
-class TensorProductConv(torch.nn.Module):
+class TensorProductConv(NotScriptable, torch.nn.Module):
     """The convolution of a tp_spec descriptor ``d`` over a graph's edges::
 
         out[i] = sum over edges e with receivers[e] == i of
@@ -62,6 +63,8 @@ class TensorProductConv(torch.nn.Module):
         self.conv_kernels = (ConvKernels(descriptor, self.plan.tuning)
                              if isinstance(kernel, CompiledChannelwise)
                              and kernel.cpu_kernels is not None else None)
+        #: their path table, the ``key`` of the convolution ops (:mod:`tp_torch._ops`)
+        self.conv_key = None if self.conv_kernels is None else self.conv_kernels.key()
 
     def _check(self, x_nodes: Any, x_edges: Any, weights: Any, senders: Any,
                receivers: Any) -> tuple[int, int, str]:
@@ -77,12 +80,15 @@ class TensorProductConv(torch.nn.Module):
             if t.device != x_nodes.device:
                 raise DeviceError(f"device mix: x_nodes is on {x_nodes.device} but {name} is "
                                   f"on {t.device}")
-        if n_edges:
+        # Data-dependent: checked here in eager mode; a compiled or exported graph leaves it to
+        # its ops (index_select, and the kernels' op, check every index when they run).
+        if n_edges and not torch.compiler.is_compiling():
             for name, idx in (("senders", senders), ("receivers", receivers)):
                 lo, hi = torch.aminmax(idx)
                 check_index_range(name, int(lo), int(hi), n_nodes)
         return n_nodes, n_edges, compute
 
+    @no_autocast
     def forward(self, x_nodes: torch.Tensor, x_edges: torch.Tensor,
                 weights: torch.Tensor | None, senders: torch.Tensor,
                 receivers: torch.Tensor) -> torch.Tensor:
@@ -92,8 +98,10 @@ class TensorProductConv(torch.nn.Module):
             x_nodes, x_edges = x_nodes.float(), x_edges.float()
             weights = None if weights is None else weights.float()
         if self.conv_kernels is not None and self.tp.kernel.uses_cpu_kernels(x_nodes):
-            graph = self.conv_kernels.graph(senders, receivers, n_nodes)
-            out = compiled_channelwise(x_nodes, x_edges, weights, self.conv_kernels.bind(graph))
+            # the node gradient walks the edges by sender (sorted where a gradient may be
+            # taken: requires_grad is not visible under torch.func transforms)
+            graph = edge_orders(senders, receivers, torch.is_grad_enabled())
+            out = compiled_channelwise(x_nodes, x_edges, weights, self.conv_key, graph)
         elif hasattr(self.tp.kernel, "conv"):  # an adapter with its own (indexed) convolution
             out = self.tp.kernel.conv(x_nodes, x_edges, weights, senders, receivers)
         else:

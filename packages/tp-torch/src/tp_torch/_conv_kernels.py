@@ -19,30 +19,29 @@ substituted inputs).
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import numpy as np
 import torch
 from tp_spec.plan import DEFAULT_TUNING, Tuning
-from tp_spec.plan.conv import receiver_order
+from tp_spec.validation import check_index_range
 
 from ._cpu_kernels import ChannelwiseKernels, num_threads, run_parts, weight_rows
 from ._kernel_source import kernel_table
 
-__all__ = ["BoundConv", "ConvGraph", "ConvKernels"]
+__all__ = ["BoundConv", "ConvGraph", "ConvKernels", "edge_orders"]
 
 
 class _Order:
     """Edges in one node order: ``i1`` (sender), ``i2`` (edge id), ``io`` (receiver) per
-    position, int64; ``chunks``: positions where chunks start, and the end."""
+    position, int64, sorted (stably) by ``key``, one of ``i1``/``io``; ``chunks``: positions
+    where chunks start, and the end."""
 
-    def __init__(self, s: np.ndarray, r: np.ndarray, key: np.ndarray, n_nodes: int,
-                 chunk: int) -> None:
-        order, offsets = receiver_order(key, n_nodes)
-        self.i1 = np.ascontiguousarray(s[order])
-        self.i2 = order
-        self.io = np.ascontiguousarray(r[order])
-        n = order.size
+    def __init__(self, rows: np.ndarray, key_row: int, n_nodes: int, chunk: int) -> None:
+        self.i1, self.i2, self.io = (np.ascontiguousarray(r) for r in rows)
+        n = self.i2.size
+        offsets = np.searchsorted(rows[key_row], np.arange(n_nodes + 1), side="left")
         starts = offsets[np.searchsorted(offsets, np.arange(0, n, chunk), side="left")]
         self.chunks = np.unique(np.concatenate([starts, [0, n]]))
 
@@ -58,22 +57,44 @@ class _Order:
                 if c1 > c0] or [(0, b.size - 1)]
 
 
-class ConvGraph:
-    """The edge orders of one call (``senders``, ``receivers``: CPU int tensors ``(n_edges,)``,
-    validated); the sender order is built when first needed (node gradients)."""
+def edge_orders(senders: torch.Tensor, receivers: torch.Tensor,
+                by_sender: bool) -> tuple[torch.Tensor, torch.Tensor]:
+    """The graph as the kernels read it: ``(3, n_edges)`` int64 rows (sender, edge id,
+    receiver) with the edges stably sorted by receiver, and the same sorted by sender (the
+    node gradient's order; ``(3, 0)`` unless ``by_sender``). Torch ops, so that a compiled or
+    exported graph sorts its own edges."""
+    s, r = senders.long(), receivers.long()
 
-    def __init__(self, senders: torch.Tensor, receivers: torch.Tensor, n_nodes: int,
+    def order(key: torch.Tensor) -> torch.Tensor:
+        perm = torch.argsort(key, stable=True)
+        return torch.stack([s.index_select(0, perm), perm, r.index_select(0, perm)])
+
+    return order(r), (order(s) if by_sender else s.new_empty((3, 0)))
+
+
+class ConvGraph:
+    """The edge orders of one call (:func:`edge_orders`), as NumPy arrays."""
+
+    def __init__(self, by_receiver: torch.Tensor, by_sender: torch.Tensor, n_nodes: int,
                  chunk: int) -> None:
-        self.s = senders.detach().numpy().astype(np.int64, copy=False)
-        self.r = receivers.detach().numpy().astype(np.int64, copy=False)
-        self.n_nodes, self.chunk = n_nodes, chunk
-        self.by_receiver = _Order(self.s, self.r, self.r, n_nodes, chunk)
-        self._by_sender: _Order | None = None
+        self.n_nodes = n_nodes
+        n_edges = by_receiver.shape[1]
+        for order in (by_receiver, by_sender) if n_edges else ():  # the kernels index
+            for name, row, size in (("senders", 0, n_nodes), ("edge ids", 1, n_edges),
+                                    ("receivers", 2, n_nodes)):  # without bounds checks
+                if order.shape[1]:
+                    lo, hi = torch.aminmax(order[row])
+                    check_index_range(name, int(lo), int(hi), size,
+                                      of="nodes" if row != 1 else "edges")
+        self.by_receiver = _Order(by_receiver.numpy(), 2, n_nodes, chunk)
+        self._by_sender = (_Order(by_sender.numpy(), 0, n_nodes, chunk)
+                           if by_sender.shape[1] == by_receiver.shape[1] else None)
 
     @property
     def by_sender(self) -> _Order:
         if self._by_sender is None:
-            self._by_sender = _Order(self.s, self.r, self.s, self.n_nodes, self.chunk)
+            raise RuntimeError("tp_torch: the node gradient of the convolution needs the edges "
+                               "sorted by sender, which this call was not given")
         return self._by_sender
 
 
@@ -86,6 +107,19 @@ class ConvKernels:
         self.chunk = tuning.conv_kernel_chunk_edges
         self.thread_min_edges = tuning.kernel_thread_min_rows
 
+    def key(self) -> str:
+        """A JSON string that :meth:`from_key` rebuilds these kernels from."""
+        return json.dumps({"cw": self.cw.key(), "chunk": self.chunk,
+                           "thread_min_edges": self.thread_min_edges})
+
+    @classmethod
+    def from_key(cls, key: str) -> ConvKernels:
+        k = json.loads(key)
+        self = cls.__new__(cls)
+        self.cw = ChannelwiseKernels.from_key(k["cw"])
+        self.chunk, self.thread_min_edges = k["chunk"], k["thread_min_edges"]
+        return self
+
     def bound(self, np_dtype: Any, weighted_only: bool) -> list[tuple[Any, ...]]:
         """The paths with their indexed kernels and the coefficient in the dtype."""
         every = [p[0] for p in self.cw.paths[False]]
@@ -94,11 +128,10 @@ class ConvKernels:
         return [(*fns[lll], o1, o2, o3, wo, mul, np_dtype.type(c))
                 for lll, o1, o2, o3, wo, mul, c, _ in self.cw.paths[weighted_only]]
 
-    def graph(self, senders: torch.Tensor, receivers: torch.Tensor, n_nodes: int) -> ConvGraph:
-        return ConvGraph(senders, receivers, n_nodes, self.chunk)
-
-    def bind(self, graph: ConvGraph) -> BoundConv:
-        return BoundConv(self, graph)
+    def bind(self, by_receiver: torch.Tensor, by_sender: torch.Tensor,
+             n_nodes: int) -> BoundConv:
+        """These kernels on the graph of :func:`edge_orders` over ``n_nodes`` nodes."""
+        return BoundConv(self, ConvGraph(by_receiver, by_sender, n_nodes, self.chunk))
 
 
 class BoundConv:

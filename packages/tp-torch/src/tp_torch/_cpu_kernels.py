@@ -4,6 +4,7 @@ chunks that stay in cache, threads.
 
 from __future__ import annotations
 
+import json
 import os
 import threading
 from typing import Any
@@ -121,6 +122,29 @@ class ChannelwiseKernels:
         fns = dict(zip((p[0] for p in self.paths[False]), table, strict=True))
         return [(*fns[lll], o1, o2, o3, wo, mul, np_dtype.type(c), acc)
                 for lll, o1, o2, o3, wo, mul, c, acc in paths]
+
+    def key(self) -> str:
+        """The path table as a JSON string: what :meth:`from_key` rebuilds the kernels from
+        (the ``key`` argument of the custom ops in :mod:`tp_torch._ops`, so an exported or
+        compiled graph carries everything its kernels need)."""
+        return json.dumps({"paths": [self.paths[False], self.paths[True]],
+                           "zero_blocks": [self.zero_blocks[False], self.zero_blocks[True]],
+                           "dims": self.dims, "max_mul": self.max_mul, "rows": self.rows,
+                           "thread_min_rows": self.thread_min_rows}, separators=(",", ":"))
+
+    @classmethod
+    def from_key(cls, key: str) -> ChannelwiseKernels:
+        """The kernels described by :meth:`key`."""
+        k = json.loads(key)
+        self = cls.__new__(cls)
+        self.paths = {only: [(tuple(lll), *rest) for lll, *rest in k["paths"][only]]
+                      for only in (False, True)}
+        self.zero_blocks = {only: [tuple(z) for z in k["zero_blocks"][only]]
+                            for only in (False, True)}
+        self.dims = tuple(k["dims"])
+        self.max_mul, self.rows = k["max_mul"], k["rows"]
+        self.thread_min_rows = k["thread_min_rows"]
+        return self
 
     def _split(self, b: int) -> list[tuple[int, int]]:
         n = min(num_threads(), b // self.thread_min_rows)

@@ -11,7 +11,7 @@ from tp_spec import plan as tp_plan
 from tp_spec.validation import check_call, dtype_name
 
 from . import _cgtp, _gtp, _mtp
-from ._common import Kernel, flatten_batch
+from ._common import Kernel, NotScriptable, flatten_batch, no_autocast
 from ._cueq import CGTPCueq, cueq_reason
 from ._oeq import CGTPOeq, oeq_unsupported_reason
 from ._zero import ZeroKernel
@@ -93,7 +93,7 @@ def _check_call(d: TensorProductDescriptor, x1: Any, x2: Any, weights: Any,
     return batch, compute
 
 
-class TensorProduct(torch.nn.Module):
+class TensorProduct(NotScriptable, torch.nn.Module):
     """Run a tp_spec descriptor (CGTP, GTP or MTP) with a chosen method.
 
     ``TensorProduct(d, method=None, device=None, tuning=None)`` (``tuning``: a
@@ -137,6 +137,7 @@ class TensorProduct(torch.nn.Module):
         if device is not None:
             self.to(dev)
 
+    @no_autocast
     def forward(
         self, x1: torch.Tensor, x2: torch.Tensor, weights: torch.Tensor | None = None
     ) -> torch.Tensor:

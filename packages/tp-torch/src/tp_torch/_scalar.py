@@ -22,7 +22,7 @@ from tp_spec.plan import Tuning
 from tp_spec.plan.fused import ScalarPlan
 
 from ._cgtp_blocks import CGTPKernel, assemble
-from ._common import aligned_empty, chunk_rows
+from ._common import aligned_empty, chunk_rows, plain_autograd
 
 __all__ = ["ScalarExecutor", "input_scale"]
 
@@ -173,9 +173,11 @@ class ScalarExecutor(CGTPKernel):
             acc: list[torch.Tensor | None] = [None, None]
             for a0, a1, j0, j1, q, nk, base in self.groups:
                 ni, nj = a1 - a0, j1 - j0
-                y = _OuterMatmul.apply(x1p[:, a0:a1], x2p[:, j0:j1],
-                                       wflat[base:base + ni * nj * nk].view(ni * nj, nk),
-                                       self.tuning)
+                wg = wflat[base:base + ni * nj * nk].view(ni * nj, nk)
+                if plain_autograd(x1p, x2p, wg):  # torch.func transforms, forward mode
+                    y = _outer(x1p[:, a0:a1], x2p[:, j0:j1]) @ wg
+                else:
+                    y = _OuterMatmul.apply(x1p[:, a0:a1], x2p[:, j0:j1], wg, self.tuning)
                 acc[q] = y if acc[q] is None else acc[q] + y
             parts = []
             for q, (k0, k1) in enumerate(self.out_parts):

@@ -9,6 +9,7 @@ import torch
 import tp_spec
 from tp_spec import Irreps, ShapeError
 
+from ._common import NotScriptable
 from ._module import TensorProduct
 
 __all__ = [
@@ -19,7 +20,7 @@ __all__ = [
 ]
 
 
-class _WeightedTP(torch.nn.Module):
+class _WeightedTP(NotScriptable, torch.nn.Module):
     """A TensorProduct plus (optionally) an internal weight ``Parameter``."""
 
     def __init__(self, descriptor: Any, method: str | None, internal_weights: bool,

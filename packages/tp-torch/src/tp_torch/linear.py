@@ -27,6 +27,8 @@ from tp_spec import DeviceError, DTypeError, Irreps, ShapeError
 from tp_spec.linear import LinearDescriptor, check_call, linear
 from tp_spec.validation import check_index_range
 
+from ._common import NotScriptable, no_autocast
+
 __all__ = ["IndexedLinear", "Linear", "linear_forward"]
 
 _HALF = (torch.float16, torch.bfloat16)
@@ -190,7 +192,7 @@ def linear_forward(d: LinearDescriptor, x: torch.Tensor, weight: torch.Tensor | 
     return out.reshape(*batch, d.irreps_out.dim).to(dtype)
 
 
-class Linear(torch.nn.Module):
+class Linear(NotScriptable, torch.nn.Module):
     """e3nn ``o3.Linear``: ``forward(x (*batch, dim_in), weight=None, bias=None) -> (*batch,
     dim_out)``.
 
@@ -226,6 +228,7 @@ class Linear(torch.nn.Module):
             self.register_parameter("weight", None)
             self.register_parameter("bias", None)
 
+    @no_autocast
     def forward(self, x: torch.Tensor, weight: torch.Tensor | None = None,
                 bias: torch.Tensor | None = None) -> torch.Tensor:
         if self.internal_weights:
@@ -244,7 +247,7 @@ class Linear(torch.nn.Module):
         return f"{self.irreps_in} -> {self.irreps_out} | {self.weight_numel} weights"
 
 
-class IndexedLinear(torch.nn.Module):
+class IndexedLinear(NotScriptable, torch.nn.Module):
     """A linear layer with one weight row per index (e.g. per chemical species):
     ``forward(x (*batch, dim_in), indices (*batch,) int) -> (*batch, dim_out)``; sample ``b``
     uses ``weight[indices[b]]``, laid out as :class:`Linear`'s weight (e3nn's).
@@ -266,6 +269,7 @@ class IndexedLinear(torch.nn.Module):
         self.num_indices, self.weight_numel = int(num_indices), d.weight_numel
         self.weight = torch.nn.Parameter(torch.randn(self.num_indices, d.weight_numel))
 
+    @no_autocast
     def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         return linear_forward(self.descriptor, x, self.weight, indices)
 

@@ -19,6 +19,9 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from tp_spec import DTypeError, ShapeError
 
+from ._common import NotScriptable, no_autocast
+from ._constants import ConstantTables
+
 _sc = importlib.import_module("tp_spec.symmetric_contraction")
 
 __all__ = ["GauntSymmetricContraction", "SymmetricContraction"]
@@ -49,7 +52,7 @@ def _check(d: Any, x: torch.Tensor, species: torch.Tensor, weight: torch.Tensor)
     return species.long()
 
 
-class SymmetricContraction(torch.nn.Module):
+class SymmetricContraction(NotScriptable, ConstantTables):
     """MACE's ``SymmetricContraction``: ``forward(x (n, irreps_in.dim) mul_ir, species)`` ->
     ``(n, irreps_out.dim)`` mul_ir; ``species`` is ``(n,)`` ints or MACE's one-hot
     ``node_attrs (n, num_species)``.
@@ -85,9 +88,7 @@ class SymmetricContraction(torch.nn.Module):
                 self.register_buffer(f"g{g}_pre{j}", torch.tensor(pre), persistent=False)
                 self.register_buffer(f"g{g}_last{j}", torch.tensor(last), persistent=False)
         for i, c in enumerate(p.coeff):
-            for dt in (torch.float32, torch.float64):
-                name = f"coeff{i}_{str(dt)[6:]}"
-                self.register_buffer(name, torch.tensor(c, dtype=dt), persistent=False)
+            self.add_const(f"coeff{i}", c)
 
     def _buf(self, name: str) -> torch.Tensor:
         return self.get_buffer(name)
@@ -143,6 +144,7 @@ class SymmetricContraction(torch.nn.Module):
             outs.append(torch.bmm(Ci, Pg.transpose(0, 1)))
         return torch.cat(outs, dim=1)
 
+    @no_autocast
     def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """``x (n, irreps_in.dim)``, ``species (n,)`` ints or ``(n, num_species)`` one-hot ->
         ``(n, irreps_out.dim)``."""
@@ -156,11 +158,10 @@ class SymmetricContraction(torch.nn.Module):
              for sl, (_, ir) in zip(self.irreps_in.slices(), self.irreps_in, strict=True)],
             dim=0,
         )  # (D, k, n): nodes sorted by species
-        dt = str(x.dtype)[6:]
         Cs = []  # per output: the species' weights contracted into U, (k, M, p) per species
         for i in range(len(self._plan.outputs)):
             w = torch.cat(list(self.weights[i]), dim=1)
-            Cs.append(torch.einsum("pMe,zec->zcMp", self._buf(f"coeff{i}_{dt}"), w).unbind(0))
+            Cs.append(torch.einsum("pMe,zec->zcMp", self.const(f"coeff{i}", x.dtype), w).unbind(0))
         # chunks of nodes of one species, small enough to stay in cache; each chunk is
         # recomputed in backward instead of keeping its monomials (checkpoint)
         rows = sum(len(pre) for pieces in self._plan.groups for _, pre, _ in pieces)
@@ -187,7 +188,7 @@ class SymmetricContraction(torch.nn.Module):
         return torch.cat(outs, dim=1).index_select(0, inverse)
 
 
-class GauntSymmetricContraction(torch.nn.Module):
+class GauntSymmetricContraction(NotScriptable, ConstantTables):
     """The Gaunt variant (:mod:`tp_spec.symmetric_contraction`): ``forward(x (n, dim_in),
     species)`` -> ``(n, dim_out)``; Parameters ``u (num_species, correlation, len(irreps_in),
     k)`` and ``v (num_species, correlation, len(irreps_out), k)``."""
@@ -226,18 +227,15 @@ class GauntSymmetricContraction(torch.nn.Module):
         self.register_buffer("out_irrep", torch.tensor(np.concatenate(out_irrep)),
                              persistent=False)
         self.register_buffer("powers", torch.arange(1, c + 1).view(1, c, 1, 1), persistent=False)
-        for dt in (torch.float32, torch.float64):
-            tag = str(dt)[6:]
-            self.register_buffer(f"to_grid_{tag}", torch.tensor(d.to_grid.T, dtype=dt),
-                                 persistent=False)
-            self.register_buffer(f"from_grid_{tag}", torch.tensor(d.from_grid.T, dtype=dt),
-                                 persistent=False)
+        self.add_const("to_grid", d.to_grid.T)
+        self.add_const("from_grid", d.from_grid.T)
 
     def flat_weights(self) -> torch.Tensor:
         """``(num_species, weight_numel)`` in tp_spec's layout."""
         S = self.num_species
         return torch.cat([self.u.reshape(S, -1), self.v.reshape(S, -1)], dim=1)
 
+    @no_autocast
     def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         d = self.descriptor
         z = _check(d, x, species, self.u)
@@ -246,9 +244,8 @@ class GauntSymmetricContraction(torch.nn.Module):
         A = x.new_zeros(n, k * nc).index_copy(1, self.coeff_index, x).view(n, 1, k, nc)
         u = self.u.index_select(0, z)  # (n, c, J, k)
         f = A * (u.index_select(2, self.deg_in) * self.present[:, None]).transpose(2, 3)
-        tag = str(x.dtype)[6:]
-        vals = (f @ self.get_buffer(f"to_grid_{tag}")) ** self.powers  # (n, c, k, P)
-        proj = (vals @ self.get_buffer(f"from_grid_{tag}")).index_select(3, self.out_cols)
+        vals = (f @ self.const("to_grid", x.dtype)) ** self.powers  # (n, c, k, P)
+        proj = (vals @ self.const("from_grid", x.dtype)).index_select(3, self.out_cols)
         v = self.v.index_select(0, z).index_select(2, self.out_irrep)  # (n, c, dim_L, k)
         b = (proj * v.transpose(2, 3)).sum(dim=1)  # (n, k, sum dim L)
         outs, start = [], 0
