@@ -134,6 +134,20 @@ def test_export_dynamic_batch(rng, tmp_path):
         torch.testing.assert_close(loaded(*x), _reference(*x), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.compile
+def test_aot_inductor_package(rng, tmp_path):
+    """An AOTInductor package of the exported product: C++ code around the op, which it calls
+    through PyTorch's dispatcher (``import tp_torch`` registers it)."""
+    tp = tp_torch.TensorProduct(D, "fused")
+    batch = torch.export.Dim("batch", min=2)
+    ep = torch.export.export(tp, _inputs(5, rng),
+                             dynamic_shapes=({0: batch}, {0: batch}, {0: batch}))
+    path = torch._inductor.aoti_compile_and_package(ep, package_path=str(tmp_path / "tp.pt2"))
+    loaded = torch._inductor.aoti_load_package(path)
+    x = _inputs(11, rng)
+    torch.testing.assert_close(loaded(*x), _reference(*x), rtol=1e-12, atol=1e-12)
+
+
 def test_export_conv_dynamic_edges(rng):
     conv = tp_torch.TensorProductConv(D, "fused")
     s, r = _graph(rng)
