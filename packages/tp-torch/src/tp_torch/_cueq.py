@@ -47,8 +47,13 @@ class CGTPCueq(Kernel):
         ):
             method = "fused_tp"
         self.groups = cueq_groups(d, cue)
-        self.polys = torch.nn.ModuleList(
-            cuet.SegmentedPolynomial(g.polynomial, method=method) for g in self.groups)
+        # one set per compute dtype: cuEquivariance's fused_tp kernel computes in float32
+        # unless told otherwise, whatever the inputs' dtype
+        self.polys = torch.nn.ModuleDict({
+            str(dt)[6:]: torch.nn.ModuleList(
+                cuet.SegmentedPolynomial(g.polynomial, method=method, math_dtype=dt)
+                for g in self.groups)
+            for dt in (torch.float32, torch.float64)})
 
     def conv(self, x_nodes: torch.Tensor, x_edges: torch.Tensor, w: torch.Tensor | None,
              senders: torch.Tensor, receivers: torch.Tensor) -> torch.Tensor:
@@ -62,7 +67,7 @@ class CGTPCueq(Kernel):
                 0.0 * w.sum() if w is not None else 0.0)
         lead = () if w is None or w.dim() == 1 else (e,)
         shape = out[:, :1]  # cuEquivariance reads the output batch from a tensor's shape
-        for g, poly in zip(self.groups, self.polys, strict=True):
+        for g, poly in zip(self.groups, self.polys[str(x_nodes.dtype)[6:]], strict=True):
             wg = group_weights(g, w, lambda n: x_nodes.new_ones(lead + (n,)),
                                lambda parts: torch.cat(parts, dim=-1))
             (y,) = poly([wg.unsqueeze(0) if wg.dim() == 1 else wg, x_nodes, x_edges],
@@ -78,7 +83,7 @@ class CGTPCueq(Kernel):
             return out + 0.0 * x1.sum() + 0.0 * x2.sum() + (0.0 * w.sum() if w is not None
                                                             else 0.0)
         lead = () if w is None or w.dim() == 1 else (b,)
-        for g, poly in zip(self.groups, self.polys, strict=True):
+        for g, poly in zip(self.groups, self.polys[str(x1.dtype)[6:]], strict=True):
             wg = group_weights(g, w, lambda n: x1.new_ones(lead + (n,)),
                                lambda parts: torch.cat(parts, dim=-1))
             (y,) = poly([wg.unsqueeze(0) if wg.dim() == 1 else wg, x1, x2])
