@@ -73,20 +73,47 @@ def _grads(x1: Tensor, grads: tuple) -> tuple[Tensor, ...]:
 # ----------------------------------------------------------------------------- batch ops
 
 
-@torch.library.custom_op("tp_torch::channelwise", mutates_args=(), device_types="cpu")
+#: The ops are defined on a ``torch.library.Library`` with CPU implementations (not with
+#: ``torch.library.custom_op``, whose wrapper imports Dynamo on an op's first call: seconds).
+_LIB = torch.library.Library("tp_torch", "DEF")
+_LIB.define("channelwise(Tensor x1, Tensor x2, Tensor? w, str key, bool weighted_only) -> Tensor")
+_LIB.define("channelwise_backward(Tensor x1, Tensor x2, Tensor? w, Tensor g, str key, "
+            "bool need1, bool need2, bool needw, bool weighted_only) -> (Tensor, Tensor, Tensor)")
+_LIB.define("channelwise_conv(Tensor x1, Tensor x2, Tensor? w, Tensor by_receiver, "
+            "Tensor by_sender, str key, bool weighted_only) -> Tensor")
+_LIB.define("channelwise_conv_backward(Tensor x1, Tensor x2, Tensor? w, Tensor g, "
+            "Tensor by_receiver, Tensor by_sender, str key, bool need1, bool need2, "
+            "bool needw, bool weighted_only) -> (Tensor, Tensor, Tensor)")
+
+
+def _impl(name: str):
+    def register(fn):
+        _LIB.impl(name, fn, "CPU")
+        return fn
+    return register
+
+
+def _fake(name: str):
+    return torch.library.register_fake(f"tp_torch::{name}", lib=_LIB)
+
+
+def _vmap(name: str):
+    return torch.library.register_vmap(f"tp_torch::{name}", lib=_LIB)
+
+
+@_impl("channelwise")
 def channelwise(x1: Tensor, x2: Tensor, w: Tensor | None, key: str,
                 weighted_only: bool) -> Tensor:
     _require_kernels("channelwise")
     return batch_kernels(key).forward(x1, x2, w, weighted_only)
 
 
-@channelwise.register_fake
+@_fake("channelwise")
 def _(x1, x2, w, key, weighted_only):
     return x1.new_empty((x1.shape[0], batch_kernels(key).dims[2]))
 
 
-@torch.library.custom_op("tp_torch::channelwise_backward", mutates_args=(),
-                         device_types="cpu")
+@_impl("channelwise_backward")
 def channelwise_backward(x1: Tensor, x2: Tensor, w: Tensor | None, g: Tensor, key: str,
                          need1: bool, need2: bool, needw: bool,
                          weighted_only: bool) -> tuple[Tensor, Tensor, Tensor]:
@@ -102,7 +129,7 @@ def _fake_grads(x1, x2, w, need1, need2, needw):
     return like(x1, need1), like(x2, need2), like(w, needw)
 
 
-@channelwise_backward.register_fake
+@_fake("channelwise_backward")
 def _(x1, x2, w, g, key, need1, need2, needw, weighted_only):
     return _fake_grads(x1, x2, w, need1, need2, needw)
 
@@ -110,7 +137,7 @@ def _(x1, x2, w, g, key, need1, need2, needw, weighted_only):
 # ----------------------------------------------------------------------------- convolution
 
 
-@torch.library.custom_op("tp_torch::channelwise_conv", mutates_args=(), device_types="cpu")
+@_impl("channelwise_conv")
 def channelwise_conv(x1: Tensor, x2: Tensor, w: Tensor | None, by_receiver: Tensor,
                      by_sender: Tensor, key: str, weighted_only: bool) -> Tensor:
     _require_kernels("channelwise_conv")
@@ -119,13 +146,12 @@ def channelwise_conv(x1: Tensor, x2: Tensor, w: Tensor | None, by_receiver: Tens
     return bound.forward(x1, x2, w, weighted_only)
 
 
-@channelwise_conv.register_fake
+@_fake("channelwise_conv")
 def _(x1, x2, w, by_receiver, by_sender, key, weighted_only):
     return x1.new_empty((x1.shape[0], conv_kernels(key).cw.dims[2]))
 
 
-@torch.library.custom_op("tp_torch::channelwise_conv_backward", mutates_args=(),
-                         device_types="cpu")
+@_impl("channelwise_conv_backward")
 def channelwise_conv_backward(x1: Tensor, x2: Tensor, w: Tensor | None, g: Tensor,
                               by_receiver: Tensor, by_sender: Tensor, key: str, need1: bool,
                               need2: bool, needw: bool,
@@ -138,7 +164,7 @@ def channelwise_conv_backward(x1: Tensor, x2: Tensor, w: Tensor | None, g: Tenso
     return _grads(x1, grads)
 
 
-@channelwise_conv_backward.register_fake
+@_fake("channelwise_conv_backward")
 def _(x1, x2, w, g, by_receiver, by_sender, key, need1, need2, needw, weighted_only):
     return _fake_grads(x1, x2, w, need1, need2, needw)
 
@@ -176,14 +202,14 @@ def _fold_batch(info, in_dims, x1, x2, w, g=None):
     return (v, b, shared, x1v.reshape(v * b, -1), x2v.reshape(v * b, -1), wf, gf)
 
 
-@channelwise.register_vmap
+@_vmap("channelwise")
 def _(info, in_dims, x1, x2, w, key, weighted_only):
     v, b, _, a1, a2, aw, _ = _fold_batch(info, in_dims, x1, x2, w)
     out = torch.ops.tp_torch.channelwise(a1, a2, aw, key, weighted_only)
     return out.reshape(v, b, -1), 0
 
 
-@channelwise_backward.register_vmap
+@_vmap("channelwise_backward")
 def _(info, in_dims, x1, x2, w, g, key, need1, need2, needw, weighted_only):
     v, b, shared, a1, a2, aw, ag = _fold_batch(info, in_dims, x1, x2, w, g)
     g1, g2, gw = torch.ops.tp_torch.channelwise_backward(a1, a2, aw, ag, key, need1, need2,
@@ -211,14 +237,14 @@ def _per_instance(info, in_dims, args, call):
     return outs
 
 
-@channelwise_conv.register_vmap
+@_vmap("channelwise_conv")
 def _(info, in_dims, x1, x2, w, by_receiver, by_sender, key, weighted_only):
     outs = _per_instance(info, in_dims[:5], (x1, x2, w, by_receiver, by_sender),
                          lambda *a: torch.ops.tp_torch.channelwise_conv(*a, key, weighted_only))
     return torch.stack(outs), 0
 
 
-@channelwise_conv_backward.register_vmap
+@_vmap("channelwise_conv_backward")
 def _(info, in_dims, x1, x2, w, g, by_receiver, by_sender, key, need1, need2, needw,
       weighted_only):
     outs = _per_instance(
