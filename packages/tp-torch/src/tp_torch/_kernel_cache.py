@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import gc
 import hashlib
 import json
 import logging
@@ -254,12 +255,21 @@ class KernelModule:
 
     def warm(self, kinds: tuple[str, ...]) -> None:
         """Compile (or load from the cache) the functions ``kinds`` for the argument types of
-        their callers (a call on one-row arrays)."""
+        their callers (a call on one-row arrays). The garbage collector is paused meanwhile:
+        Numba's compiler allocates many short-lived objects, and each collection scans the
+        whole heap (with torch imported, 12% of the compile CPU: 19.6 -> 17.2 s for the fwd and
+        bwd of 9 MACE paths, float32, one process)."""
         mod = self.load()
-        for kind in kinds:
-            if kind not in self.ready:
-                getattr(mod, kind)(*dummy_args(kind, self.dims, self.dtype))
-                self.ready.add(kind)
+        collecting = gc.isenabled()
+        gc.disable()
+        try:
+            for kind in kinds:
+                if kind not in self.ready:
+                    getattr(mod, kind)(*dummy_args(kind, self.dims, self.dtype))
+                    self.ready.add(kind)
+        finally:
+            if collecting:
+                gc.enable()
 
 
 def dummy_args(kind: str, dims: tuple[int, int, int], dtype: str) -> tuple[Any, ...]:
