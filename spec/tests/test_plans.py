@@ -110,6 +110,14 @@ def test_scalar_regime_splits_by_parity_from_the_tuned_size():
     assert plan.plan(d, "fused", Tuning(split_min_entries=972)).split
 
 
+def test_scalar_plan_x1_scale_is_the_power_of_two_under_the_smallest_coupling():
+    p = plan.plan(spec.cgtp(S2, S2, "0e + 1o + 1e + 2e", mode="uvw"), "fused")
+    smallest = min(np.abs(v[v != 0]).min() for v in (p.w_val, p.cg_stack))
+    q = -np.log2(p.x1_scale)
+    assert q == int(q) and 0 < q <= 24
+    assert p.x1_scale <= smallest < 2 * p.x1_scale
+
+
 def test_plan_is_cached_per_descriptor_method_and_tuning():
     d = DESCRIPTORS["cgtp"]["grouped-uvw"]()
     assert plan.plan(d, "dense") is plan.plan(d, "dense")

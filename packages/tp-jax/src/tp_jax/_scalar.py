@@ -13,11 +13,9 @@ recomputes a chunk's products in cache instead of storing them for the batch).
 
 Per-sample weights: ``(x1 (x) x2) @ cg_stack``, then one small weighted sum per output block.
 
-Range: ``x1`` enters scaled by ``2**-q`` and the coupling constants by ``2**q``
-(:func:`input_scale`: ``2**-q`` at most the smallest nonzero coupling value), so a product
-``x1[i] x2[j]`` is never larger than the terms ``x1[i] x2[j] K`` it feeds: float32 inputs whose
-products overflow while the output does not (``|x| ~ 1e19``) give finite outputs. Powers of two
-scale exactly: in the normal range the numbers are those of the unscaled product.
+Range: ``x1`` enters scaled by ``plan.x1_scale`` and the coupling constants by its inverse
+(:attr:`tp_spec.plan.fused.ScalarPlan.x1_scale`), so float32 inputs whose products overflow
+while the output does not give finite outputs.
 
 NaN and inf: ``K`` holds the structural zeros between blocks, and ``NaN x 0`` is NaN, so a
 non-finite entry of one input block may reach every output of its sample (never another
@@ -37,23 +35,7 @@ from ._fused_blocks import assemble
 from ._ops import const, einsum, ix
 from ._rows import row_take
 
-__all__ = ["input_scale", "run_scalar"]
-
-#: Largest ``q`` of :func:`input_scale`: ``x1`` loses bits only below ``2**(q - 126)`` in
-#: float32 (subnormal after scaling).
-_MAX_SHIFT = 24
-
-
-@lru_cache(maxsize=64)
-def input_scale(plan: ScalarPlan) -> float:
-    """``2**-q``: the largest power of two at most the smallest nonzero coupling value (CG x
-    coefficient) of ``plan``, ``q`` in ``[0, 24]``."""
-    values = np.concatenate([plan.w_val.ravel(), plan.cg_stack.ravel()])
-    nonzero = np.abs(values[values != 0])
-    if nonzero.size == 0:
-        return 1.0
-    q = int(-np.floor(np.log2(nonzero.min())))
-    return 2.0 ** -min(max(q, 0), _MAX_SHIFT)
+__all__ = ["run_scalar"]
 
 
 @lru_cache(maxsize=64)
@@ -74,7 +56,7 @@ def _takes(plan: ScalarPlan):
 
 def _k_flat(plan: ScalarPlan, w: jax.Array | None, layers, dt) -> jax.Array:
     """The flat ``K`` of the order blocks with the shared weights ``w`` folded in."""
-    ob, inv = plan.order_blocks, 1.0 / input_scale(plan)
+    ob, inv = plan.order_blocks, 1.0 / plan.x1_scale
     if ob.k_const is not None:
         return const(ob.k_const * inv, dt)
     numel = plan.descriptor.weight_numel
@@ -130,7 +112,7 @@ def _run_stacked(plan: ScalarPlan, x1: jax.Array, x2: jax.Array, w: jax.Array):
     """Per-sample weights ``w (B, numel)``."""
     d, b, dt = plan.descriptor, x1.shape[0], x1.dtype
     outer = (x1[:, :, None] * x2[:, None, :]).reshape(b, -1)
-    y = einsum("bn,nk->bk", outer, const(plan.cg_stack / input_scale(plan), dt))  # (B, sum d3)
+    y = einsum("bn,nk->bk", outer, const(plan.cg_stack / plan.x1_scale, dt))  # (B, sum d3)
     wext = jnp.concatenate([w, jnp.ones((b, 1), dt)], axis=1)[:, ix(plan.cg_stack_w)]
     blocks, wcol = {}, 0
     for io, col, npaths, d3 in plan.out_groups:
@@ -143,7 +125,7 @@ def _run_stacked(plan: ScalarPlan, x1: jax.Array, x2: jax.Array, w: jax.Array):
 def run_scalar(plan: ScalarPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
     """``x1 (B, dim1)``, ``x2 (B, dim2)``, ``w`` None / ``(numel,)`` / ``(B, numel)`` ->
     ``(B, dim_out)``."""
-    scale = input_scale(plan)
+    scale = plan.x1_scale
     if scale != 1.0:
         x1 = x1 * jnp.asarray(scale, x1.dtype)
     if w is not None and w.ndim == 2:

@@ -4,11 +4,9 @@ CPU in row chunks that stay in cache), ``W`` assembled from the shared weights b
 ``index_add``; per-sample weights: one matmul with the stacked CG, then one small batched
 contraction per output block.
 
-Range: ``x1`` enters scaled by ``2**-q`` and the coupling constants by ``2**q``
-(:func:`input_scale`: ``2**-q`` at most the smallest nonzero coupling value), so a product
-``x1[i] x2[j]`` is never larger than the terms ``x1[i] x2[j] K`` it feeds: float32 inputs whose
-products overflow while the output does not (``|x| ~ 1e19``) give finite outputs. Powers of two
-scale exactly: in the normal range the numbers are those of the unscaled product.
+Range: ``x1`` enters scaled by ``plan.x1_scale`` and the coupling constants by its inverse
+(:attr:`tp_spec.plan.fused.ScalarPlan.x1_scale`), so float32 inputs whose products overflow
+while the output does not give finite outputs.
 
 NaN and inf: ``W`` holds the structural zeros between blocks, and ``NaN x 0`` is NaN, so a
 non-finite entry of one input block may reach every output of its sample (never another
@@ -16,7 +14,6 @@ sample; docs/numerics.md). Computing per block instead would give up the regime'
 
 from __future__ import annotations
 
-import numpy as np
 import torch
 from tp_spec.plan import Tuning
 from tp_spec.plan.fused import ScalarPlan
@@ -24,21 +21,7 @@ from tp_spec.plan.fused import ScalarPlan
 from ._cgtp_blocks import CGTPKernel, assemble
 from ._common import aligned_empty, chunk_rows, plain_autograd
 
-__all__ = ["ScalarExecutor", "input_scale"]
-
-#: Largest ``q`` of :func:`input_scale`: ``x1`` loses bits only below ``2**(q - 126)`` in
-#: float32 (subnormal after scaling).
-_MAX_SHIFT = 24
-
-
-def input_scale(values: np.ndarray) -> float:
-    """``2**-q``: the largest power of two at most the smallest nonzero ``|values|`` (the
-    coupling constants: CG x coefficient), ``q`` in ``[0, 24]``."""
-    nonzero = np.abs(values[values != 0])
-    if nonzero.size == 0:
-        return 1.0
-    q = int(-np.floor(np.log2(nonzero.min())))
-    return 2.0 ** -min(max(q, 0), _MAX_SHIFT)
+__all__ = ["ScalarExecutor"]
 
 
 def _outer_grads(g: torch.Tensor, a: torch.Tensor, b: torch.Tensor, need_a: bool, need_b: bool,
@@ -147,7 +130,7 @@ class ScalarExecutor(CGTPKernel):
         self.add_index("w_pos", plan.w_pos)
         self.add_index("w_idx", plan.w_idx)
         # x1 is scaled by ``x1_scale``, the constants by its inverse (module docstring: Range)
-        self.x1_scale = input_scale(np.concatenate([plan.w_val.ravel(), plan.cg_stack.ravel()]))
+        self.x1_scale = plan.x1_scale
         self.add_const("w_val", plan.w_val / self.x1_scale)
         if plan.w_full is not None:
             self.add_const("w_full", plan.w_full / self.x1_scale)

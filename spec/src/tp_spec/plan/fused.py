@@ -65,6 +65,11 @@ def run_fused_numpy(plan: Plan, x1: np.ndarray, x2: np.ndarray, w) -> np.ndarray
 
 
 # ----------------------------------------------------------------------------- scalar
+#: Largest ``q`` of :attr:`ScalarPlan.x1_scale`: ``x1`` loses bits only below ``2**(q - 126)``
+#: in float32 (subnormal after scaling).
+MAX_SCALE_SHIFT = 24
+
+
 @dataclass(frozen=True, eq=False)
 class ScalarPlan(Plan):
     """``"scalar"`` regime. Shared / no weights: ``split`` (from ``tuning.split_min_entries``
@@ -93,6 +98,22 @@ class ScalarPlan(Plan):
     cg_stack: np.ndarray
     cg_stack_w: np.ndarray
     out_groups: tuple[tuple[int, int, int, int], ...]
+
+    @cached_property
+    def x1_scale(self) -> float:
+        """``2**-q``: the largest power of two at most the smallest nonzero coupling value (CG x
+        coefficient, in ``w_val`` and ``cg_stack``), ``q`` in ``[0, MAX_SCALE_SHIFT]``. The
+        executors multiply ``x1`` by it and the coupling constants by its inverse, so that a
+        product ``x1[i] x2[j]`` is never larger than the terms ``x1[i] x2[j] K`` it feeds:
+        float32 inputs whose products overflow while the output does not (``|x| ~ 1e19``) give
+        finite outputs. Powers of two scale exactly: in the normal range the numbers are those
+        of the unscaled product."""
+        values = np.concatenate([self.w_val.ravel(), self.cg_stack.ravel()])
+        nonzero = np.abs(values[values != 0])
+        if nonzero.size == 0:
+            return 1.0
+        q = int(-np.floor(np.log2(nonzero.min())))
+        return 2.0 ** -min(max(q, 0), MAX_SCALE_SHIFT)
 
     @cached_property
     def order_blocks(self) -> OrderBlocks:
