@@ -102,12 +102,25 @@ def _write_outputs(record: dict[str, Any], out: Path, plots: bool = True) -> lis
     return files
 
 
-def _set_threads(n: int | None) -> dict[str, Any]:
-    """Pin torch and XLA (JAX) CPU threads to ``n`` (before JAX is imported)."""
+def _threads(text: str) -> int | str:
+    if text == "default":
+        return text
+    try:
+        n = int(text)
+    except ValueError:
+        n = 0
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected 'default' or a positive integer, got {text!r}")
+    return n
+
+
+def _set_threads(n: int | str) -> dict[str, Any]:
+    """Pin torch and XLA (JAX) CPU threads to ``n`` (before JAX is imported), or leave both
+    frameworks at their defaults (``"default"``: every core); the record keeps what was used."""
     import os
 
-    info: dict[str, Any] = {"threads": n}
-    if n is not None:
+    info: dict[str, Any] = {"threads": n, "cpu_count": os.cpu_count()}
+    if n != "default":
         os.environ["OMP_NUM_THREADS"] = str(n)
         flags = os.environ.get("XLA_FLAGS", "")
         if n == 1:
@@ -129,17 +142,60 @@ def _set_threads(n: int | None) -> dict[str, Any]:
     return info
 
 
+def _frameworks(subjects: list[Any]) -> dict[str, list[Any]]:
+    """Subjects per process group at default threading: ``torch`` (with the NumPy reference)
+    and ``jax``."""
+    groups: dict[str, list[Any]] = {}
+    for s in subjects:
+        groups.setdefault("jax" if s.framework == "jax" else "torch", []).append(s)
+    return groups
+
+
+def _run_per_framework(args: argparse.Namespace, out: Path) -> int:
+    """``--threads default`` with torch and JAX subjects: one child process per framework, then
+    one merged record. torch's OpenMP pool and XLA's Eigen pool, both at full size in one
+    process, spin while the other framework runs (measured on 2 cores: torch subjects 10x-60x
+    slower), which no user running one framework sees."""
+    import subprocess
+
+    from .report import load, merge
+
+    argv = [a for a in sys.argv[1:]]
+    if "--out" in argv:
+        i = argv.index("--out")
+        del argv[i:i + 2]
+    argv = [a for a in argv if not a.startswith("--out=")]
+    parts = []
+    for fw in ("torch", "jax"):
+        sub = out / f"part-{fw}"
+        cmd = [sys.executable, "-m", "benchmarks", *argv, "--framework", fw, "--out", str(sub),
+               "--no-plots"]
+        print(f"benchmarks: --threads default: {fw} subjects in their own process",
+              file=sys.stderr)
+        rc = subprocess.run(cmd, check=False).returncode
+        if rc != 0:
+            print(f"benchmarks: the {fw} process exited with {rc}", file=sys.stderr)
+            return rc
+        parts.append(load(sub / "results.json"))
+    record = merge(*parts)
+    record["config"]["command"] = " ".join(["python -m benchmarks"] + sys.argv[1:])
+    record["config"]["framework"] = None
+    _write_outputs(record, out, plots=not args.no_plots)
+    return 0
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     import os
 
     if args.threads is None:
         # torch's OpenMP pool and XLA's Eigen pool live in the same process here and spin while
         # the other framework runs: measured on 2 cores, that made torch subjects 10x-60x slower
-        # with the default pools. One thread each keeps every side-by-side ratio honest.
+        # with the default pools. One thread each keeps every side-by-side ratio honest;
+        # --threads default runs each framework in its own process instead.
         args.threads = 1
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
         print(f"benchmarks: torch and XLA pinned to 1 CPU thread (load average {load:.1f}); "
-              "pass --threads N to change", file=sys.stderr)
+              "pass --threads N or --threads default to change", file=sys.stderr)
     threads = _set_threads(args.threads)
     from .runner import run
     from .subjects import all_subjects
@@ -156,10 +212,18 @@ def cmd_run(args: argparse.Namespace) -> int:
         subjects = conv_subjects(_csv(args.subjects))
     else:
         workloads = suite_workloads(args.suite, Ls=_csv(args.L, int), batch=args.batch,
-                                    ops=ops, kinds=_csv(args.kinds), device=device)
+                                    ops=ops, kinds=_csv(args.kinds), device=device,
+                                    cgtp_modes=_csv(args.modes))
         subjects = all_subjects(_csv(args.subjects))
     if args.suite == "default" and args.subjects is None:
         subjects = [s for s in subjects if s.name not in DEFAULT_EXCLUDED]
+    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
+    out = Path(args.out) if args.out else Path("benchmarks") / "out" / f"{stamp}-{args.suite}"
+    groups = _frameworks(subjects)
+    if args.framework is not None:
+        subjects = groups.get(args.framework, [])
+    elif args.threads == "default" and len(groups) > 1:
+        return _run_per_framework(args, out)
     pass_filter = None
     if args.suite == "default" and args.passes is None:
         pass_filter = default_pass
@@ -175,10 +239,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     if timing["target_s"] is None:
         timing["target_s"] = 0.3
     config = {"suite": args.suite, "ops": list(ops), "L": args.L, "kinds": args.kinds,
+              "modes": args.modes,
               "batch": args.batch, "subjects": args.subjects, "nodes": args.nodes,
               "degree": args.degree,
               "command": " ".join(["python -m benchmarks"] + sys.argv[1:]),
-              "max_call_s": args.max_call_s, **threads}
+              "max_call_s": args.max_call_s, "framework": args.framework, **threads}
     print(f"benchmarks: suite {args.suite}, {len(workloads)} workloads, {len(subjects)} "
           f"subjects, passes {','.join(passes)}, device {device}, dtype {args.dtype}",
           file=sys.stderr)
@@ -196,8 +261,6 @@ def cmd_run(args: argparse.Namespace) -> int:
             print(f"benchmarks: address space capped at {cap / 2**30:.1f} GiB (re-armed before "
                   "each task; an allocation that does not fit is recorded as an error; "
                   "--memory-cap off to disable)", file=sys.stderr)
-    stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out) if args.out else Path("benchmarks") / "out" / f"{stamp}-{args.suite}"
     partial = out / "results.partial.json"
 
     def checkpoint(rec: dict[str, Any]) -> None:
@@ -210,7 +273,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                  budget_s=budget, pass_filter=pass_filter, timing=timing,
                  progress=not args.no_progress, machine=args.machine, config=config,
                  seed=args.seed, checkpoint=checkpoint, before_task=before_task,
-                 max_call_s=args.max_call_s)
+                 max_call_s=args.max_call_s, measure_peak=True)
     _write_outputs(record, out, plots=not args.no_plots)
     partial.unlink(missing_ok=True)
     return 0
@@ -274,6 +337,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--ops", help="comma list of cgtp,gtp,mtp (default all)")
     r.add_argument("--L", help="comma list of degrees (paper/default); scaling uses the first")
     r.add_argument("--kinds", help="comma list of SISO,SIMO,MIMO (paper suite)")
+    r.add_argument("--modes", help="comma list of CGTP modes uvw,full,uuu (paper suite default: "
+                   "all three; main job: uvw)")
     r.add_argument("--batch", type=int, help="batch size (overrides the suite's)")
     r.add_argument("--nodes", type=int, help="conv suite: atoms in the periodic box "
                    "(default 1000)")
@@ -299,9 +364,13 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--machine", help="machine label stored in the record (default "
                    "cpu-<N>core / gpu-<N>core)")
     r.add_argument("--out", help="output directory (default benchmarks/out/<timestamp>-<suite>)")
-    r.add_argument("--threads", type=int, help="CPU threads for torch and XLA (default 1: "
-                   "both frameworks' pools share one process and spinning pools distort the "
-                   "timings of the other)")
+    r.add_argument("--threads", type=_threads,
+                   help="CPU threads of torch and XLA: N, or 'default' (the frameworks' own "
+                        "defaults, every core; torch and JAX subjects then run in separate "
+                        "processes, merged into one record). Default 1: both pinned to one "
+                        "thread in one process")
+    r.add_argument("--framework", choices=("torch", "jax"),
+                   help="only this framework's subjects (torch includes the NumPy reference)")
     r.add_argument("--memory-cap", default="auto", type=_memory_cap,
                    help="CPU runs: cap the address space so that an allocation that does not "
                         "fit raises (recorded as an error) instead of the OOM killer ending "

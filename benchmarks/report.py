@@ -252,7 +252,48 @@ def markdown(record: dict[str, Any], *, max_rows: int | None = None) -> str:
             if max_rows and len(seen) >= max_rows:
                 lines.append("- ...")
                 break
+    lines += peak_lines(record)
     return "\n".join(lines) + "\n"
+
+
+#: Op families and degrees of the achieved-GFLOP/s table (the physical limit of the fast
+#: products is reached at large L, where their GEMMs are large).
+PEAK_OPS = ("gtp", "mtp")
+PEAK_MIN_L = 6
+
+
+def peak_lines(record: dict[str, Any]) -> list[str]:
+    """Markdown: achieved GFLOP/s of GTP and MTP at L >= 6 on each method's own FLOP model,
+    as a fraction of the machine's matmul peak measured in the same run."""
+    from .peak import peak_fraction
+
+    peaks = record.get("machine", {}).get("matmul_peak") or {}
+    rows = []
+    for r in _ok(record["results"]):
+        w = r["workload"]
+        if w["op"] not in PEAK_OPS or (w.get("L") or 0) < PEAK_MIN_L:
+            continue
+        frac = peak_fraction(r, record)
+        if frac is None:
+            continue
+        rate = frac * peaks[r["framework"]]["gflops_per_s"]
+        rows.append((w["suite"], w["name"], w["op"], w["L"], r["pass"], r["subject"],
+                     r["cost"].get("cost_method"), rate, frac))
+    if not rows:
+        return []
+    out = ["", "### Achieved GFLOP/s against the matmul peak", "",
+           "Peak: median GFLOP/s of " + ", ".join(
+               f"{fw} {v['n']}x{v['n']} matmul {v['gflops_per_s']:.1f} "
+               f"({v['q1']:.1f}-{v['q3']:.1f})" for fw, v in sorted(peaks.items())
+               if "gflops_per_s" in v)
+           + " in this run's process and threads. Rate: the method's own FLOP model "
+           "(`cost.flops_method` x pass factor) / median time.", "",
+           "| workload | op | L | pass | subject | FLOP model | GFLOP/s | % of peak |",
+           "|---|---|---|---|---|---|---|---|"]
+    for suite, name, op, L, pass_, subj, method, rate, frac in sorted(rows, key=str):
+        out.append(f"| {suite}/{name} | {op} | {L} | {pass_} | {subj} | {method} | "
+                   f"{rate:.1f} | {100 * frac:.0f}% |")
+    return out
 
 
 # ----------------------------------------------------------------------------- plots
@@ -365,6 +406,10 @@ def merge(base: dict[str, Any], *more: dict[str, Any]) -> dict[str, Any]:
                 out["results"].append(copy.deepcopy(r))
                 added += 1
         out["versions"] = {**rec["versions"], **out["versions"]}
+        peaks = {**(rec["machine"].get("matmul_peak") or {}),
+                 **(out["machine"].get("matmul_peak") or {})}
+        if peaks:
+            out["machine"]["matmul_peak"] = peaks
         out["wall_s"] = (out.get("wall_s") or 0.0) + (rec.get("wall_s") or 0.0)
         out["load_average_end"] = rec.get("load_average_end")
         out["config"]["merged"].append({"command": rec["config"].get("command"),

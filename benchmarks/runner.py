@@ -234,7 +234,7 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
         seed: int = 0,
         checkpoint: Callable[[dict[str, Any]], None] | None = None,
         before_task: Callable[[], Any] | None = None,
-        max_call_s: float | None = None) -> dict[str, Any]:
+        max_call_s: float | None = None, measure_peak: bool = False) -> dict[str, Any]:
     """Run everything and return the JSON record (see :mod:`benchmarks.report` for the schema).
 
     ``budget_s``: wall-clock budget; tasks left when it runs out are recorded as
@@ -246,12 +246,19 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
     first call and compile times kept), nor are the subject's later passes on the workload
     (backward and double backward cost more than the forward). A call in progress cannot be
     interrupted: the limit bounds a slow cell to one call instead of four.
+    ``measure_peak``: measure the matmul peak of the subjects' frameworks first
+    (``machine.matmul_peak``, :mod:`benchmarks.peak`).
     """
     for p in passes:
         if p not in PASSES:
             raise ValueError(f"unknown pass {p!r}; expected some of {PASSES}")
     workloads = list(workloads)
     machine_start = machine_info(machine, device)  # load average before the run
+    if measure_peak:
+        from .peak import matmul_peak
+
+        fws = tuple(sorted({s.framework for s in subjects} & {"torch", "jax"}))
+        machine_start["matmul_peak"] = matmul_peak(fws, dtype, device)
     timing = timing or {}
     start = time.perf_counter()
     tasks = [(wl, s) for wl in workloads for s in subjects if wl.op in s.ops]

@@ -31,6 +31,7 @@ import tp_spec
 from tp_spec import Irrep, Irreps
 
 __all__ = [
+    "CGTP_MODES",
     "MODEL_PROBLEMS",
     "OPS",
     "SUITES",
@@ -128,10 +129,22 @@ def _paper_irreps(kind: str, L: int) -> tuple[str, str, int]:
     raise ValueError(f"unknown paper workload {kind!r}; expected one of {PAPER_KINDS}")
 
 
+#: CGTP connection modes of the paper workloads: ``uvw`` (fully connected, one weight per path
+#: and outputs summed per irrep), ``full`` (e3nn ``FullTensorProduct``, e3nn-jax
+#: ``tensor_product``: every path its own output block, no weights; the CGTP the paper timed)
+#: and ``uuu`` (``ElementwiseTensorProduct``: blocks paired in order, no weights).
+CGTP_MODES = ("uvw", "full", "uuu")
+
+
 def paper_workloads(kinds: tuple[str, ...] = PAPER_KINDS, Ls: tuple[int, ...] = tuple(range(1, 11)),
                     ops: tuple[str, ...] = OPS, batch: int = 10_000, suite: str = "paper",
-                    channels: int = 1) -> list[Workload]:
-    """The paper's SISO/SIMO/MIMO workloads (one channel unless ``channels`` > 1)."""
+                    channels: int = 1, cgtp_modes: tuple[str, ...] = ("uvw",)) -> list[Workload]:
+    """The paper's SISO/SIMO/MIMO workloads (one channel unless ``channels`` > 1). The CGTP
+    runs once per mode of ``cgtp_modes``; a mode other than ``uvw`` names its workloads
+    ``<kind>-<mode>`` (``MIMO-full``), with outputs filtered as the kind's (SISO: degree L)."""
+    for m in cgtp_modes:
+        if m not in CGTP_MODES:
+            raise ValueError(f"unknown CGTP mode {m!r}; expected some of {CGTP_MODES}")
     out = []
     for kind in kinds:
         for L in Ls:
@@ -143,6 +156,13 @@ def paper_workloads(kinds: tuple[str, ...] = PAPER_KINDS, Ls: tuple[int, ...] = 
                 target = "+".join(f"{channels}x{ir!r}" for _, ir in Irreps(target) if ir.l == L)
             for op in ops:
                 mode = "uvw" if channels == 1 else "uvu"
+                if op == "cgtp" and channels == 1:
+                    for m in cgtp_modes:
+                        name = kind if m == "uvw" else f"{kind}-{m}"
+                        filt = target if m == "uvw" else "+".join(
+                            sorted({f"1x{ir!r}" for _, ir in Irreps(target)}))
+                        out.append(Workload(suite, name, op, in1, in2, filt, batch, L, 1, m))
+                    continue
                 wl = Workload(suite, kind, op, in1, in2, target if mode == "uvw" else None,
                               batch, L, channels, mode)
                 out.append(wl)
@@ -217,14 +237,16 @@ def scaling_workloads(L: int = 3, batches: tuple[int, ...] = (1, 10, 100, 1_000,
 
 def suite_workloads(suite: str, *, Ls: tuple[int, ...] | None = None,
                     batch: int | None = None, ops: tuple[str, ...] = OPS,
-                    kinds: tuple[str, ...] | None = None, device: str = "cpu") -> list[Workload]:
-    """All workloads of ``suite`` (``Ls``/``batch``/``kinds`` override the suite defaults)."""
+                    kinds: tuple[str, ...] | None = None, device: str = "cpu",
+                    cgtp_modes: tuple[str, ...] | None = None) -> list[Workload]:
+    """All workloads of ``suite`` (``Ls``/``batch``/``kinds``/``cgtp_modes`` override the suite
+    defaults: the paper suite times every CGTP mode, the main job ``uvw``)."""
     if suite == "paper":
         return paper_workloads(kinds or PAPER_KINDS, Ls or tuple(range(1, 11)), ops,
-                               batch or 10_000)
+                               batch or 10_000, cgtp_modes=cgtp_modes or CGTP_MODES)
     if suite == "default":
         return paper_workloads(kinds or ("MIMO",), Ls or (1, 2, 4), ops, batch or 10_000,
-                               suite="default")
+                               suite="default", cgtp_modes=cgtp_modes or ("uvw",))
     if suite == "models":
         return model_workloads(batch or (50_000 if device != "cpu" else 2_000), ops)
     if suite == "scaling":

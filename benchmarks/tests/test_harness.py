@@ -221,3 +221,43 @@ def test_merge_replaces_and_adds_cells(tiny_workload: Any, tmp_path: Path) -> No
                  "--note", "two runs"]) == 0
     on_disk = report.load(tmp_path / "m" / "results.json")
     assert on_disk["config"]["note"] == "two runs" and len(on_disk["results"]) == 3
+
+
+def test_paper_cgtp_modes() -> None:
+    from benchmarks.workloads import paper_workloads
+
+    wls = paper_workloads(("MIMO", "SISO"), (2,), ("cgtp",), 4, cgtp_modes=("uvw", "full", "uuu"))
+    by_name = {w.name: w for w in wls}
+    assert set(by_name) == {"MIMO", "MIMO-full", "MIMO-uuu", "SISO", "SISO-full", "SISO-uuu"}
+    full = by_name["MIMO-full"].descriptor
+    # 0e+1o+2e x 0e+1o+2e: every (l1, l2) pair gives l1 + l2 - |l1 - l2| + 1 paths
+    assert len(full.paths) == sum(min(a, b) * 2 + 1 for a in range(3) for b in range(3))
+    assert full.weight_numel == 0 and {p.mode for p in full.paths} == {"uvuv"}
+    assert {ir.l for _, ir in by_name["SISO-full"].descriptor.irreps_out} == {2}
+    assert len(by_name["MIMO-uuu"].descriptor.paths) == 1 + 3 + 5  # 0x0, 1x1, 2x2 blocks
+    with pytest.raises(ValueError, match="unknown CGTP mode"):
+        paper_workloads(("MIMO",), (1,), ("cgtp",), 4, cgtp_modes=("uvu",))
+
+
+def test_threads_option() -> None:
+    import argparse
+
+    from benchmarks.cli import _threads, build_parser
+
+    assert _threads("default") == "default" and _threads("3") == 3
+    for bad in ("0", "-1", "all"):
+        with pytest.raises(argparse.ArgumentTypeError, match="'default' or a positive"):
+            _threads(bad)
+    args = build_parser().parse_args(["run", "--threads", "default", "--framework", "jax"])
+    assert args.threads == "default" and args.framework == "jax"
+
+
+def test_peak_fraction() -> None:
+    from benchmarks.peak import peak_fraction
+
+    record = {"machine": {"matmul_peak": {"torch": {"gflops_per_s": 100.0}}}}
+    r = {"framework": "torch", "stats": {"median": 0.01},
+         "cost": {"flops_method": 2e8, "pass_factor": 2}}
+    # 4e8 flops in 10 ms = 40 GFLOP/s = 40% of 100
+    assert peak_fraction(r, record) == pytest.approx(0.4)
+    assert peak_fraction({**r, "framework": "jax"}, record) is None
