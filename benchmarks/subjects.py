@@ -95,6 +95,8 @@ class Subject:
     method: str = "?"
     ops: tuple[str, ...] = ()
     anchor: bool = False
+    #: Run only when named exactly in ``--subjects`` (slow to build, e.g. compiled anchors).
+    opt_in: bool = False
 
     def available(self) -> str | None:
         """``None`` if usable here, else the reason."""
@@ -353,6 +355,27 @@ class E3nnCGTP(Subject):
 
     def versions(self) -> dict[str, str]:
         return {"e3nn": _import("e3nn").__version__}
+
+
+class E3nnCGTPCompiled(E3nnCGTP):
+    """The ``e3nn/cgtp`` anchor under ``torch.compile`` (inductor): e3nn's fastest CPU setting
+    for the forward and backward. Opt-in (``--subjects e3nn/cgtp-compiled``, not matched by a
+    prefix): compiling takes seconds to minutes per shape and recompiles for the backward. No
+    double backward: ``torch.compile`` (AOTAutograd) cannot differentiate its own backward."""
+
+    name = "e3nn/cgtp-compiled"
+    method = "TensorProduct+compile"
+    anchor = False
+    opt_in = True
+
+    def build(self, wl: Any, dtype: str, device: str) -> Built:
+        import torch
+
+        built = super().build(wl, dtype, device)
+        fn = torch.compile(built.fn)
+        return Built("torch", fn, built.takes_weights, built.setup_s, passes=("fwd", "bwd"),
+                     note=(built.note + "; " if built.note else "") + "torch.compile",
+                     to_native=built.to_native, from_native=built.from_native)
 
 
 # ------------------------------------------------------------------ grid layout helpers
@@ -880,16 +903,21 @@ def all_subjects(include: tuple[str, ...] | None = None) -> list[Subject]:
         for op, methods in backend_methods(package).items():
             for method in methods:
                 subjects.append(BackendSubject(package, op, method))
-    subjects += [NumpyReference(), E3nnCGTP(), E3nnJaxCGTP(), E3nnGrid(), E3nnJaxGrid(),
-                 CueqTorchCGTP(), CueqJaxCGTP(), OeqCGTP(), E3xMTP()]
-    return select(subjects, include) if include else subjects
+    subjects += [NumpyReference(), E3nnCGTP(), E3nnCGTPCompiled(), E3nnJaxCGTP(), E3nnGrid(),
+                 E3nnJaxGrid(), CueqTorchCGTP(), CueqJaxCGTP(), OeqCGTP(), E3xMTP()]
+    if include:
+        return select(subjects, include)
+    return [s for s in subjects if not s.opt_in]
 
 
 def select(subjects: list[Subject], include: tuple[str, ...]) -> list[Subject]:
     """The subjects whose name starts with one of ``include`` (``*`` at the end ignored);
-    ``name@op`` keeps only that op's subject."""
+    ``name@op`` keeps only that op's subject. An opt-in subject is kept only when named
+    exactly."""
     def wanted(s: Subject, i: str) -> bool:
         name, _, op = i.partition("@")
+        if s.opt_in:
+            return s.name == name and (not op or op in s.ops)
         return ((s.name == name or s.name.startswith(name.rstrip("*")))
                 and (not op or op in s.ops))
 

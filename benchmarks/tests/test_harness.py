@@ -261,3 +261,11 @@ def test_peak_fraction() -> None:
     # 4e8 flops in 10 ms = 40 GFLOP/s = 40% of 100
     assert peak_fraction(r, record) == pytest.approx(0.4)
     assert peak_fraction({**r, "framework": "jax"}, record) is None
+
+
+def test_opt_in_subjects_only_by_exact_name() -> None:
+    from benchmarks.subjects import all_subjects
+
+    assert "e3nn/cgtp-compiled" not in {s.name for s in all_subjects()}
+    assert "e3nn/cgtp-compiled" not in {s.name for s in all_subjects(("e3nn",))}
+    assert {s.name for s in all_subjects(("e3nn/cgtp-compiled",))} == {"e3nn/cgtp-compiled"}
