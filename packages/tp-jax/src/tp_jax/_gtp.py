@@ -8,9 +8,10 @@ and output blocks per channel.
 
 ``grid``: the Legendre step per order ``m`` is a batched GEMM over ``m`` (the degrees padded to
 ``L + 1``, O(L^3)), the phi step a real DFT GEMM; pointwise products; then the transposed steps
-with quadrature weights. ``fourier``: the plan's dense SH -> Fourier table as one real GEMM
-onto ``[Re | Im]`` of the spectrum, a 2D FFT convolution, the projection back as one real GEMM
-from ``[Re | Im]``.
+with quadrature weights; a large batch in ``jax.checkpoint``ed ``lax.map`` chunks of
+``GTPPlan.chunk_rows`` rows (each chunk's grids stay in cache). ``fourier``: the plan's dense
+SH -> Fourier table as one real GEMM onto ``[Re | Im]`` of the spectrum, a 2D FFT
+convolution, the projection back as one real GEMM from ``[Re | Im]``.
 
 NaN and inf: every grid point (Fourier coefficient) mixes every coefficient of its parity
 class, so a non-finite input entry may reach every output of its sample (docs/numerics.md).
@@ -23,6 +24,7 @@ import jax.numpy as jnp
 from tp_spec.plan.gtp import FourierPlan, GridPlan, GTPPlan
 
 from ._channels import finish, with_zero_column
+from ._mtp import chunked
 from ._ops import const, einsum, ix
 
 __all__ = ["RUNNERS", "assemble", "gather_classes", "products", "run_fourier", "run_grid",
@@ -83,17 +85,31 @@ def _from_grid(g: jax.Array, pf: jax.Array, tf: jax.Array) -> jax.Array:
 
 
 def run_grid(p: GridPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None) -> jax.Array:
-    """``grid``: flat inputs of the compute dtype -> ``(N, dim_out)``."""
+    """``grid``: flat inputs of the compute dtype -> ``(N, dim_out)``. A large batch runs
+    through ``lax.map`` in chunks of :meth:`GTPPlan.chunk_rows` rows, each chunk step
+    ``jax.checkpoint``ed (its grids stay in cache; reverse mode recomputes a chunk's grids
+    instead of keeping them for the whole batch as scan residuals)."""
     if not p.active:
         return _zero(p, x1)
-    dt = x1.dtype
     x1, x2, mult = scale_inputs(p, x1, x2, w)
+    rows = p.chunk_rows(x1.shape[0])
+
+    def core(a: jax.Array, b: jax.Array) -> jax.Array:
+        return assemble(p, _grid_product(p, a, b), None)
+
+    out = core(x1, x2) if rows is None else chunked(jax.checkpoint(core), x1, x2, rows)
+    return finish(out, mult)
+
+
+def _grid_product(p: GridPlan, x1: jax.Array, x2: jax.Array) -> list[jax.Array]:
+    """Weighted inputs -> per output class ``(N, 2Lo+1, Lo+1, C)``."""
+    dt = x1.dtype
     p1, t1 = const(p.legendre1, dt), const(p.phi1, dt)
     p2, t2 = const(p.legendre2, dt), const(p.phi2, dt)
     g1 = [_to_grid(c, p1, t1) for c in gather_classes(x1, p.index1)]
     g2 = [_to_grid(c, p2, t2) for c in gather_classes(x2, p.index2)]
     pf, tf = const(p.legendre_out, dt), const(p.phi_out, dt)
-    return assemble(p, [_from_grid(h, pf, tf) for h in products(p, g1, g2)], mult)
+    return [_from_grid(h, pf, tf) for h in products(p, g1, g2)]
 
 
 # ----------------------------------------------------------------------------- fourier

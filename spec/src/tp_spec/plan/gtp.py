@@ -225,6 +225,7 @@ class GridPlan(GTPPlan):
     ``l < |m|``); ``phi1/2 (2L + 1, n_phi)``: the real DFT to the grid; ``phi_out
     (n_phi, 2Lo + 1)`` and ``legendre_out (2Lo + 1, n_theta, Lo + 1)``: the projection back
     (quadrature weights included). The product array is ``(ncls_out, 2Lo + 1, Lo + 1, C)``.
+    ``row_entries``: the grid values of both inputs per batch row.
     """
 
     n_theta: int
@@ -274,7 +275,10 @@ def build_grid(d, tuning: Tuning) -> GridPlan:
         **base,
         out_index=_output_index(d.irreps_out, co, lo, size, _ml_position(lo, c)),
         out_size=size,
-        row_entries=grid.n_phi * nt * max(len(base["classes1"]), len(co)) * c,
+        # both inputs' grids, live together at the product: chunks of half the entries of
+        # the largest intermediate (MIMO L=10, torch, 1 thread: 150-row chunks 4.7 us/row,
+        # 300-row chunks 6.6 us/row, their fresh pages faulting)
+        row_entries=grid.n_phi * nt * (len(base["classes1"]) * c + len(base["classes2"]) * cb),
         n_theta=nt, n_phi=grid.n_phi,
         index1=index(d.irreps_in1, base["classes1"], l1, c),
         index2=index(d.irreps_in2, base["classes2"], l2, cb),
