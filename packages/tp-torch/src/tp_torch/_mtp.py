@@ -13,17 +13,24 @@ forward+backward; min of 9:) L=3 1.41 / 1.43x, L=4 1.31 / 1.84x, L=5 1.72 / 1.72
 1.26 / 1.46x; (median of 5:) L=8 1.28 / 1.37x, L=10 1.16 / 1.54x; without the transpose regime
 L=4 1.0 / 1.2x, L=8 1.20 / 1.01x.
 
+``sparse`` with one channel (``MTPSparse.one_form``) runs the whole product (embedding, products,
+read-out) as one autograd Function, :func:`tp_torch._bilinear.bilinear`, whose gradients are the
+same Function; under ``torch.func`` transforms, forward-mode AD, ``torch.compile``, ``torch.export``
+and ``torch.jit.trace`` it runs the per-op path above.
+
 NaN and inf: every matrix entry mixes every coefficient of its parity, so a non-finite input
 entry may reach every output of its sample (docs/numerics.md).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 from tp_spec.plan.mtp import DenseMTPPlan, MTPPlan, SparseMTPPlan
 
+from ._bilinear import Term, bilinear
 from ._bmm import matprod
-from ._common import FunctionProductKernel
+from ._common import FunctionProductKernel, chunk_rows, plain_autograd
 
 __all__ = ["EXECUTORS", "MTPDense", "MTPSparse"]
 
@@ -154,6 +161,7 @@ class MTPSparse(_MTPBase):
     def __init__(self, plan: SparseMTPPlan) -> None:
         super().__init__(plan)
         self.tr = plan.transpose
+        self.one_form = False
         if not self.active:
             return
         n2 = self.n * self.n
@@ -169,6 +177,45 @@ class MTPSparse(_MTPBase):
                            .reshape(n2 * s, -1))
         for k, r in enumerate(plan.read):
             self.add_const(f"r{k}", r)
+        self.one_form = plan.channels == 1
+        if self.one_form:
+            self._add_form(plan)
+
+    def _add_form(self, plan: SparseMTPPlan) -> None:
+        """One channel: the whole product as one :func:`tp_torch._bilinear.bilinear` form,
+        matrices ``fm1``, ``fm2`` (the embeddings, rows ``(slot, a, b)``) and ``fmo``."""
+        n2 = self.n * self.n
+        self.add_const("fm1", plan.embed1.T)
+        self.add_const("fm2", plan.embed2.T)
+        if plan.transpose:  # [X1 X2, X2 X1] read by read_tr
+            self.terms = (Term(0, 0, False, 1, 0, False, 0), Term(1, 0, False, 0, 0, False, 1))
+            read = plan.read_tr.transpose(1, 0, 2).reshape(2 * n2, -1)
+        elif plan.pq:  # [P, Q] read by read_pq
+            self.terms = tuple(Term(0, k, False, 1, k, False, k) for k in (0, 1))
+            read = plan.read_pq.transpose(1, 0, 2).reshape(2 * n2, -1)
+        else:  # one product per parity pair, summed per output class
+            self.terms = tuple(Term(0, k1, False, 1, k2, False, ko) for k1, k2, ko in plan.pairs)
+            ncls = len(plan.read_classes)
+            rows = np.zeros((ncls * n2, plan.read_total + 1))
+            for k, r in enumerate(plan.read):
+                first = sum(q.shape[1] for q in plan.read[:k])
+                rows[k * n2:(k + 1) * n2, first:first + r.shape[1]] = r
+            read = rows[:, :-1] if plan.out_index is None else rows[:, plan.out_index]
+        self.add_const("fmo", read)
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        if not (self.active and self.one_form) or plain_autograd(x1, x2, w) or (
+                torch.compiler.is_compiling() or torch.jit.is_tracing()):
+            return super().forward(x1, x2, w)
+        weighted = self.weighted and w is not None
+        if weighted:
+            x1, x2 = self._scale(x1, w, self.widx1), self._scale(x2, w, self.widx2)
+        t, dt = self.plan.tuning, x1.dtype
+        rows = chunk_rows(x1, self.plan.row_entries, t.function_chunk_entries,
+                          t.function_chunk_min_rows)
+        mats = (self.const("fm1", dt), self.const("fm2", dt), self.const("fmo", dt))
+        out = bilinear(x1, x2, mats, self.terms, self.n, self.batch_last, rows)
+        return self._scale(out, w, self.widx3) if weighted else out
 
     def _product(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         if not self.tr:
