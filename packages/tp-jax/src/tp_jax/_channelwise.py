@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 from tp_spec.plan.fused import ChannelwisePlan
 
+from ._channelwise_tangent import channelwise_tangent
 from ._fused_blocks import add_block, assemble, block
 from ._ops import const, einsum, ix
 
@@ -28,7 +29,27 @@ __all__ = ["run_channelwise"]
 
 def run_channelwise(plan: ChannelwisePlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
     """``x1 (B, dim1)``, ``x2 (B, dim2)``, ``w`` None / ``(numel,)`` / ``(B, numel)`` ->
-    ``(B, dim_out)``."""
+    ``(B, dim_out)``: :func:`_product`, differentiated through
+    :func:`tp_jax._channelwise_tangent.channelwise_tangent` (a ``jax.custom_jvp``: forward
+    mode runs that tangent, reverse mode its transpose)."""
+
+    @jax.custom_jvp
+    def f(a: jax.Array, c: jax.Array, *ws: jax.Array) -> jax.Array:
+        return _product(plan, a, c, ws[0] if ws else None)
+
+    def f_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
+        a, c, *ws = primals
+        ta, tc, *tws = tangents
+        out = f(*primals)
+        wv, tw = (ws[0], tws[0]) if ws else (None, None)
+        return out, channelwise_tangent(plan, a, c, wv, ta, tc, tw)
+
+    f.defjvp(f_jvp, symbolic_zeros=True)
+    return f(x1, x2) if w is None else f(x1, x2, w)
+
+
+def _product(plan: ChannelwisePlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
+    """The product: ``(B, dim1)``, ``(B, dim2)``, weights -> ``(B, dim_out)``."""
     per_sample = w is not None and w.ndim == 2
     d, b, dt = plan.descriptor, x1.shape[0], x1.dtype
     wexp = (None if w is None or per_sample
