@@ -2,7 +2,7 @@
 the plan's: :func:`tp_spec.plan.fused.fused_regime`, the same in every framework).
 
 ``"scalar"``: :mod:`tp_jax._scalar`; ``"channelwise"``: :mod:`tp_jax._channelwise`;
-``"folded"`` and ``"grouped"`` here.
+``"outer"``: :mod:`tp_jax._outer`; ``"folded"`` and ``"grouped"`` here.
 """
 
 from __future__ import annotations
@@ -10,10 +10,12 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 from tp_spec.plan.fused import ChannelwisePlan, FoldedPlan, GroupedPlan, ScalarPlan
+from tp_spec.plan.outer import OuterPlan
 
 from ._channelwise import run_channelwise
 from ._fused_blocks import add_block, apply_mode, assemble, block
 from ._ops import const, einsum, ix
+from ._outer import run_outer
 from ._rows import col_take
 from ._scalar import run_scalar
 
@@ -51,4 +53,4 @@ def run_folded(plan: FoldedPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | No
 
 #: ``fused`` plan type -> runner.
 RUNNERS = {ScalarPlan: run_scalar, ChannelwisePlan: run_channelwise, FoldedPlan: run_folded,
-           GroupedPlan: run_grouped}
+           GroupedPlan: run_grouped, OuterPlan: run_outer}

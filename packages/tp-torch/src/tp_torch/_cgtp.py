@@ -7,9 +7,10 @@ differ in how the Clebsch-Gordan contraction is organised:
 * ``dense``: one dense ``(d1, d2, d3)`` contraction per path, as e3nn does.
 * ``sparse``: every nonzero term of the product, channels included, gathered, multiplied and
   scatter-added in one go (the paper's sparse variant; fewer FLOPs, more memory traffic).
-* ``fused``: one of four regimes chosen from the descriptor's structure
-  (:mod:`tp_spec.plan.fused`), one executor each: :mod:`tp_torch._scalar`,
-  :mod:`tp_torch._channelwise`, :mod:`tp_torch._folded` and :mod:`tp_torch._grouped` (on CPU
+* ``fused``: one of five regimes chosen from the descriptor's structure
+  (:mod:`tp_spec.plan.fused`), one executor each: :mod:`tp_torch._outer`,
+  :mod:`tp_torch._scalar`, :mod:`tp_torch._channelwise`, :mod:`tp_torch._folded` and
+  :mod:`tp_torch._grouped` (on CPU
   the channelwise and folded regimes run the compiled kernels of :mod:`tp_torch._compiled`
   where Numba is present).
 
@@ -22,12 +23,14 @@ import torch
 from tp_spec.descriptor import UU_MODES
 from tp_spec.plan.cgtp import DensePlan, SparsePlan
 from tp_spec.plan.fused import ChannelwisePlan, FoldedPlan, GroupedPlan, ScalarPlan
+from tp_spec.plan.outer import OuterPlan
 
 from ._cgtp_blocks import CGTPKernel, add_block, apply_mode, assemble, path_weight
 from ._channelwise import ChannelwiseExecutor
 from ._common import Kernel
 from ._folded import FoldedExecutor
 from ._grouped import GroupedExecutor
+from ._outer import OuterExecutor
 from ._scalar import ScalarExecutor
 
 __all__ = ["EXECUTORS", "DenseExecutor", "SparseExecutor"]
@@ -87,4 +90,4 @@ class SparseExecutor(Kernel):
 #: Plan type -> executor, every CGTP plan.
 EXECUTORS = {DensePlan: DenseExecutor, SparsePlan: SparseExecutor, ScalarPlan: ScalarExecutor,
              ChannelwisePlan: ChannelwiseExecutor, FoldedPlan: FoldedExecutor,
-             GroupedPlan: GroupedExecutor}
+             GroupedPlan: GroupedExecutor, OuterPlan: OuterExecutor}

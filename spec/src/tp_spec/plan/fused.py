@@ -32,6 +32,7 @@ from ..descriptor import UU_MODES
 from .base import Plan, folded_cg, offsets
 from .cgtp_numpy import apply_mode_numpy, assemble_numpy, block, path_weight_numpy
 from .order_blocks import OrderBlocks, build_order_blocks
+from .outer import OuterPlan, build_outer, is_outer, run_outer_numpy
 from .tuning import Tuning
 
 __all__ = ["ChannelwisePlan", "FoldedPlan", "GroupedPlan", "ScalarPlan", "build_fused",
@@ -41,10 +42,13 @@ _I64 = np.zeros(0, np.int64)
 
 
 def fused_regime(d, tuning: Tuning) -> str:
-    """The regime ``fused`` uses for ``d``: ``"scalar"``, ``"channelwise"``, ``"folded"`` or
+    """The regime ``fused`` uses for ``d``: ``"outer"`` (every path unweighted ``uvuv`` /
+    ``uuu``, :mod:`tp_spec.plan.outer`), ``"scalar"``, ``"channelwise"``, ``"folded"`` or
     ``"grouped"``."""
     if not d.paths:
         return "grouped"
+    if is_outer(d):
+        return "outer"
     blocks = list(d.irreps_in1) + list(d.irreps_in2) + list(d.irreps_out)
     if all(mul == 1 for mul, _ in blocks):
         return "scalar"
@@ -439,6 +443,6 @@ def run_grouped_numpy(plan: GroupedPlan, x1, x2, w):
 
 
 _BUILD = {"scalar": build_scalar, "channelwise": build_channelwise, "folded": build_folded,
-          "grouped": build_grouped}
+          "grouped": build_grouped, "outer": build_outer}
 _RUN = {ScalarPlan: run_scalar_numpy, ChannelwisePlan: run_channelwise_numpy,
-        FoldedPlan: run_folded_numpy, GroupedPlan: run_grouped_numpy}
+        FoldedPlan: run_folded_numpy, GroupedPlan: run_grouped_numpy, OuterPlan: run_outer_numpy}

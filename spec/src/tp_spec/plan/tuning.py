@@ -127,6 +127,13 @@ class Tuning:
     #: this many elements, else in checkpointed chunks of that size (L=4, batch 10,000: one
     #: piece 12.6 ms backward, 512- or 2048-row chunks 28-32 ms; forward equal).
     jax_mtp_chunk_elements: int = 1 << 24
+    #: JAX ``fused`` outer regime (unweighted full / uuu CGTP): single-channel products of at
+    #: most this many dense entries ``dim1 * dim2 * dim_out`` (MIMO L=6: 5.8e6) run the scalar
+    #: regime's order-blocked layout, larger ones one matmul per input block pair. Forward ms,
+    #: batch 10,000, MIMO full, one thread, order-blocked / per pair: L=2 3.5 / 4.1, L=4 56 / 98,
+    #: L=6 980 / 596; but forward + backward per pair ran 0.28x e3nn-jax at L=5 (JAX's
+    #: transpose of the pair matmuls), so the order-blocked layout keeps every MIMO size to L=6.
+    outer_jax_scalar_max_entries: int = 8_000_000
 
 
 #: The tuning every plan gets unless one is passed.
