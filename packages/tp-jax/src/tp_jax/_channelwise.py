@@ -31,7 +31,10 @@ def run_channelwise(plan: ChannelwisePlan, x1: jax.Array, x2: jax.Array, w: jax.
     """``x1 (B, dim1)``, ``x2 (B, dim2)``, ``w`` None / ``(numel,)`` / ``(B, numel)`` ->
     ``(B, dim_out)``: :func:`_product`, differentiated through
     :func:`tp_jax._channelwise_tangent.channelwise_tangent` (a ``jax.custom_jvp``: forward
-    mode runs that tangent, reverse mode its transpose)."""
+    mode runs that tangent, reverse mode its transpose). Per-sample weights are differentiated
+    through :func:`_product` itself (there the tangent's layout is slower in reverse mode)."""
+    if w is not None and w.ndim == 2:
+        return _product(plan, x1, x2, w)
 
     @jax.custom_jvp
     def f(a: jax.Array, c: jax.Array, *ws: jax.Array) -> jax.Array:
