@@ -26,8 +26,7 @@ __all__ = ["run_outer"]
 def run_outer(plan: OuterPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None) -> jax.Array:
     """``x1 (B, dim1)``, ``x2 (B, dim2)`` -> ``(B, dim_out)`` (``w`` is None: no weights)."""
     d, b, dt = plan.descriptor, x1.shape[0], x1.dtype
-    if plan.scalar is not None and (d.irreps_in1.dim * d.irreps_in2.dim * d.irreps_out.dim
-                                    <= plan.tuning.outer_jax_scalar_max_entries):
+    if plan.scalar is not None:  # small single-channel products (the plan decides)
         return run_scalar(plan.scalar, x1, x2, None)
     blocks: dict[int, jax.Array] = {}
     for i1, i2, uu, st, outs in plan.pairs:

@@ -442,7 +442,18 @@ def run_grouped_numpy(plan: GroupedPlan, x1, x2, w):
     return assemble_numpy(d, blocks, b)
 
 
+def _build_outer_with_scalar(d, tuning: Tuning) -> OuterPlan:
+    """The outer plan, carrying the scalar regime's plan of the same product when every block
+    has multiplicity 1 and the dense form has at most ``tuning.outer_jax_scalar_max_entries``
+    entries (JAX runs that layout there: its reverse mode beats XLA's transpose of the
+    per-pair matmuls)."""
+    blocks = list(d.irreps_in1) + list(d.irreps_in2) + list(d.irreps_out)
+    dense = d.irreps_in1.dim * d.irreps_in2.dim * d.irreps_out.dim
+    small = all(mul == 1 for mul, _ in blocks) and dense <= tuning.outer_jax_scalar_max_entries
+    return build_outer(d, tuning, build_scalar(d, tuning) if small else None)
+
+
 _BUILD = {"scalar": build_scalar, "channelwise": build_channelwise, "folded": build_folded,
-          "grouped": build_grouped, "outer": build_outer}
+          "grouped": build_grouped, "outer": _build_outer_with_scalar}
 _RUN = {ScalarPlan: run_scalar_numpy, ChannelwisePlan: run_channelwise_numpy,
         FoldedPlan: run_folded_numpy, GroupedPlan: run_grouped_numpy, OuterPlan: run_outer_numpy}

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass
-from functools import cached_property
 from typing import NamedTuple
 
 import numpy as np
@@ -66,16 +65,10 @@ class OuterPlan(Plan):
     grad1_form: BilinearForm
     grad2_form: BilinearForm
     pairs: tuple[tuple[int, int, bool, np.ndarray, tuple[tuple[int, int, int], ...]], ...]
-
-    @cached_property
-    def scalar(self):
-        """The ``"scalar"`` regime's plan of the same product (every block multiplicity 1;
-        else None), for executors that run it below a size (JAX), built on first use."""
-        from .fused import build_scalar
-
-        d = self.descriptor
-        blocks = list(d.irreps_in1) + list(d.irreps_in2) + list(d.irreps_out)
-        return build_scalar(d, self.tuning) if all(mul == 1 for mul, _ in blocks) else None
+    #: The ``"scalar"`` regime's plan of the same product, for executors that run that layout
+    #: instead (JAX): set by :func:`tp_spec.plan.fused.build_fused` for single-channel products
+    #: of at most ``tuning.outer_jax_scalar_max_entries`` dense entries; else None.
+    scalar: Plan | None = None
 
 
 def _entries(d) -> tuple[np.ndarray, ...]:
@@ -110,7 +103,8 @@ def _form(acc: np.ndarray, u: np.ndarray, v: np.ndarray, c: np.ndarray, n: int) 
                         np.ascontiguousarray(c[order], dtype=np.float64))
 
 
-def build_outer(d, tuning: Tuning) -> OuterPlan:
+def build_outer(d, tuning: Tuning, scalar: Plan | None = None) -> OuterPlan:
+    """The outer plan of ``d``; ``scalar``: :attr:`OuterPlan.scalar`."""
     if not is_outer(d):
         raise ValueError("the outer regime needs every path unweighted uvuv or uuu")
     a, j, o, c = _entries(d)
@@ -127,7 +121,7 @@ def build_outer(d, tuning: Tuning) -> OuterPlan:
                      for p, s, e in zip(ps, bounds[:-1], bounds[1:], strict=True))
         pairs.append((i1, i2, uu, st.reshape(st.shape[0] * st.shape[1], -1), outs))
     return OuterPlan(d, "fused", tuning, _form(o, a, j, c, dimo), _form(a, o, j, c, dim1),
-                     _form(j, o, a, c, dim2), tuple(pairs))
+                     _form(j, o, a, c, dim2), tuple(pairs), scalar)
 
 
 def run_bilinear_numpy(form: BilinearForm, p: np.ndarray, q: np.ndarray, n: int) -> np.ndarray:
