@@ -179,6 +179,20 @@ def mace(session: nox.Session) -> None:
             "-p", "no:cacheprovider", env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
 
 
+NEQUIP = "nequip==0.19.1"
+
+
+@nox.session
+def nequip(session: nox.Session) -> None:
+    """tp_torch inside NequIP's convolution (nequip 0.19 pins its own e3nn: its own
+    environment): ``packages/tp-torch/tests/nequip``."""
+    session.install(TORCH)  # first: nequip must reuse this torch
+    session.install(NEQUIP, *TEST_TOOLS, "ase")
+    _local(session, "spec", "packages/tp-torch")
+    _pytest(session, str(ROOT / "packages" / "tp-torch" / "tests" / "nequip"), "-q",
+            "-p", "no:cacheprovider")
+
+
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff check ."""
