@@ -170,12 +170,15 @@ MACE = "mace-torch==0.3.16"
 
 @nox.session
 def mace(session: nox.Session) -> None:
-    """The layers against MACE itself (mace-torch pins e3nn==0.4.4: its own environment)."""
+    """The layers and the converted models against MACE itself (mace-torch pins e3nn==0.4.4:
+    its own environment)."""
     session.install(TORCH)  # first: mace-torch must reuse this torch
     session.install(MACE, *TEST_TOOLS, "numba")
     _local(session, "spec", "packages/tp-torch")
     # e3nn 0.4.4 loads its constants with torch.load, which torch >= 2.6 refuses by default
-    _pytest(session, str(ROOT / "packages" / "tp-torch" / "tests" / "mace"), "-q",
+    tests = ROOT / "packages" / "tp-torch" / "tests"
+    # the e3nn conversions also against e3nn 0.4.4 (other Wigner 3j signs than e3nn >= 0.5)
+    _pytest(session, str(tests / "mace"), str(tests / "test_e3nn_compat.py"), "-q",
             "-p", "no:cacheprovider", env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
 
 

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 import tp_spec
+from tp_spec import ShapeError
 from tp_torch import GauntSymmetricContraction, SymmetricContraction
 
 sc = importlib.import_module("tp_spec.symmetric_contraction")
@@ -47,6 +48,20 @@ def test_matches_reference(case, dtype):
         torch.testing.assert_close(m(x, s), out, rtol=0, atol=0)
 
 
+def test_external_weights_contract():
+    """``internal_weights=False``: no Parameters; ``contract`` takes the weights (checked)."""
+    ref_m = SymmetricContraction("2x0e+2x1o+2x2e", "2x0e", 3, 3).double()
+    m = SymmetricContraction("2x0e+2x1o+2x2e", "2x0e", 3, 3, internal_weights=False)
+    assert not list(m.parameters())
+    x, s = _inputs(ref_m, 6, torch.float64)
+    weights = [list(row) for row in ref_m.weights]
+    torch.testing.assert_close(m.contract(x, s, weights), ref_m(x, s), rtol=0, atol=0)
+    with pytest.raises(ShapeError, match="no internal weights"):
+        m(x, s)
+    with pytest.raises(ShapeError, match="expected shapes"):
+        m.contract(x, s, [weights[0][:-1]])
+
+
 def test_empty_species_and_no_nodes():
     m = SymmetricContraction("2x0e+2x1o", "2x0e+2x1o", 2, 5).double()
     x, _ = _inputs(m, 4, torch.float64)
@@ -56,9 +71,11 @@ def test_empty_species_and_no_nodes():
     assert m(x[:0], s[:0]).shape == (0, m.irreps_out.dim)
 
 
-def test_gradcheck_and_gradgradcheck():
+@pytest.mark.parametrize("remat", [False, True])
+def test_gradcheck_and_gradgradcheck(remat):
     m = SymmetricContraction("1x0e+1x1o+1x2e", "1x0e+1x1o", 3, 2).double()
-    m.chunk_elements = 64  # several checkpointed chunks
+    m.chunk_elements = 64  # several chunks
+    m.remat_elements = 0 if remat else 2**24  # recomputed in backward (checkpoint) or kept
     x, s = _inputs(m, 3, torch.float64)
     x.requires_grad_(True)
     names = [n for n, _ in m.named_parameters()]

@@ -71,6 +71,11 @@ class Irrep:
                 )
             l = int(match.group(1))
             p = {"e": 1, "o": -1, "y": (-1) ** l}[match.group(2)]
+        elif hasattr(l, "l") and hasattr(l, "p") and not isinstance(l, str):
+            # another library's irrep (e3nn ``o3.Irrep``, e3nn-jax ``Irrep``): its l and p
+            if p is not None:
+                raise IrrepsError(f"Irrep({l!r}, {p!r}): give either an irrep or (l, p), not both")
+            l, p = l.l, l.p
         elif isinstance(l, tuple):
             if p is not None or len(l) != 2:
                 raise IrrepsError(f"Irrep({l!r}, {p!r}): expected a pair (l, p)")
@@ -201,7 +206,8 @@ class Irreps(tuple):
     """An ordered direct sum of irreps: a tuple of :class:`MulIrrep` blocks.
 
     Accepts a string (``"8x0e + 4x1o"``), an :class:`Irrep`, another :class:`Irreps`, or an
-    iterable of ``(mul, irrep)`` pairs or irreps. Iteration yields ``MulIrrep(mul, ir)``.
+    iterable of ``(mul, irrep)`` pairs or irreps, including e3nn's and e3nn-jax's ``Irreps``
+    (any irrep with ``l`` and ``p`` attributes). Iteration yields ``MulIrrep(mul, ir)``.
 
     >>> Irreps("2x0e + 0x1o + 1e").dim
     5
@@ -234,7 +240,7 @@ class Irreps(tuple):
             except TypeError:
                 raise IrrepsError(f"cannot interpret {irreps!r} as irreps") from None
             for item in items:
-                if isinstance(item, (Irrep, str)):
+                if isinstance(item, (Irrep, str)) or (hasattr(item, "l") and hasattr(item, "p")):
                     blocks.append(MulIrrep(1, Irrep(item)))
                     continue
                 try:

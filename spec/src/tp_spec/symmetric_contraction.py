@@ -77,6 +77,7 @@ __all__ = [
     "gaunt_apply",
     "gaunt_apply_reference",
     "gaunt_symmetric_contraction",
+    "mace_basis_maps",
     "monomial_plan",
     "split_weights",
     "symmetric_contraction",
@@ -305,22 +306,22 @@ def apply(d: SymmetricContractionDescriptor, x: Any, weights: Any, species: Any)
     return np.concatenate(outs, axis=1)
 
 
-def weights_from_mace(d: SymmetricContractionDescriptor, u_mace: Any, w_mace: Any) -> np.ndarray:
-    """Weights of ``d`` that compute what MACE computes with ``u_mace[i][nu - 1]`` (its
-    ``U_matrix_{nu}`` buffers, ``(2L+1, D, ..., D, K')``, no ``M`` axis for ``L = 0``) and
-    ``w_mace[i][nu - 1]`` (``(num_species, K', k)``) -> ``(num_species, weight_numel)``.
+def mace_basis_maps(d: SymmetricContractionDescriptor, u_mace: Any) -> list[list[np.ndarray]]:
+    """Per output ``i`` and order ``nu``, the matrix ``t (K, K')`` with ``d.U[i][nu - 1] @ t ==
+    u_mace[i][nu - 1]`` (MACE's ``U_matrix_{nu}`` buffers, ``(2L+1, D, ..., D, K')``, no ``M``
+    axis for ``L = 0``): MACE's weights ``w (num_species, K', k)`` are ``t @ w`` in this basis.
 
     InstructionError if a MACE basis is not in the span of ``d.U`` (not the same product basis;
     checked to 1e-10, or 1e-5 for a float32 ``u_mace``).
     """
-    blocks = []
+    maps = []
     for i, (_, ir) in enumerate(d.irreps_out):
+        row = []
         for nu in range(1, d.correlation + 1):
             u = d.U[i][nu - 1]
             um = np.asarray(u_mace[i][nu - 1])
             atol = 1e-10 if um.dtype == np.float64 else 1e-5  # MACE built U in float32
             um = um.astype(np.float64)
-            wm = np.asarray(w_mace[i][nu - 1], dtype=np.float64)
             um = um.reshape(u.shape[:-1] + (um.shape[-1],))
             rows = math.prod(u.shape[:-1])
             a, b = u.reshape(rows, u.shape[-1]), um.reshape(rows, um.shape[-1])
@@ -329,10 +330,26 @@ def weights_from_mace(d: SymmetricContractionDescriptor, u_mace: Any, w_mace: An
                 raise InstructionError(
                     f"MACE's U for output {ir}, nu={nu} is not in the span of this basis"
                 )
-            if wm.shape != (d.num_species, um.shape[-1], d.mul):
+            row.append(t)
+        maps.append(row)
+    return maps
+
+
+def weights_from_mace(d: SymmetricContractionDescriptor, u_mace: Any, w_mace: Any) -> np.ndarray:
+    """Weights of ``d`` that compute what MACE computes with ``u_mace[i][nu - 1]`` (its
+    ``U_matrix_{nu}`` buffers, see :func:`mace_basis_maps`) and ``w_mace[i][nu - 1]``
+    (``(num_species, K', k)``) -> ``(num_species, weight_numel)``.
+    """
+    blocks = []
+    maps = mace_basis_maps(d, u_mace)
+    for i, (_, ir) in enumerate(d.irreps_out):
+        for nu in range(1, d.correlation + 1):
+            t = maps[i][nu - 1]
+            wm = np.asarray(w_mace[i][nu - 1], dtype=np.float64)
+            if wm.shape != (d.num_species, t.shape[1], d.mul):
                 raise ShapeError(
                     f"MACE weights for output {ir}, nu={nu}: expected "
-                    f"{(d.num_species, um.shape[-1], d.mul)}, got {wm.shape}"
+                    f"{(d.num_species, t.shape[1], d.mul)}, got {wm.shape}"
                 )
             blocks.append(np.einsum("pq,sqk->spk", t, wm).reshape(d.num_species, -1))
     return np.concatenate(blocks, axis=1)

@@ -20,8 +20,8 @@ from tp_spec.plan.base import chunk_rows as plan_chunk_rows
 
 from ._constants import ConstantTables
 
-__all__ = ["FunctionProductKernel", "Kernel", "NotScriptable", "aligned_empty", "chunk_rows",
-           "flatten_batch", "no_autocast", "plain_autograd"]
+__all__ = ["FunctionProductKernel", "Kernel", "NotScriptable", "aligned_empty", "call_weight",
+           "chunk_rows", "flatten_batch", "no_autocast", "plain_autograd"]
 
 
 _AUTOCAST_DEVICES = ("cpu", "cuda")
@@ -55,6 +55,26 @@ class NotScriptable:
             f"tp_torch.{type(self).__name__} cannot be compiled by TorchScript "
             "(torch.jit.script); use torch.jit.trace (then torch.jit.save), torch.compile or "
             "torch.export: the compiled CPU kernels are the custom ops torch.ops.tp_torch.*")
+
+
+def call_weight(module: Any, weight: torch.Tensor | None, *passed: Any) -> torch.Tensor | None:
+    """The weight of a call to a module with e3nn's weight arguments (``internal_weights``,
+    ``shared_weights``, ``weight_numel``, a ``weight`` Parameter or None): its own, or
+    ``weight`` (``(weight_numel,)``, or ``(*batch, weight_numel)`` when not shared). ShapeError
+    if ``weight`` (or any of ``passed``) is given to a module holding its own, or is missing."""
+    from tp_spec import ShapeError
+
+    if module.internal_weights:
+        if weight is not None or any(p is not None for p in passed):
+            raise ShapeError("this module holds internal weights; do not pass weights")
+        return module.weight
+    if weight is None and module.weight_numel:
+        raise ShapeError(f"weight ({module.weight_numel},) is required "
+                         "(internal_weights=False)")
+    if not module.shared_weights and weight is not None and weight.dim() == 1:
+        raise ShapeError(f"shared_weights=False: weight must be (*batch, "
+                         f"{module.weight_numel}), got {tuple(weight.shape)}")
+    return weight
 
 
 def plain_autograd(*tensors: torch.Tensor | None) -> bool:

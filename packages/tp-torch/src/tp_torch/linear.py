@@ -27,7 +27,7 @@ from tp_spec import DeviceError, DTypeError, Irreps, ShapeError
 from tp_spec.linear import LinearDescriptor, check_call, linear
 from tp_spec.validation import check_index_range
 
-from ._common import NotScriptable, no_autocast
+from ._common import NotScriptable, call_weight, no_autocast
 
 __all__ = ["IndexedLinear", "Linear", "linear_forward"]
 
@@ -231,16 +231,9 @@ class Linear(NotScriptable, torch.nn.Module):
     @no_autocast
     def forward(self, x: torch.Tensor, weight: torch.Tensor | None = None,
                 bias: torch.Tensor | None = None) -> torch.Tensor:
+        weight = call_weight(self, weight, bias)
         if self.internal_weights:
-            if weight is not None or bias is not None:
-                raise ShapeError("this module holds internal weights; do not pass weights")
-            weight, bias = self.weight, self.bias
-        elif weight is None and self.weight_numel:
-            raise ShapeError(f"weight ({self.weight_numel},) is required "
-                             "(internal_weights=False)")
-        if not self.shared_weights and weight is not None and weight.dim() == 1:
-            raise ShapeError(f"shared_weights=False: weight must be (*batch, "
-                             f"{self.weight_numel}), got {tuple(weight.shape)}")
+            bias = self.bias
         return linear_forward(self.descriptor, x, weight, None, bias)
 
     def extra_repr(self) -> str:

@@ -63,14 +63,15 @@ class SymmetricContraction(NotScriptable, ConstantTables):
     """
 
     def __init__(self, irreps_in: Any, irreps_out: Any, correlation: int,
-                 num_species: int) -> None:
+                 num_species: int, *, internal_weights: bool = True) -> None:
         super().__init__()
         d = _sc.symmetric_contraction(irreps_in, irreps_out, correlation, num_species)
         self.descriptor = d
         self.irreps_in, self.irreps_out = d.irreps_in, d.irreps_out
         self.num_species, self.correlation = d.num_species, d.correlation
+        self.internal_weights = bool(internal_weights)
         self.weights = torch.nn.ModuleList()
-        for shapes in d.weight_shapes:
+        for shapes in d.weight_shapes if self.internal_weights else ():
             row = torch.nn.ParameterList()
             for S, K, k in shapes:
                 row.append(torch.nn.Parameter(torch.randn(S, K, k) / max(K, 1)))
@@ -80,6 +81,9 @@ class SymmetricContraction(NotScriptable, ConstantTables):
         self._m_total = sum(ir.dim for _, ir in d.irreps_out)
         #: monomials x channels x nodes per chunk (float32: 8 MiB at the default)
         self.chunk_elements = 2**21
+        #: monomials x channels x nodes kept for backward before chunks are recomputed instead
+        #: (float32: 64 MiB at the default)
+        self.remat_elements = 2**24
         for deg in range(2, d.correlation):
             self.register_buffer(f"prefix_{deg}", torch.tensor(p.prefix[deg]), persistent=False)
             self.register_buffer(f"last_{deg}", torch.tensor(p.last[deg]), persistent=False)
@@ -121,8 +125,12 @@ class SymmetricContraction(NotScriptable, ConstantTables):
         for deg in range(2, self.correlation):
             full.append(full[deg - 1].index_select(0, self._buf(f"prefix_{deg}"))
                         * X.index_select(0, self._buf(f"last_{deg}")))
-        out = []
+        used = {g for g, lo, hi in self._plan.outputs if hi > lo}
+        out: list[torch.Tensor] = []
         for g, pieces in enumerate(self._plan.groups):
+            if g not in used:  # a parity no output reads (e.g. only 0e out)
+                out.append(X.new_zeros(0))
+                continue
             parts = []
             for j, (deg, _, _) in enumerate(pieces):
                 last = X.index_select(0, self._buf(f"g{g}_last{j}"))
@@ -148,7 +156,20 @@ class SymmetricContraction(NotScriptable, ConstantTables):
     def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
         """``x (n, irreps_in.dim)``, ``species (n,)`` ints or ``(n, num_species)`` one-hot ->
         ``(n, irreps_out.dim)``."""
-        z = _check(self.descriptor, x, species, self.weights[0][0])
+        if not self.internal_weights:
+            raise ShapeError("this module has no internal weights: call contract(x, species, "
+                             "weights)")
+        return self.contract(x, species, [list(row) for row in self.weights])
+
+    def contract(self, x: torch.Tensor, species: torch.Tensor,
+                 weights: list[list[torch.Tensor]]) -> torch.Tensor:
+        """:meth:`forward` with the given ``weights[i][nu - 1]`` ``(num_species, K, k)`` (the
+        layout of :attr:`weights`: ``descriptor.weight_shapes``)."""
+        shapes = [[tuple(w.shape) for w in row] for row in weights]
+        if shapes != [list(row) for row in self.descriptor.weight_shapes]:
+            raise ShapeError(f"weights: expected shapes {self.descriptor.weight_shapes}, got "
+                             f"{shapes}")
+        z = _check(self.descriptor, x, species, weights[0][0])
         n, k = x.shape[0], self.descriptor.mul
         order = torch.argsort(z, stable=True)
         counts = torch.bincount(z, minlength=self.num_species).tolist()
@@ -160,10 +181,9 @@ class SymmetricContraction(NotScriptable, ConstantTables):
         )  # (D, k, n): nodes sorted by species
         Cs = []  # per output: the species' weights contracted into U, (k, M, p) per species
         for i in range(len(self._plan.outputs)):
-            w = torch.cat(list(self.weights[i]), dim=1)
+            w = torch.cat(list(weights[i]), dim=1)
             Cs.append(torch.einsum("pMe,zec->zcMp", self.const(f"coeff{i}", x.dtype), w).unbind(0))
-        # chunks of nodes of one species, small enough to stay in cache; each chunk is
-        # recomputed in backward instead of keeping its monomials (checkpoint)
+        # chunks of nodes of one species, small enough to stay in cache
         rows = sum(len(pre) for pieces in self._plan.groups for _, pre, _ in pieces)
         step = max(1, self.chunk_elements // max(1, rows * k))
         sizes, owner = [], []
@@ -171,10 +191,13 @@ class SymmetricContraction(NotScriptable, ConstantTables):
             for a in range(0, c, step):
                 sizes.append(min(step, c - a))
                 owner.append(sp)
+        # keeping every chunk's monomials for backward costs rows * k * n elements: above
+        # remat_elements each chunk is recomputed in backward instead (checkpoint)
+        remat = torch.is_grad_enabled() and rows * k * n > self.remat_elements
         parts = []
         for Xc, sp in zip(torch.split(X, sizes, dim=2), owner, strict=True):
             Csp = [C[sp] for C in Cs]
-            if torch.is_grad_enabled():
+            if remat:
                 parts.append(checkpoint(self._chunk, Xc, *Csp, use_reentrant=False))
             else:
                 parts.append(self._chunk(Xc, *Csp))
