@@ -10,13 +10,16 @@ One virtual environment per framework keeps installs short:
 * ``jax``:   jax, tp-spec, tp-jax, e3nn-jax, cuequivariance-jax, tp-conformance: tp-jax tests,
   conformance for tp_jax and the jax oracles.
 * ``mace``:  torch==2.13.0 and mace-torch (which pins e3nn 0.4.4, hence its own environment),
-  tp-spec, tp-torch: the tests that compare with MACE itself (``packages/tp-torch/tests/mace``).
+  tp-spec, tp-torch: the tests that compare with MACE itself (``packages/tp-torch/tests/mace``),
+  the e3nn conversions against e3nn 0.4.4 and the training benchmark's command.
+* ``nequip``: torch==2.13.0 and nequip (its own e3nn): the converted NequIP models.
 * ``lint``:  ruff.
 * ``docs``:  Sphinx HTML with warnings as errors, and the doctests.
 * ``summary``: merges the per-session JSON records into one table (backend x op x method).
 
 Individual runs: ``nox -s spec`` (NumPy only), ``nox -s conformance-numpy`` (or ``-tp_torch``,
-``-tp_jax``, ``-oracles-torch``, ``-oracles-jax``), ``nox -s docs``, ``nox -s bench -- <args>``.
+``-tp_jax``, ``-oracles-torch``, ``-oracles-jax``), ``nox -s docs``, ``nox -s bench -- <args>``,
+``nox -s train`` (the MACE and NequIP training benchmark, in ``train_mace`` / ``train_nequip``).
 Extra pytest arguments go after ``--``: ``nox -s torch -- -x -k forward``.
 """
 
@@ -114,7 +117,7 @@ def install_torch(session: nox.Session, oracles: bool = True) -> None:
 
 def install_jax(session: nox.Session, oracles: bool = True) -> None:
     extra = ["e3nn-jax", "cuequivariance", "cuequivariance-jax"] if oracles else []
-    session.install("jax", "flax", *TEST_TOOLS, *extra)  # flax: tp_jax.flax and its tests
+    session.install("jax", "flax", "optax", "ase", *TEST_TOOLS, *extra)  # tp_jax.flax/.models
     _local(session, "spec", "packages/tp-jax", "conformance")
 
 
@@ -124,7 +127,7 @@ def tests(session: nox.Session) -> None:
     """Everything: spec, torch, jax (each with its conformance backends), lint, then the
     summary table. Fails if any of them fails."""
     shutil.rmtree(SUMMARY_DIR, ignore_errors=True)
-    for name in ("torch", "jax", "mace", "lint", "docs", "summary"):
+    for name in ("torch", "jax", "mace", "nequip", "lint", "docs", "summary"):
         session.notify(name, posargs=session.posargs)
 
 
@@ -178,7 +181,8 @@ def mace(session: nox.Session) -> None:
     # e3nn 0.4.4 loads its constants with torch.load, which torch >= 2.6 refuses by default
     tests = ROOT / "packages" / "tp-torch" / "tests"
     # the e3nn conversions also against e3nn 0.4.4 (other Wigner 3j signs than e3nn >= 0.5)
-    _pytest(session, str(tests / "mace"), str(tests / "test_e3nn_compat.py"), "-q",
+    _pytest(session, str(tests / "mace"), str(tests / "test_e3nn_compat.py"),
+            str(ROOT / "benchmarks" / "tests" / "test_train_mace.py"), "-q",
             "-p", "no:cacheprovider", env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
 
 
@@ -194,6 +198,47 @@ def nequip(session: nox.Session) -> None:
     _local(session, "spec", "packages/tp-torch")
     _pytest(session, str(ROOT / "packages" / "tp-torch" / "tests" / "nequip"), "-q",
             "-p", "no:cacheprovider")
+
+
+def _machine_label() -> str:
+    import os
+
+    return f"cpu-{os.cpu_count()}core"
+
+
+@nox.session(python=False)
+def train(session: nox.Session) -> None:
+    """The training benchmark (MACE and NequIP on e3nn and on tp_torch, each model in its own
+    environment) into ``benchmarks/results/<machine>/train``; arguments after ``--`` go to
+    every ``python -m benchmarks train`` call (e.g. ``-- --steps 4``)."""
+    for name in ("train_mace", "train_nequip"):
+        session.notify(name, posargs=session.posargs)
+
+
+def _train(session: nox.Session, model: str, sizes: tuple[str, ...]) -> None:
+    out = ROOT / "benchmarks" / "results" / _machine_label() / "train"
+    for size in sizes:
+        args = ["train", "--model", model, "--size", size, "--out", str(out)]
+        session.run("python", "-m", "benchmarks", *args, *session.posargs,
+                    env={"TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD": "1"})
+
+
+@nox.session
+def train_mace(session: nox.Session) -> None:
+    """MACE small and medium (``nox -s train``)."""
+    session.install(TORCH)  # first: mace-torch must reuse this torch
+    session.install(MACE, "numba", "matplotlib")
+    _local(session, "spec", "packages/tp-torch")
+    _train(session, "mace", ("small", "medium"))
+
+
+@nox.session
+def train_nequip(session: nox.Session) -> None:
+    """NequIP medium (``nox -s train``)."""
+    session.install(TORCH)  # first: nequip must reuse this torch
+    session.install(NEQUIP, "ase", "matplotlib")
+    _local(session, "spec", "packages/tp-torch")
+    _train(session, "nequip", ("medium",))
 
 
 @nox.session

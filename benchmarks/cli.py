@@ -403,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     d = sub.add_parser("docs-page", help="Markdown results page from records (stdout)")
     d.add_argument("records", nargs="+")
     d.set_defaults(func=cmd_docs_page)
+    from .training.report import add_parser as add_train_parser
+
+    add_train_parser(sub)
     v = sub.add_parser("validate", help="check records against the JSON schema")
     v.add_argument("records", nargs="+")
     v.set_defaults(func=cmd_validate)
