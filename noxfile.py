@@ -196,7 +196,8 @@ def nequip(session: nox.Session) -> None:
     session.install(TORCH)  # first: nequip must reuse this torch
     session.install(NEQUIP, *TEST_TOOLS, "ase")
     _local(session, "spec", "packages/tp-torch")
-    _pytest(session, str(ROOT / "packages" / "tp-torch" / "tests" / "nequip"), "-q",
+    _pytest(session, str(ROOT / "packages" / "tp-torch" / "tests" / "nequip"),
+            str(ROOT / "benchmarks" / "tests" / "test_train_nequip.py"), "-q",
             "-p", "no:cacheprovider")
 
 
