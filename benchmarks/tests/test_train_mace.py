@@ -39,3 +39,25 @@ def test_train_command_writes_record_table_and_plot(tmp_path):
     table = (tmp_path / "train-mace-tiny.md").read_text()
     assert "| 1 | tp_torch |" in table and "| 1 | e3nn |" in table
     assert (tmp_path / "train-mace-tiny.png").stat().st_size > 1000
+
+
+def test_product_basis_experiment_record(tmp_path):
+    env = dict(os.environ, TORCH_FORCE_NO_WEIGHTS_ONLY_LOAD="1")
+    subprocess.run([sys.executable, "-m", "benchmarks", "train", "--model", "mace",
+                    "--experiment", "product-basis", "--size", "tiny", "--steps", "1",
+                    "--threads", "1", "--structures", "4", "--no-plots", "--out",
+                    str(tmp_path)], cwd=ROOT, env=env, check=True, capture_output=True, text=True)
+    record = json.loads((tmp_path / "train-mace-tiny.json").read_text())
+    (run,) = record["runs"]
+    variants = run["variants"]
+    assert set(variants) == {"cg", "gaunt-grid", "gaunt-fourier"}
+    for r in variants.values():
+        assert len(r["epoch_s"]) == 1 and len(r["val"]) == 2  # warm-up epoch + one timed
+        assert r["val"][-1]["force_mae"] > 0
+    # the two Gaunt variants are one model computed two ways: the same training
+    for a, b in zip(variants["gaunt-grid"]["loss"], variants["gaunt-fourier"]["loss"],
+                    strict=True):
+        assert abs(a - b) <= 1e-4 * abs(a)
+    assert run["fourier_over_grid"] == pytest.approx(
+        variants["gaunt-fourier"]["time"]["median"] / variants["gaunt-grid"]["time"]["median"])
+    assert "Fourier / grid time per epoch" in (tmp_path / "train-mace-tiny.md").read_text()

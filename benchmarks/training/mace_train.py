@@ -27,6 +27,9 @@ SIZES: dict[str, dict[str, Any]] = {
                   radial=[32, 32], repeat=(2, 2, 2), batch=2),
     "medium": dict(hidden="64x0e+64x1o+64x2e", max_ell=3, correlation=3, interactions=2,
                    radial=[64, 64, 64], repeat=(2, 2, 2), batch=2),
+    # the paper's product-basis experiment (256 channels there) at CPU scale
+    "product-basis": dict(hidden="32x0e+32x1o+32x2e", max_ell=3, correlation=3,
+                          interactions=2, radial=[32, 32], repeat=(2, 2, 2), batch=2),
 }
 Z = (13, 29)
 R_MAX = 4.5
@@ -105,7 +108,7 @@ def build_mace(size: str, dtype: Any, seed: int = 0) -> Any:
             interaction_cls=block, interaction_cls_first=block,
             num_interactions=cfg["interactions"], num_elements=len(Z),
             hidden_irreps=o3.Irreps(cfg["hidden"]), MLP_irreps=o3.Irreps("16x0e"),
-            atomic_energies=np.array([-3.5, -3.0]), avg_num_neighbors=20.0,
+            atomic_energies=np.zeros(len(Z)), avg_num_neighbors=40.0,
             atomic_numbers=list(Z), correlation=cfg["correlation"],
             gate=torch.nn.functional.silu, radial_MLP=cfg["radial"], atomic_inter_scale=1.0,
             atomic_inter_shift=0.0)

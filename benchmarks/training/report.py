@@ -93,16 +93,27 @@ def plot(record: dict[str, Any], path: Path) -> None:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    mod = _runner(args.model)
     runs = []
+    experiment = args.experiment == "product-basis"
+    if experiment and args.model != "mace":
+        raise SystemExit("--experiment product-basis is a MACE experiment (--model mace)")
     for threads in args.threads.split(","):
-        runs.append(mod.run(size=args.size, steps=args.steps, threads=threads,
-                            n_structures=args.structures, seed=args.seed,
-                            memory=not args.no_memory))
+        if experiment:
+            from . import product_basis
+
+            runs.append(product_basis.run(size=args.size, epochs=args.steps, threads=threads,
+                                          n_train=args.structures, seed=args.seed))
+            print(f"product basis, threads={threads}: Fourier/grid time per epoch "
+                  f"{runs[-1]['fourier_over_grid']:.2f}x", file=sys.stderr)
+            continue
+        runs.append(_runner(args.model).run(size=args.size, steps=args.steps, threads=threads,
+                                            n_structures=args.structures, seed=args.seed,
+                                            memory=not args.no_memory))
         print(f"{args.model} {args.size} threads={threads}: e3nn/tp_torch step time "
               f"{runs[-1]['speedup']:.2f}x", file=sys.stderr)
     record = {
-        "kind": "training", "model": args.model, "size": args.size, "steps": args.steps,
+        "kind": "training" if not experiment else "product-basis",
+        "model": args.model, "size": args.size, "steps": args.steps,
         "command": args.command_line or "python -m benchmarks " + " ".join(sys.argv[1:]),
         "created": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor()},
@@ -112,10 +123,15 @@ def cmd_train(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     stem = f"train-{args.model}-{args.size}"
     (out / f"{stem}.json").write_text(json.dumps(record, indent=1) + "\n")
-    table = markdown(record)
+    if experiment:
+        from .product_basis import markdown as table_of
+        from .product_basis import plot as plot_of
+    else:
+        table_of, plot_of = markdown, plot
+    table = table_of(record)
     (out / f"{stem}.md").write_text(table + "\n")
     if not args.no_plots:
-        plot(record, out / f"{stem}.png")
+        plot_of(record, out / f"{stem}.png")
     print(table)
     return 0
 
@@ -125,9 +141,14 @@ def add_parser(sub: Any) -> None:
                        "and on tp_torch, side by side")
     t.add_argument("--model", choices=MODELS, default="mace",
                    help="mace (needs the mace environment) or nequip (the nequip environment)")
-    t.add_argument("--size", default="small", help="model size: tiny, small or medium")
+    t.add_argument("--experiment", choices=("speed", "product-basis"), default="speed",
+                   help="speed: e3nn vs tp_torch, the same model; product-basis: the paper's "
+                        "MACE experiment (CG vs Gaunt grid vs Gaunt Fourier product basis; "
+                        "use --size product-basis)")
+    t.add_argument("--size", default="small", help="model size: tiny, small, medium or "
+                   "product-basis")
     t.add_argument("--steps", type=int, default=10, help="timed steps per backend (after one "
-                   "warm-up step)")
+                   "warm-up step); epochs with --experiment product-basis")
     t.add_argument("--threads", default="1,default",
                    help="comma list of thread settings: N or 'default' (torch's own)")
     t.add_argument("--structures", type=int, default=8,

@@ -115,8 +115,10 @@ def test_forces_like_double_backward_reaches_weights():
 
 
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
-def test_gaunt_matches_reference(dtype):
-    m = GauntSymmetricContraction("3x0e+3x1o+3x2e", "3x0e+3x1o+3x2e", 3, 2).to(dtype)
+@pytest.mark.parametrize("method", GauntSymmetricContraction.METHODS)
+def test_gaunt_matches_reference(dtype, method):
+    m = GauntSymmetricContraction("3x0e+3x1o+3x2e", "3x0e+3x1o+3x2e", 3, 2,
+                                  method=method).to(dtype)
     x, s = _inputs(m, 6, dtype)
     ref = sc.gaunt_apply_reference(m.descriptor, x.double().numpy(),
                                    m.flat_weights().detach().double().numpy(), s.numpy())
@@ -125,7 +127,8 @@ def test_gaunt_matches_reference(dtype):
     np.testing.assert_allclose(out, ref, rtol=tol, atol=tol * np.abs(ref).max())
     if dtype == torch.float64:
         x.requires_grad_(True)
-        small = GauntSymmetricContraction("1x0e+1x1o", "1x0e+1x1o", 3, 2).double()
+        small = GauntSymmetricContraction("1x0e+1x1o", "1x0e+1x1o", 3, 2,
+                                          method=method).double()
         xs, ss = _inputs(small, 3, torch.float64)
         xs.requires_grad_(True)
         assert torch.autograd.gradcheck(lambda x: small(x, ss), (xs,))
@@ -154,3 +157,5 @@ def test_bad_inputs():
         SymmetricContraction("2x0e+3x1o", "2x0e", 2, 3)
     with pytest.raises(tp_spec.IrrepsError, match="natural parity"):
         GauntSymmetricContraction("2x0e+2x1e", "2x0e", 2, 3)
+    with pytest.raises(tp_spec.ShapeError, match="method must be one of"):
+        GauntSymmetricContraction("2x0e", "2x0e", 2, 3, method="fft")

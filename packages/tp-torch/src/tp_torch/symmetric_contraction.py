@@ -18,6 +18,7 @@ import numpy as np
 import torch
 from torch.utils.checkpoint import checkpoint
 from tp_spec import DTypeError, ShapeError
+from tp_spec import fourier as fourier
 
 from ._common import NotScriptable, no_autocast
 from ._constants import ConstantTables
@@ -214,11 +215,25 @@ class SymmetricContraction(NotScriptable, ConstantTables):
 class GauntSymmetricContraction(NotScriptable, ConstantTables):
     """The Gaunt variant (:mod:`tp_spec.symmetric_contraction`): ``forward(x (n, dim_in),
     species)`` -> ``(n, dim_out)``; Parameters ``u (num_species, correlation, len(irreps_in),
-    k)`` and ``v (num_species, correlation, len(irreps_out), k)``."""
+    k)`` and ``v (num_species, correlation, len(irreps_out), k)``.
+
+    ``method``: how the powers ``f**nu`` of each channel's function are computed, both exact:
+
+    * ``"grid"``: values on the descriptor's Gauss-Legendre sphere grid, raised pointwise,
+      projected back by quadrature;
+    * ``"fourier"``: 2D Fourier series on the torus (:mod:`tp_spec.fourier`): the
+      coefficients of ``f`` zero-padded to ``(2 nu L + 1)**2``, a 2D FFT, the ``nu``-th power,
+      the inverse FFT (a ``nu``-fold linear convolution) and the exact projection back.
+    """
+
+    METHODS = ("grid", "fourier")
 
     def __init__(self, irreps_in: Any, irreps_out: Any, correlation: int,
-                 num_species: int) -> None:
+                 num_species: int, *, method: str = "grid") -> None:
         super().__init__()
+        if method not in self.METHODS:
+            raise ShapeError(f"method must be one of {self.METHODS}, got {method!r}")
+        self.method = method
         d = _sc.gaunt_symmetric_contraction(irreps_in, irreps_out, correlation, num_species)
         self.descriptor = d
         self.irreps_in, self.irreps_out = d.irreps_in, d.irreps_out
@@ -250,8 +265,18 @@ class GauntSymmetricContraction(NotScriptable, ConstantTables):
         self.register_buffer("out_irrep", torch.tensor(np.concatenate(out_irrep)),
                              persistent=False)
         self.register_buffer("powers", torch.arange(1, c + 1).view(1, c, 1, 1), persistent=False)
-        self.add_const("to_grid", d.to_grid.T)
-        self.add_const("from_grid", d.from_grid.T)
+        if method == "grid":
+            self.add_const("to_grid", d.to_grid.T)
+            self.add_const("from_grid", d.from_grid.T)
+        else:  # complex tables as real and imaginary parts (module casts keep them exact)
+            cols = np.concatenate(out_cols)
+            to_f = fourier.sh_to_fourier(li).to_dense()  # (nc, 2L+1, 2L+1)
+            self.add_const("to_fourier_re", to_f.real)
+            self.add_const("to_fourier_im", to_f.imag)
+            for nu in range(1, c + 1):
+                proj = fourier.fourier_to_sh(d.lmax_out, nu * li).to_dense()[cols]
+                self.add_const(f"from_fourier{nu}_re", proj.real)
+                self.add_const(f"from_fourier{nu}_im", proj.imag)
 
     def flat_weights(self) -> torch.Tensor:
         """``(num_species, weight_numel)`` in tp_spec's layout."""
@@ -267,8 +292,11 @@ class GauntSymmetricContraction(NotScriptable, ConstantTables):
         A = x.new_zeros(n, k * nc).index_copy(1, self.coeff_index, x).view(n, 1, k, nc)
         u = self.u.index_select(0, z)  # (n, c, J, k)
         f = A * (u.index_select(2, self.deg_in) * self.present[:, None]).transpose(2, 3)
-        vals = (f @ self.const("to_grid", x.dtype)) ** self.powers  # (n, c, k, P)
-        proj = (vals @ self.const("from_grid", x.dtype)).index_select(3, self.out_cols)
+        if self.method == "grid":
+            vals = (f @ self.const("to_grid", x.dtype)) ** self.powers  # (n, c, k, P)
+            proj = (vals @ self.const("from_grid", x.dtype)).index_select(3, self.out_cols)
+        else:
+            proj = self._fourier_powers(f)  # (n, c, k, dim_L)
         v = self.v.index_select(0, z).index_select(2, self.out_irrep)  # (n, c, dim_L, k)
         b = (proj * v.transpose(2, 3)).sum(dim=1)  # (n, k, sum dim L)
         outs, start = [], 0
@@ -276,3 +304,20 @@ class GauntSymmetricContraction(NotScriptable, ConstantTables):
             outs.append(b[..., start : start + ir.dim].reshape(n, -1))
             start += ir.dim
         return torch.cat(outs, dim=1)
+
+    def _complex(self, name: str, dtype: torch.dtype) -> torch.Tensor:
+        return torch.complex(self.const(f"{name}_re", dtype), self.const(f"{name}_im", dtype))
+
+    def _fourier_powers(self, f: torch.Tensor) -> torch.Tensor:
+        """``f (n, c, k, (lmax_in+1)**2)`` -> the projections of ``f[:, nu-1]**nu`` onto the
+        output degrees, ``(n, c, k, dim_L)``, through 2D Fourier series."""
+        li = self.descriptor.lmax_in
+        to_f = self._complex("to_fourier", f.dtype)
+        out = []
+        for nu in range(1, self.correlation + 1):
+            F = torch.einsum("nks,suv->nkuv", f[:, nu - 1].to(to_f.dtype), to_f)
+            size = 2 * nu * li + 1  # the nu-fold convolution fits without wrapping
+            G = torch.fft.ifft2(torch.fft.fft2(F, s=(size, size)) ** nu)
+            proj = self._complex(f"from_fourier{nu}", f.dtype)  # (dim_L, size, size)
+            out.append(torch.einsum("nkuv,suv->nks", G, proj).real)
+        return torch.stack(out, dim=1)

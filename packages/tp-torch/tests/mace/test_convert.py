@@ -134,3 +134,20 @@ def test_bad_inputs_raise_before_compute():
     sc = fast.products[0].symmetric_contractions
     with pytest.raises(Exception, match=r"node_feats must be MACE's \(n, channels, D\)"):
         sc(torch.randn(4, 7, dtype=torch.float64), torch.eye(2, dtype=torch.float64)[[0, 1, 0, 1]])
+
+
+def test_gaunt_product_basis_grid_equals_fourier_and_has_no_mace_form():
+    model = build_mace(torch.float64, hidden="8x0e+8x1o+8x2e", max_ell=3)
+    batch = cu_al_batch(torch.float64)
+    grid = tm.convert(model, product_basis="gaunt-grid")
+    fourier = tm.convert(model, product_basis="gaunt-fourier")
+    assert isinstance(grid.products[0].symmetric_contractions, tm.MaceGauntProductBasis)
+    fourier.load_state_dict(grid.state_dict(), strict=True)
+    for key, value in _outputs(grid, batch).items():
+        _close(_outputs(fourier, batch)[key], value, 1e-10)
+    # a different operation from MACE's (its own weights), not a conversion
+    assert not torch.allclose(_outputs(grid, batch)["forces"], _outputs(model, batch)["forces"])
+    with pytest.raises(Exception, match="no MACE form"):
+        tm.to_e3nn(grid)
+    with pytest.raises(Exception, match="product_basis must be one of"):
+        tm.convert(model, product_basis="gaunt")

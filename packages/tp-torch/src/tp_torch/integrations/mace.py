@@ -30,13 +30,14 @@ from tp_spec import InstructionError, Irreps, ShapeError
 
 from .._common import NotScriptable
 from .._conv import TensorProductConv
-from ..symmetric_contraction import SymmetricContraction
+from ..symmetric_contraction import GauntSymmetricContraction, SymmetricContraction
 from .e3nn import Linear, TensorProduct, _E3nnKeys, e3nn_tensor_product, from_e3nn
 
 # the module (tp_spec's package namespace exports the function of the same name)
 _sc = importlib.import_module("tp_spec.symmetric_contraction")
 
-__all__ = ["MaceConvolution", "MaceSymmetricContraction", "convert", "to_e3nn"]
+__all__ = ["PRODUCT_BASES", "MaceConvolution", "MaceGauntProductBasis", "MaceSymmetricContraction",
+           "convert", "to_e3nn"]
 
 #: the value :func:`convert` gives an interaction block's ``conv_fusion`` (MACE's switch to
 #: the fused convolution ``conv_tp(node_feats, edge_attrs, tp_weights, edge_index)``)
@@ -135,15 +136,7 @@ class MaceSymmetricContraction(NotScriptable, torch.nn.Module):
         return out
 
     def forward(self, node_feats: torch.Tensor, node_attrs: torch.Tensor) -> torch.Tensor:
-        if node_feats.dim() != 3:
-            raise ShapeError(f"node_feats must be MACE's (n, channels, D), got "
-                             f"{tuple(node_feats.shape)}")
-        n, k = node_feats.shape[:2]
-        x, start = [], 0
-        for _, ir in self.irreps_in:  # (n, k, D) -> e3nn's mul_ir (n, k * D)
-            x.append(node_feats[:, :, start:start + ir.dim].reshape(n, k * ir.dim))
-            start += ir.dim
-        return self.sc.contract(torch.cat(x, dim=1), node_attrs, self.weights())
+        return self.sc.contract(_mul_ir(node_feats, self.irreps_in), node_attrs, self.weights())
 
     def to_e3nn(self) -> torch.nn.Module:
         """MACE's module, holding the same ``contractions`` (so the current weights)."""
@@ -153,6 +146,48 @@ class MaceSymmetricContraction(NotScriptable, torch.nn.Module):
         return f"{self.irreps_in} -> {self.irreps_out} | correlation {self.correlation}"
 
 
+class MaceGauntProductBasis(NotScriptable, torch.nn.Module):
+    """MACE's product basis replaced by the Gaunt symmetric contraction
+    (:class:`tp_torch.GauntSymmetricContraction`, ``method`` ``"grid"`` or ``"fourier"``),
+    with MACE's layouts: ``forward(node_feats (n, k, D), node_attrs (n, num_species)) -> (n,
+    irreps_out.dim)``. A different operation with its own, freshly initialised weights: the
+    paper's product-basis experiment, not a conversion."""
+
+    def __init__(self, module: Any, method: str) -> None:
+        super().__init__()
+        orders = {int(c.correlation) for c in module.contractions}
+        if len(orders) != 1:
+            raise InstructionError(f"one correlation order for every output is supported, got "
+                                   f"{sorted(orders)}")
+        self.correlation = orders.pop()
+        self.irreps_in = _mace_irreps(module.irreps_in)
+        self.irreps_out = _mace_irreps(module.irreps_out)
+        weights = module.contractions[0].weights_max
+        self.sc = GauntSymmetricContraction(self.irreps_in, self.irreps_out, self.correlation,
+                                            int(weights.shape[0]), method=method).to(weights)
+        with torch.no_grad():  # unit-size functions: f ** nu stays O(1) at initialisation
+            self.sc.u.mul_(1.0 / len(self.irreps_in))
+
+    def forward(self, node_feats: torch.Tensor, node_attrs: torch.Tensor) -> torch.Tensor:
+        return self.sc(_mul_ir(node_feats, self.irreps_in), node_attrs)
+
+    def extra_repr(self) -> str:
+        return f"{self.sc.method}, correlation {self.correlation}"
+
+
+def _mul_ir(node_feats: torch.Tensor, irreps: Irreps) -> torch.Tensor:
+    """MACE's ``(n, k, D)`` -> e3nn's mul_ir ``(n, k * D)``."""
+    if node_feats.dim() != 3:
+        raise ShapeError(f"node_feats must be MACE's (n, channels, D), got "
+                         f"{tuple(node_feats.shape)}")
+    n, k = node_feats.shape[:2]
+    x, start = [], 0
+    for _, ir in irreps:
+        x.append(node_feats[:, :, start:start + ir.dim].reshape(n, k * ir.dim))
+        start += ir.dim
+    return torch.cat(x, dim=1)
+
+
 def _mace_classes() -> tuple[type, type]:
     from mace.modules.blocks import InteractionBlock
     from mace.modules.symmetric_contraction import SymmetricContraction as MaceSC
@@ -160,14 +195,25 @@ def _mace_classes() -> tuple[type, type]:
     return InteractionBlock, MaceSC
 
 
-def convert(model: torch.nn.Module, *, method: str | None = None,
-            inplace: bool = False) -> torch.nn.Module:
+PRODUCT_BASES = ("cg", "gaunt-grid", "gaunt-fourier")
+
+
+def convert(model: torch.nn.Module, *, method: str | None = None, inplace: bool = False,
+            product_basis: str = "cg") -> torch.nn.Module:
     """``model`` (a mace-torch model, built by MACE's constructors or loaded from a checkpoint)
     with its interaction convolutions (fused), e3nn tensor products, e3nn linears and symmetric
     contractions on tp_torch; a deep copy unless ``inplace``. ``method``: the tp_torch method
-    of the products (default: the fastest for each)."""
+    of the products (default: the fastest for each).
+
+    ``product_basis``: ``"cg"`` (MACE's symmetric contraction, the same numbers) or
+    ``"gaunt-grid"`` / ``"gaunt-fourier"``: the Gaunt product basis instead
+    (:class:`MaceGauntProductBasis`, new weights, a different model to train; no ``to_e3nn``).
+    """
     from e3nn import o3
 
+    if product_basis not in PRODUCT_BASES:
+        raise InstructionError(f"product_basis must be one of {PRODUCT_BASES}, got "
+                               f"{product_basis!r}")
     interaction, mace_sc = _mace_classes()
     model = model if inplace else copy.deepcopy(model)
     for parent in list(model.modules()):
@@ -181,8 +227,10 @@ def convert(model: torch.nn.Module, *, method: str | None = None,
                 setattr(parent, name, from_e3nn(child, method=method))
             elif isinstance(child, o3.Linear):
                 setattr(parent, name, from_e3nn(child))
-            elif isinstance(child, mace_sc):
+            elif isinstance(child, mace_sc) and product_basis == "cg":
                 setattr(parent, name, MaceSymmetricContraction(child))
+            elif isinstance(child, mace_sc):
+                setattr(parent, name, MaceGauntProductBasis(child, product_basis[6:]))
     return model
 
 
@@ -198,6 +246,9 @@ def to_e3nn(model: torch.nn.Module, *, inplace: bool = False) -> torch.nn.Module
                 setattr(parent, name, child.to_e3nn().to(_device(child), dtype))
                 if getattr(parent, "conv_fusion", None) == CONV_FUSION:
                     del parent.conv_fusion
+            elif isinstance(child, MaceGauntProductBasis):
+                raise InstructionError("a Gaunt product basis has no MACE form (it is another "
+                                       "operation with its own weights)")
             elif isinstance(child, (TensorProduct, Linear, MaceSymmetricContraction)):
                 setattr(parent, name, child.to_e3nn().to(_device(child)))
     return model
