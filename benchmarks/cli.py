@@ -309,7 +309,14 @@ def cmd_docs_page(args: argparse.Namespace) -> int:
     from .claims import docs_page
     from .report import load
 
-    print(docs_page([(p, load(p)) for p in args.records]))
+    suites, training = [], []
+    for p in args.records:
+        raw = json.loads(Path(p).read_text())
+        if raw.get("kind") in ("training", "product-basis"):  # python -m benchmarks train
+            training.append((p, raw))
+        else:
+            suites.append((p, load(p)))
+    print(docs_page(suites, training))
     return 0
 
 
@@ -400,7 +407,8 @@ def build_parser() -> argparse.ArgumentParser:
     m.add_argument("--note", help="stored as config.note (shown on the results page)")
     m.add_argument("--no-plots", action="store_true")
     m.set_defaults(func=cmd_merge)
-    d = sub.add_parser("docs-page", help="Markdown results page from records (stdout)")
+    d = sub.add_parser("docs-page", help="Markdown results page from records (stdout): suite "
+                       "records and training records (train-*.json)")
     d.add_argument("records", nargs="+")
     d.set_defaults(func=cmd_docs_page)
     from .training.report import add_parser as add_train_parser
