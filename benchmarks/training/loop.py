@@ -48,22 +48,32 @@ def train_interleaved(backends: dict[str, Callable[[], float]], steps: int,
     return out
 
 
+def _peak_rss_mib() -> float:
+    """This process's peak resident memory, MiB: ``VmHWM`` of ``/proc/self/status`` (Linux;
+    ``ru_maxrss`` there would carry the parent's peak into a spawned child)."""
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmHWM:"):
+                return int(line.split()[1]) / 1024  # kB
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # not Linux: kB too
+
+
 def _peak_child(build: Callable[..., Callable[[], float]], args: tuple, steps: int,
                 threads: str | int, queue: Any) -> None:
     set_threads(threads)
     step = build(*args)
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    before = _peak_rss_mib()
     for _ in range(steps):
         step()
-    after = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    queue.put({"rss_peak_mib": after / 1024, "training_rise_mib": (after - before) / 1024})
+    after = _peak_rss_mib()
+    queue.put({"rss_peak_mib": after, "training_rise_mib": after - before})
 
 
 def peak_memory(build: Callable[..., Callable[[], float]], args: tuple, steps: int = 2,
                 threads: str | int = 1) -> dict[str, float]:
     """Peak resident memory of a fresh process that builds one backend (``build(*args)`` -> its
     step callable) and trains ``steps`` steps: the process's peak and its rise over the peak
-    before training (the model, data and imports), in MiB (Linux ``ru_maxrss``)."""
+    before training (the model, data and imports), in MiB (Linux ``VmHWM``)."""
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
     proc = ctx.Process(target=_peak_child, args=(build, args, steps, threads, queue))
