@@ -7,7 +7,6 @@ stresses and every weight gradient of a training loss must agree.
 
 from __future__ import annotations
 
-import copy
 import subprocess
 import sys
 
@@ -73,7 +72,7 @@ def _scatters(model, cls):
 @pytest.mark.parametrize("dtype", ["float64", "float32"])
 def test_outputs_and_weight_gradients_match_the_e3nn_model(dtype):
     ref = _model(dtype)
-    ours = tpn.convert(copy.deepcopy(ref))
+    ours = tpn.convert(ref)
     assert len(_scatters(ours, tpn.TPTorchTensorProductScatter)) == 2
     assert not _scatters(ours, TensorProductScatter)
     data = _data()
@@ -105,7 +104,7 @@ def test_the_conv_no_longer_runs_e3nn():
     """The converted convolutions run tp_torch; the e3nn ``tp`` they keep (for the state dict)
     is never called, while the unmodified model calls it."""
     ref = _model("float64")
-    ours = tpn.convert(copy.deepcopy(ref))
+    ours = tpn.convert(ref)
     data = _data()
     for model, expect_calls in ((ref, True), (ours, False)):
         calls: list[int] = []
@@ -157,9 +156,9 @@ def test_to_e3nn_restores_the_modules_and_the_state_dict():
     ref = _model("float64")
     originals = [m.tp for m in _scatters(ref, TensorProductScatter)]
     keys = list(ref.state_dict().keys())
-    model = tpn.convert(copy.deepcopy(ref))
+    model = tpn.convert(ref)
     assert list(model.state_dict().keys()) == keys  # conversion adds or drops no entry
-    tpn.to_e3nn(model)
+    model = tpn.to_e3nn(model)
     back = _scatters(model, TensorProductScatter)
     assert len(back) == 2 and not _scatters(model, tpn.TPTorchTensorProductScatter)
     assert [type(m.tp) for m in back] == [type(t) for t in originals]
@@ -171,7 +170,7 @@ def test_to_e3nn_restores_the_modules_and_the_state_dict():
     assert not torch.equal(e_before, e_ref)  # the load below changes something
     assert torch.equal(_run(fresh, data)[AtomicDataDict.TOTAL_ENERGY_KEY].detach(), e_ref)
     # and a converted model loads an unmodified model's state dict strictly
-    ours = tpn.convert(copy.deepcopy(fresh))
+    ours = tpn.convert(fresh)
     ours.load_state_dict(ref.state_dict(), strict=True)
     _close(_run(ours, data)[AtomicDataDict.TOTAL_ENERGY_KEY].detach(), e_ref, 1e-10, "energy")
 
@@ -181,11 +180,12 @@ def test_bad_calls_raise():
     with pytest.raises(TypeError, match="torch.nn.Module"):
         tpn.convert("model")
     scatter = _scatters(model, TensorProductScatter)[0]
-    with pytest.raises(TypeError, match="in place"):
+    with pytest.raises(TypeError, match="replaces the submodules of a model"):
         tpn.convert(scatter)
     with pytest.raises(ValueError, match="no TPTorchTensorProductScatter"):
         tpn.to_e3nn(model)
-    tpn.convert(model)
+    assert tpn.convert(model, inplace=True) is model
+    assert _scatters(model, tpn.TPTorchTensorProductScatter)
     with pytest.raises(ValueError, match="no nequip TensorProductScatter"):
         tpn.convert(model)
     m = _scatters(model, tpn.TPTorchTensorProductScatter)[0]

@@ -11,13 +11,14 @@ irreps_mid, instructions)`` with ``forward(x, edge_attr, edge_weight, edge_dst, 
 
 Its cuEquivariance and OpenEquivariance accelerations subclass it and swap it in with a model
 modifier; :class:`TPTorchTensorProductScatter` does the same with tp_torch, and
-:func:`convert` / :func:`to_e3nn` swap it in and out of a built model in place. nequip finds
-model modifiers only as classmethods of the classes already in a model, so an outside
-package cannot register one without patching nequip; these two functions replace it::
+:func:`convert` / :func:`to_e3nn` swap it in and out of a built model (a copy, or in
+place). nequip finds model modifiers only as classmethods of the classes already in a model,
+so an outside package cannot register one without patching nequip; these two functions
+replace it::
 
-    model = nequip.model.NequIPGNNModel(...)      # or a loaded checkpoint
-    tp_torch.integrations.nequip.convert(model)   # every TensorProductScatter -> tp_torch
-    tp_torch.integrations.nequip.to_e3nn(model)   # and back
+    model = nequip.model.NequIPGNNModel(...)          # or a loaded checkpoint
+    fast = tp_torch.integrations.nequip.convert(model)   # every TensorProductScatter -> tp_torch
+    back = tp_torch.integrations.nequip.to_e3nn(fast)    # and back (inplace=True: in place)
 
 The converted module keeps the original e3nn ``tp`` (unused, as nequip's own accelerations
 do): its buffers stay in the state dict, so state dicts load either way and converting back
@@ -26,6 +27,7 @@ restores the very same module. ``nequip`` is imported only when these are called
 
 from __future__ import annotations
 
+import copy
 from typing import Any
 
 import torch
@@ -117,17 +119,19 @@ def _require_model(model: Any, target: type, what: str) -> None:
     if not isinstance(model, torch.nn.Module):
         raise TypeError(f"{what} takes a torch.nn.Module, got {type(model).__name__}")
     if type(model) is target:
-        raise TypeError(f"{what} replaces the submodules of a model in place: pass the model "
+        raise TypeError(f"{what} replaces the submodules of a model: pass the model "
                         f"that holds the {target.__name__}, not the module itself")
 
 
-def convert(model: torch.nn.Module, method: str | None = None,
-            tuning: Any = None) -> torch.nn.Module:
-    """Replace, in place, every nequip ``TensorProductScatter`` of ``model`` by a
+def convert(model: torch.nn.Module, method: str | None = None, tuning: Any = None, *,
+            inplace: bool = False) -> torch.nn.Module:
+    """``model`` with every nequip ``TensorProductScatter`` replaced by a
     :class:`TPTorchTensorProductScatter` (same irreps and instructions, the original e3nn
-    ``tp`` kept); return ``model``. Raises ``ValueError`` if there is none to replace."""
+    ``tp`` kept): a deep copy unless ``inplace``. Raises ``ValueError`` if there is none to
+    replace."""
     base = _scatter_base()
     _require_model(model, base, "convert")
+    model = model if inplace else copy.deepcopy(model)
     cls = __getattr__("TPTorchTensorProductScatter")
 
     def make(old: torch.nn.Module) -> torch.nn.Module:
@@ -146,13 +150,14 @@ def convert(model: torch.nn.Module, method: str | None = None,
     return model
 
 
-def to_e3nn(model: torch.nn.Module) -> torch.nn.Module:
-    """Undo :func:`convert` in place: every :class:`TPTorchTensorProductScatter` becomes a
-    nequip ``TensorProductScatter`` holding the original e3nn ``tp``; return ``model``.
+def to_e3nn(model: torch.nn.Module, *, inplace: bool = False) -> torch.nn.Module:
+    """Undo :func:`convert`: every :class:`TPTorchTensorProductScatter` becomes a nequip
+    ``TensorProductScatter`` holding the original e3nn ``tp``; a deep copy unless ``inplace``.
     Raises ``ValueError`` if there is none to replace."""
     base = _scatter_base()
     cls = __getattr__("TPTorchTensorProductScatter")
     _require_model(model, cls, "to_e3nn")
+    model = model if inplace else copy.deepcopy(model)
 
     def make(old: torch.nn.Module) -> torch.nn.Module:
         from nequip.utils.dtype import torch_default_dtype
