@@ -41,6 +41,18 @@ def test_matches_reference(case):
     np.testing.assert_allclose(np.asarray(out32), sc.apply(d, x, w, s), atol=1e-4, rtol=1e-4)
 
 
+def test_species_captured_by_an_outer_jit():
+    """Species held as a constant by the caller's jitted function: checked on the host."""
+    d = tp_spec.symmetric_contraction(*CASES[1])
+    x, w, s = _inputs(d)
+    species = jnp.asarray(s)
+    out = jax.jit(lambda x, w: symmetric_contraction(d)(x, w, species))(x, w)
+    np.testing.assert_allclose(np.asarray(out), sc.apply(d, x, w, s), atol=1e-11, rtol=1e-11)
+    bad = jnp.asarray(np.full_like(s, d.num_species))
+    with pytest.raises(tp_spec.IndexRangeError):
+        jax.jit(lambda x, w: symmetric_contraction(d)(x, w, bad))(x, w)
+
+
 def test_gradient_matches_finite_differences():
     d = tp_spec.symmetric_contraction("2x0e+2x1o", "2x0e+2x1o", 3, 2)
     x, w, s = _inputs(d, n=3)

@@ -34,7 +34,8 @@ def _check(d: Any, x: Any, weights: Any, species: Any) -> None:
     too (a traced gather would clamp them silently)."""
     _sc.check_call(d, x, species, weights)
     if not isinstance(species, jax.core.Tracer) and species.size:
-        _sc.check_species(d, int(species.min()), int(species.max()))
+        s = np.asarray(species)  # on the host: a concrete array captured by an outer jit too
+        _sc.check_species(d, int(s.min()), int(s.max()))
 
 
 @functools.lru_cache(maxsize=64)
