@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import tp_spec
 from tp_spec import symmetric_contraction as make
+from tp_spec.mace_basis import weights_from_mace
 from tp_spec.symmetric_contraction import (
     apply,
     gaunt_apply,
@@ -15,7 +16,6 @@ from tp_spec.symmetric_contraction import (
     gaunt_symmetric_contraction,
     run_monomial_numpy,
     split_weights,
-    weights_from_mace,
 )
 
 RNG = np.random.default_rng(7)

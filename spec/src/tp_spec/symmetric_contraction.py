@@ -33,8 +33,9 @@ MACE pins e3nn 0.4.4, whose ``wigner_3j`` has the opposite sign of e3nn 0.6 (and
 :func:`tp_spec.clebsch_gordan`) for some triples of odd ``l1 + l2 + l3`` (``(1, 2, 2)``,
 ``(1, 3, 3)``, ``(4, 4, 5)``, ...), so a path of MACE's ``U`` through such a triple is minus
 the path here; a path MACE has no coupling for (all zero) has ``K = 1`` there and ``K = 0``
-here. :func:`weights_from_mace` maps MACE's weights exactly: ``T = pinv(U) U_mace`` (checked
-to reproduce ``U_mace``), ``W = T W_mace``; it also maps MACE's reduced (cuEquivariance) basis.
+here. :func:`tp_spec.mace_basis.weights_from_mace` maps MACE's weights exactly:
+``T = pinv(U) U_mace`` (checked to reproduce ``U_mace``), ``W = T W_mace``; it also maps
+MACE's reduced (cuEquivariance) basis.
 
 **Gaunt variant.** Inputs and outputs of natural parity, each degree at most once in
 ``irreps_in``. Per node, species ``z``, channel ``c`` and ``nu``, the features become a
@@ -77,12 +78,10 @@ __all__ = [
     "gaunt_apply",
     "gaunt_apply_reference",
     "gaunt_symmetric_contraction",
-    "mace_basis_maps",
     "monomial_plan",
     "split_weights",
     "symmetric_contraction",
     "u_matrices",
-    "weights_from_mace",
 ]
 
 
@@ -304,55 +303,6 @@ def apply(d: SymmetricContractionDescriptor, x: Any, weights: Any, species: Any)
             b += np.einsum("nkMe,nek->nkM", t, W[i][nu - 1][s])
         outs.append(b.reshape(n, k * ir.dim))
     return np.concatenate(outs, axis=1)
-
-
-def mace_basis_maps(d: SymmetricContractionDescriptor, u_mace: Any) -> list[list[np.ndarray]]:
-    """Per output ``i`` and order ``nu``, the matrix ``t (K, K')`` with ``d.U[i][nu - 1] @ t ==
-    u_mace[i][nu - 1]`` (MACE's ``U_matrix_{nu}`` buffers, ``(2L+1, D, ..., D, K')``, no ``M``
-    axis for ``L = 0``): MACE's weights ``w (num_species, K', k)`` are ``t @ w`` in this basis.
-
-    InstructionError if a MACE basis is not in the span of ``d.U`` (not the same product basis;
-    checked to 1e-10, or 1e-5 for a float32 ``u_mace``).
-    """
-    maps = []
-    for i, (_, ir) in enumerate(d.irreps_out):
-        row = []
-        for nu in range(1, d.correlation + 1):
-            u = d.U[i][nu - 1]
-            um = np.asarray(u_mace[i][nu - 1])
-            atol = 1e-10 if um.dtype == np.float64 else 1e-5  # MACE built U in float32
-            um = um.astype(np.float64)
-            um = um.reshape(u.shape[:-1] + (um.shape[-1],))
-            rows = math.prod(u.shape[:-1])
-            a, b = u.reshape(rows, u.shape[-1]), um.reshape(rows, um.shape[-1])
-            t = np.linalg.pinv(a) @ b if a.shape[1] else np.zeros((0, b.shape[1]))
-            if not np.allclose(a @ t, b, rtol=0, atol=atol):
-                raise InstructionError(
-                    f"MACE's U for output {ir}, nu={nu} is not in the span of this basis"
-                )
-            row.append(t)
-        maps.append(row)
-    return maps
-
-
-def weights_from_mace(d: SymmetricContractionDescriptor, u_mace: Any, w_mace: Any) -> np.ndarray:
-    """Weights of ``d`` that compute what MACE computes with ``u_mace[i][nu - 1]`` (its
-    ``U_matrix_{nu}`` buffers, see :func:`mace_basis_maps`) and ``w_mace[i][nu - 1]``
-    (``(num_species, K', k)``) -> ``(num_species, weight_numel)``.
-    """
-    blocks = []
-    maps = mace_basis_maps(d, u_mace)
-    for i, (_, ir) in enumerate(d.irreps_out):
-        for nu in range(1, d.correlation + 1):
-            t = maps[i][nu - 1]
-            wm = np.asarray(w_mace[i][nu - 1], dtype=np.float64)
-            if wm.shape != (d.num_species, t.shape[1], d.mul):
-                raise ShapeError(
-                    f"MACE weights for output {ir}, nu={nu}: expected "
-                    f"{(d.num_species, t.shape[1], d.mul)}, got {wm.shape}"
-                )
-            blocks.append(np.einsum("pq,sqk->spk", t, wm).reshape(d.num_species, -1))
-    return np.concatenate(blocks, axis=1)
 
 
 # ------------------------------------------------------------------- monomial form (backends)

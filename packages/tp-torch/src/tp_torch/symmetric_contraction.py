@@ -19,6 +19,7 @@ import torch
 from torch.utils.checkpoint import checkpoint
 from tp_spec import DTypeError, ShapeError
 from tp_spec import fourier as fourier
+from tp_spec.mace_basis import weights_from_mace
 
 from ._common import NotScriptable, no_autocast
 from ._constants import ConstantTables
@@ -106,7 +107,7 @@ class SymmetricContraction(NotScriptable, ConstantTables):
     @torch.no_grad()
     def load_mace_weights(self, mace_module: Any) -> None:
         """Copy the weights of MACE's ``SymmetricContraction`` (same irreps, correlation and
-        species), mapped exactly onto this basis (:func:`tp_spec...weights_from_mace`)."""
+        species), mapped exactly onto this basis (:func:`tp_spec.mace_basis.weights_from_mace`)."""
         d = self.descriptor
         u_mace, w_mace = [], []
         for c in mace_module.contractions:
@@ -115,7 +116,7 @@ class SymmetricContraction(NotScriptable, ConstantTables):
                            for nu in range(1, corr + 1)])
             w_mace.append([(c.weights_max if nu == corr else c.weights[corr - 1 - nu])
                            .detach().cpu().double().numpy() for nu in range(1, corr + 1)])
-        flat = torch.tensor(_sc.weights_from_mace(d, u_mace, w_mace))
+        flat = torch.tensor(weights_from_mace(d, u_mace, w_mace))
         for blk, w in zip(_sc.split_weights(d, flat), self.weights, strict=True):
             for b, p in zip(blk, w, strict=True):
                 p.copy_(b)

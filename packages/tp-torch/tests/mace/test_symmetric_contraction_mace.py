@@ -2,7 +2,7 @@
 
 Runs only where mace-torch is installed (it pins e3nn 0.4.4: its own venv). MACE's e3nn 0.4.4
 ``wigner_3j`` differs in sign from tp_spec's for some triples, so MACE's weights go through
-``load_mace_weights`` (an exact basis map, :func:`tp_spec.symmetric_contraction.weights_from_mace`).
+``load_mace_weights`` (an exact basis map, :func:`tp_spec.mace_basis.weights_from_mace`).
 """
 
 from __future__ import annotations

@@ -21,20 +21,17 @@ its cuEquivariance and OpenEquivariance backends use.
 from __future__ import annotations
 
 import copy
-import importlib
 from typing import Any
 
 import numpy as np
 import torch
 from tp_spec import InstructionError, Irreps, ShapeError
+from tp_spec.mace_basis import mace_basis_maps
 
 from .._common import NotScriptable
 from .._conv import TensorProductConv
 from ..symmetric_contraction import GauntSymmetricContraction, SymmetricContraction
 from .e3nn import Linear, TensorProduct, _E3nnKeys, e3nn_tensor_product, from_e3nn
-
-# the module (tp_spec's package namespace exports the function of the same name)
-_sc = importlib.import_module("tp_spec.symmetric_contraction")
 
 __all__ = ["PRODUCT_BASES", "MaceConvolution", "MaceGauntProductBasis", "MaceSymmetricContraction",
            "convert", "to_e3nn"]
@@ -93,7 +90,7 @@ class MaceSymmetricContraction(NotScriptable, torch.nn.Module):
 
     It holds MACE's own ``contractions`` (their weights ``weights_max``, ``weights.*`` and
     ``U_matrix_*`` buffers, same names) and maps the weights onto tp_torch's basis on each call
-    by exact matrices (:func:`tp_spec.symmetric_contraction.mace_basis_maps`), so gradients and
+    by exact matrices (:func:`tp_spec.mace_basis.mace_basis_maps`), so gradients and
     checkpoints are MACE's.
     """
 
@@ -115,7 +112,7 @@ class MaceSymmetricContraction(NotScriptable, torch.nn.Module):
         u_mace = [[c.U_tensors(nu).detach().cpu().numpy()
                    for nu in range(1, self.correlation + 1)] for c in module.contractions]
         dtype = first.weights_max.dtype
-        for i, row in enumerate(_sc.mace_basis_maps(self.sc.descriptor, u_mace)):
+        for i, row in enumerate(mace_basis_maps(self.sc.descriptor, u_mace)):
             for nu, t in enumerate(row, start=1):
                 self.register_buffer(f"map_{i}_{nu}", torch.tensor(np.asarray(t), dtype=dtype,
                                                                    device=first.weights_max
