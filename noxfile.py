@@ -228,7 +228,7 @@ def _train(session: nox.Session, model: str, sizes: tuple[str, ...]) -> None:
 def train_mace(session: nox.Session) -> None:
     """MACE small and medium (``nox -s train``)."""
     session.install(TORCH)  # first: mace-torch must reuse this torch
-    session.install(MACE, "numba", "matplotlib")
+    session.install(MACE, "numba", "matplotlib", "cuequivariance-torch")  # cueq: a third backend
     _local(session, "spec", "packages/tp-torch")
     _train(session, "mace", ("small", "medium"))
 

@@ -1,5 +1,7 @@
-"""MACE training on e3nn (mace-torch as built) and on tp_torch (the same model converted by
-:func:`tp_torch.integrations.mace.convert`, same initial weights), side by side.
+"""MACE training on e3nn (mace-torch as built), on tp_torch (the same model converted by
+:func:`tp_torch.integrations.mace.convert`) and, where cuequivariance-torch is installed, on
+cuEquivariance (MACE's own converter; its naive path on CPU), all from the same initial
+weights, side by side.
 
 Data, generated on the fly and deterministic: fcc Cu cells (``repeat`` cubic cells), a seeded
 random quarter to half of the atoms made Al, strained by up to 3% per axis, rattled by up to
@@ -134,6 +136,14 @@ def build_backend(backend: str, size: str, n_structures: int, seed: int = 0):
         from tp_torch.integrations.mace import convert
 
         model = convert(model)
+    elif backend == "cueq":  # MACE's own converter to cuEquivariance (naive path on CPU)
+        from mace.cli.convert_e3nn_cueq import run as to_cueq
+
+        default = torch.get_default_dtype()
+        try:
+            model = to_cueq(model, device="cpu")
+        finally:
+            torch.set_default_dtype(default)  # the converter sets the model's dtype as default
     elif backend != "e3nn":
         raise ValueError(f"unknown backend {backend!r}")
     batches = _batches(emt_structures(n_structures, SIZES[size]["repeat"], seed),
@@ -153,6 +163,13 @@ def build_backend(backend: str, size: str, n_structures: int, seed: int = 0):
     return step
 
 
+def cueq_installed() -> bool:
+    """Whether cuequivariance-torch is importable (MACE's cuEquivariance backend)."""
+    import importlib.util
+
+    return importlib.util.find_spec("cuequivariance_torch") is not None
+
+
 def run(size: str = "small", steps: int = 10, threads: str | int = 1, n_structures: int = 8,
         seed: int = 0, memory: bool = True) -> dict[str, Any]:
     """Train ``steps`` steps per backend, interleaved (plus one warm-up) -> the record's
@@ -166,10 +183,10 @@ def run(size: str = "small", steps: int = 10, threads: str | int = 1, n_structur
     from .loop import peak_memory, set_threads, train_interleaved
 
     n_threads = set_threads(threads)
-    # the e3nn model and its converted copy start from the same weights
-    step_e3nn = build_backend("e3nn", size, n_structures, seed)
-    step_tp = build_backend("tp_torch", size, n_structures, seed)
-    res = train_interleaved({"e3nn": step_e3nn, "tp_torch": step_tp}, steps)
+    # the e3nn model and its converted copies start from the same weights
+    names = ["e3nn", "tp_torch"] + (["cueq"] if cueq_installed() else [])
+    res = train_interleaved({n: build_backend(n, size, n_structures, seed) for n in names},
+                            steps)
     if memory:
         for name in res:
             res[name]["memory"] = peak_memory(build_backend, (name, size, n_structures, seed),
@@ -185,5 +202,7 @@ def run(size: str = "small", steps: int = 10, threads: str | int = 1, n_structur
         "backends": res,
         "speedup": res["e3nn"]["time"]["median"] / res["tp_torch"]["time"]["median"],
         "max_loss_rel_diff": max(abs(a - b) / max(abs(a), 1e-30) for a, b in losses),
+        **({"cueq_speedup": res["e3nn"]["time"]["median"] / res["cueq"]["time"]["median"]}
+           if "cueq" in res else {"cueq": "not installed"}),
     }
 

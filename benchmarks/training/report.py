@@ -49,7 +49,7 @@ def markdown(record: dict[str, Any]) -> str:
                          f"{base / t['median']:.2f}x | {mem_s} | "
                          f"{b['loss'][0]:.4g} -> {b['loss'][-1]:.4g} |")
     lines.append("")
-    lines.append("Largest relative difference of the two backends' losses at the same step: "
+    lines.append("Largest relative difference of e3nn's and tp_torch's losses at the same step: "
                  + ", ".join(f"{run['max_loss_rel_diff']:.1e} ({run['threads']} threads)"
                              for run in record["runs"]) + ".")
     return "\n".join(lines)
