@@ -48,7 +48,7 @@ from .symmetric_contraction import gaunt_symmetric_contraction, symmetric_contra
 sc_spec = importlib.import_module("tp_spec.symmetric_contraction")
 
 __all__ = ["GauntSymmetricContraction", "IndexedLinear", "Linear", "SymmetricContraction",
-           "TensorProduct", "TensorProductConv"]
+           "TensorProduct", "TensorProductConv", "linear_params_from_e3nn_jax"]
 
 
 def _default_init(d: TensorProductDescriptor) -> Callable:
@@ -119,6 +119,66 @@ class Linear(nn.Module):
             raise ShapeError("explicit weights replace the parameters; with biases, use the "
                              "pure function tp_jax.linear(d)(x, weights, bias)")
         return linear(d)(x, weights, bias)
+
+
+def _merged_positions(blocks: list[tuple[int, int, Any]]) -> dict[int, tuple[int, int]]:
+    """``(original index, mul, (l, p))`` in e3nn-jax's internal order -> ``{original index:
+    (merged block index, channel offset)}``: consecutive equal irreps merge, empty blocks drop."""
+    out, index, offset, previous = {}, -1, 0, None
+    for orig, mul, ir in blocks:
+        if mul == 0:
+            continue
+        if ir != previous:
+            index, offset, previous = index + 1, 0, ir
+        out[orig] = (index, offset)
+        offset += mul
+    return out
+
+
+def linear_params_from_e3nn_jax(params: Any, irreps_in: Irreps | str, irreps_out: Irreps | str,
+                                *, biases: bool = False) -> dict[str, Any]:
+    """The parameters of :class:`Linear` ``(irreps_in, irreps_out, biases=biases)`` that compute
+    what ``e3nn_jax.flax.Linear(irreps_out, irreps_in=irreps_in, biases=biases)`` computes with
+    ``params`` (its ``init``/``apply`` variables; e3nn-jax's defaults, which sort and merge the
+    input irreps and merge the output irreps internally) -> ``{"params": {...}}``."""
+    import re
+
+    import numpy as np
+
+    params = params.get("params", params)
+    d = linear_descriptor(irreps_in, irreps_out, biases=biases)
+    key = [(b.ir.l, b.ir.p) for b in d.irreps_in]
+    order = sorted(range(len(key)), key=lambda i: (key[i][0], -key[i][1] * (-1) ** key[i][0]))
+    pos_in = _merged_positions([(i, d.irreps_in[i].mul, key[i]) for i in order])
+    pos_out = _merged_positions([(i, b.mul, (b.ir.l, b.ir.p))
+                                 for i, b in enumerate(d.irreps_out)])
+    blocks: dict[tuple[int, int], Any] = {}
+    bias_blocks: dict[int, Any] = {}
+    for name, value in params.items():
+        if m := re.match(r"w\[(\d+),(\d+)\]", name):
+            blocks[int(m[1]), int(m[2])] = np.asarray(value)
+        elif m := re.match(r"b\[(\d+)\]", name):
+            bias_blocks[int(m[1])] = np.asarray(value)
+        else:
+            raise ShapeError(f"unexpected e3nn-jax Linear parameter {name!r}")
+    weights = np.zeros(d.weight_numel, dtype=np.result_type(*blocks.values(), np.float32)
+                       if blocks else np.float32)
+    for ins in d.instructions:
+        if not ins.weight_numel:
+            continue
+        (a, r), (b, c) = pos_in[ins.i_in], pos_out[ins.i_out]
+        if (a, b) not in blocks:
+            raise ShapeError(f"e3nn-jax parameters lack the block w[{a},{b}] of "
+                             f"{d.irreps_in[ins.i_in]} -> {d.irreps_out[ins.i_out]}")
+        weights[ins.weight_slice] = blocks[a, b][r:r + ins.mul_in, c:c + ins.mul_out].reshape(-1)
+    out: dict[str, Any] = {"weights": jnp.asarray(weights)} if d.weight_numel else {}
+    if d.bias_numel:
+        bias = np.zeros(d.bias_numel, dtype=weights.dtype)
+        for i_out, sl in d.bias_slices():
+            b, c = pos_out[i_out]
+            bias[sl] = bias_blocks[b][c:c + d.irreps_out[i_out].mul]
+        out["bias"] = jnp.asarray(bias)
+    return {"params": out}
 
 
 class IndexedLinear(nn.Module):
