@@ -340,7 +340,11 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
     r = sub.add_parser("run", help="run a suite and write JSON, Markdown and plots")
     r.add_argument("--suite", default="default", choices=("default", "paper", "models",
-                                                           "scaling", "conv"))
+                                                           "scaling", "conv"),
+                   help="default: the main job (MIMO at growing L within a budget); paper: the "
+                        "paper's SISO/SIMO/MIMO microbenchmark; models: channelwise shapes of "
+                        "MACE, NequIP, DiffDock, SevenNet; scaling: batch sizes; conv: "
+                        "convolutions on a periodic graph")
     r.add_argument("--ops", help="comma list of cgtp,gtp,mtp (default all)")
     r.add_argument("--L", help="comma list of degrees (paper/default); scaling uses the first")
     r.add_argument("--kinds", help="comma list of SISO,SIMO,MIMO (paper suite)")
@@ -359,15 +363,19 @@ def build_parser() -> argparse.ArgumentParser:
                    "tp_jax,tp_torch/dense,e3nn-jax; name@op for one op's subject, e.g. "
                    "tp_torch/sparse@mtp (default: all; conv suite: the anchors and each "
                    "family's default method, '*' for all)")
-    r.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    r.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                   help="input and weight dtype (default float32, the paper's)")
     r.add_argument("--device", default="auto", help="auto (cuda if available), cpu or cuda")
     r.add_argument("--budget", type=float, help="wall-clock budget in seconds; later tasks "
                    f"are recorded as skipped (default suite: {DEFAULT_BUDGET_S:.0f})")
     r.add_argument("--target-s", type=float, help="timed seconds per measurement (default 0.3; "
                    "0.15 for the default suite)")
-    r.add_argument("--min-repeats", type=int, default=5)
-    r.add_argument("--max-repeats", type=int, default=30)
-    r.add_argument("--warmup", type=int, default=1)
+    r.add_argument("--min-repeats", type=int, default=5,
+                   help="fewest timed samples per measurement (default 5)")
+    r.add_argument("--max-repeats", type=int, default=30,
+                   help="most timed samples per measurement (default 30)")
+    r.add_argument("--warmup", type=int, default=1,
+                   help="untimed calls before timing (default 1; compilation happens there)")
     r.add_argument("--machine", help="machine label stored in the record (default "
                    "cpu-<N>core / gpu-<N>core)")
     r.add_argument("--out", help="output directory (default benchmarks/out/<timestamp>-<suite>)")
@@ -386,36 +394,37 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--max-call-s", type=_positive, help="a pass whose first call takes "
                    "longer is recorded as skipped (with that call's time) and the subject's "
                    "later passes on the workload are not run (default: no limit)")
-    r.add_argument("--seed", type=int, default=0)
-    r.add_argument("--no-progress", action="store_true")
-    r.add_argument("--no-plots", action="store_true")
+    r.add_argument("--seed", type=int, default=0, help="seed of the random inputs")
+    r.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
+    r.add_argument("--no-plots", action="store_true", help="no PNG plots")
     r.set_defaults(func=cmd_run)
     c = sub.add_parser("compare", help="diff two JSON records")
-    c.add_argument("a")
-    c.add_argument("b")
+    c.add_argument("a", help="the first record, A (results.json)")
+    c.add_argument("b", help="the second record: the table gives B / A per cell (< 1: B is "
+                   "faster)")
     c.set_defaults(func=cmd_compare)
     p = sub.add_parser("report", help="table, claims and plots of an existing record")
-    p.add_argument("record")
-    p.add_argument("--out")
-    p.add_argument("--no-plots", action="store_true")
+    p.add_argument("record", help="a record (results.json)")
+    p.add_argument("--out", help="output directory (default: the record's)")
+    p.add_argument("--no-plots", action="store_true", help="no PNG plots")
     p.set_defaults(func=cmd_report)
     m = sub.add_parser("merge", help="one record from runs on the same machine: later "
                        "records' cells replace or extend the first's")
-    m.add_argument("base")
-    m.add_argument("more", nargs="+")
-    m.add_argument("--out", required=True)
+    m.add_argument("base", help="the record to start from")
+    m.add_argument("more", nargs="+", help="records whose cells replace or extend base's")
+    m.add_argument("--out", required=True, help="output directory of the merged record")
     m.add_argument("--note", help="stored as config.note (shown on the results page)")
-    m.add_argument("--no-plots", action="store_true")
+    m.add_argument("--no-plots", action="store_true", help="no PNG plots")
     m.set_defaults(func=cmd_merge)
     d = sub.add_parser("docs-page", help="Markdown results page from records (stdout): suite "
                        "records and training records (train-*.json)")
-    d.add_argument("records", nargs="+")
+    d.add_argument("records", nargs="+", help="results.json and train-*.json records")
     d.set_defaults(func=cmd_docs_page)
     from .training.report import add_parser as add_train_parser
 
     add_train_parser(sub)
     v = sub.add_parser("validate", help="check records against the JSON schema")
-    v.add_argument("records", nargs="+")
+    v.add_argument("records", nargs="+", help="results.json records")
     v.set_defaults(func=cmd_validate)
     return parser
 

@@ -269,3 +269,15 @@ def test_opt_in_subjects_only_by_exact_name() -> None:
     assert "e3nn/cgtp-compiled" not in {s.name for s in all_subjects()}
     assert "e3nn/cgtp-compiled" not in {s.name for s in all_subjects(("e3nn",))}
     assert {s.name for s in all_subjects(("e3nn/cgtp-compiled",))} == {"e3nn/cgtp-compiled"}
+
+
+def test_every_cli_option_has_help():
+    import argparse
+
+    from benchmarks.cli import build_parser
+
+    parser = build_parser()
+    (sub,) = parser._subparsers._group_actions
+    missing = [(name, action.dest) for name, p in sub.choices.items() for action in p._actions
+               if not isinstance(action, argparse._HelpAction) and not action.help]
+    assert missing == []
