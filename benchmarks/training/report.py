@@ -106,9 +106,10 @@ def cmd_train(args: argparse.Namespace) -> int:
             print(f"product basis, threads={threads}: Fourier/grid time per epoch "
                   f"{runs[-1]['fourier_over_grid']:.2f}x", file=sys.stderr)
             continue
+        extra = {"cueq": not args.no_cueq} if args.model == "mace" else {}
         runs.append(_runner(args.model).run(size=args.size, steps=args.steps, threads=threads,
                                             n_structures=args.structures, seed=args.seed,
-                                            memory=not args.no_memory))
+                                            memory=not args.no_memory, **extra))
         print(f"{args.model} {args.size} threads={threads}: e3nn/tp_torch step time "
               f"{runs[-1]['speedup']:.2f}x", file=sys.stderr)
     record = {
@@ -156,6 +157,8 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--seed", type=int, default=0, help="weights and data seed")
     t.add_argument("--no-memory", action="store_true",
                    help="skip the per-backend peak-memory processes")
+    t.add_argument("--no-cueq", action="store_true",
+                   help="MACE: leave out cuEquivariance (its naive CPU path is slow)")
     t.add_argument("--no-plots", action="store_true", help="no PNG")
     t.add_argument("--out", default="benchmarks/out/train", help="output directory")
     t.add_argument("--command-line", help=argparse.SUPPRESS)
