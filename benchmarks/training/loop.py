@@ -16,7 +16,7 @@ from typing import Any
 
 from benchmarks.timing import summarize
 
-__all__ = ["peak_memory", "set_threads", "train_interleaved"]
+__all__ = ["adam_step", "peak_memory", "set_threads", "train_interleaved"]
 
 
 def set_threads(threads: str | int) -> int:
@@ -26,6 +26,27 @@ def set_threads(threads: str | int) -> int:
     if str(threads) != "default":
         torch.set_num_threads(int(threads))
     return torch.get_num_threads()
+
+
+def adam_step(model: Any, batches: list[tuple[Any, Any]],
+              loss: Callable[[Any, Any, Any], Any]) -> Callable[[], float]:
+    """A backend's step callable: Adam (lr 1e-3) on ``loss(model, batch, target)`` over
+    ``batches``, one batch per call, cycling; returns the loss."""
+    import torch
+
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    position = [0]
+
+    def step() -> float:
+        batch, target = batches[position[0] % len(batches)]
+        position[0] += 1
+        opt.zero_grad(set_to_none=True)
+        value = loss(model, batch, target)
+        value.backward()
+        opt.step()
+        return float(value.detach())
+
+    return step
 
 
 def train_interleaved(backends: dict[str, Callable[[], float]], steps: int,

@@ -127,8 +127,11 @@ def _loss(model: Any, batch: dict, target: dict) -> Any:
 
 
 def build_backend(backend: str, size: str, n_structures: int, seed: int = 0):
-    """One backend's training step (a callable returning the loss) on its own model copy."""
+    """One backend's training step (a callable doing one Adam step, returning the loss) on its
+    own model copy."""
     import torch
+
+    from .loop import adam_step
 
     dtype = torch.float32
     model = build_mace(size, dtype, seed)
@@ -148,19 +151,7 @@ def build_backend(backend: str, size: str, n_structures: int, seed: int = 0):
         raise ValueError(f"unknown backend {backend!r}")
     batches = _batches(emt_structures(n_structures, SIZES[size]["repeat"], seed),
                        SIZES[size]["batch"], dtype)
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    position = [0]
-
-    def step() -> float:
-        batch, target = batches[position[0] % len(batches)]
-        position[0] += 1
-        opt.zero_grad(set_to_none=True)
-        loss = _loss(model, batch, target)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    return step
+    return adam_step(model, batches, _loss)
 
 
 def cueq_installed() -> bool:

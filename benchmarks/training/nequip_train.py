@@ -105,8 +105,7 @@ def _loss(model: Any, data: dict, target: dict) -> Any:
 def build_backend(backend: str, size: str, n_structures: int, seed: int = 0):
     """One backend's training step (a callable doing one Adam step, returning the loss) on its
     own model copy."""
-    import torch
-
+    from .loop import adam_step
     from .mace_train import emt_structures
 
     cfg = _check_size(size)
@@ -121,19 +120,7 @@ def build_backend(backend: str, size: str, n_structures: int, seed: int = 0):
         model = convert(model)
     model.train()
     batches = _batches(emt_structures(n_structures, cfg["repeat"], seed), cfg["batch"])
-    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
-    position = [0]
-
-    def step() -> float:
-        data, target = batches[position[0] % len(batches)]
-        position[0] += 1
-        opt.zero_grad(set_to_none=True)
-        loss = _loss(model, data, target)
-        loss.backward()
-        opt.step()
-        return float(loss.detach())
-
-    return step
+    return adam_step(model, batches, _loss)
 
 
 def run(size: str = "small", steps: int = 10, threads: str | int = 1, n_structures: int = 8,

@@ -79,8 +79,14 @@ class MaceConvolution(_E3nnKeys, NotScriptable, torch.nn.Module):
         return self.conv.extra_repr()
 
 
-def _mace_irreps(irreps: Any) -> Irreps:
-    return Irreps(str(irreps))
+def _product_basis_shape(module: Any) -> tuple[int, Irreps, Irreps]:
+    """``(correlation, irreps_in, irreps_out)`` of MACE's ``SymmetricContraction``; one
+    correlation order for every output."""
+    orders = {int(c.correlation) for c in module.contractions}
+    if len(orders) != 1:
+        raise InstructionError(f"one correlation order for every output is supported, got "
+                               f"{sorted(orders)}")
+    return orders.pop(), Irreps(str(module.irreps_in)), Irreps(str(module.irreps_out))
 
 
 class MaceSymmetricContraction(NotScriptable, torch.nn.Module):
@@ -96,13 +102,7 @@ class MaceSymmetricContraction(NotScriptable, torch.nn.Module):
 
     def __init__(self, module: Any) -> None:
         super().__init__()
-        orders = {int(c.correlation) for c in module.contractions}
-        if len(orders) != 1:
-            raise InstructionError(f"one correlation order for every output is supported, got "
-                                   f"{sorted(orders)}")
-        self.correlation = orders.pop()
-        self.irreps_in = _mace_irreps(module.irreps_in)
-        self.irreps_out = _mace_irreps(module.irreps_out)
+        self.correlation, self.irreps_in, self.irreps_out = _product_basis_shape(module)
         first = module.contractions[0]
         self.num_species = int(first.weights_max.shape[0])
         self.contractions = module.contractions  # MACE's modules: parameters and buffers
@@ -152,13 +152,7 @@ class MaceGauntProductBasis(NotScriptable, torch.nn.Module):
 
     def __init__(self, module: Any, method: str) -> None:
         super().__init__()
-        orders = {int(c.correlation) for c in module.contractions}
-        if len(orders) != 1:
-            raise InstructionError(f"one correlation order for every output is supported, got "
-                                   f"{sorted(orders)}")
-        self.correlation = orders.pop()
-        self.irreps_in = _mace_irreps(module.irreps_in)
-        self.irreps_out = _mace_irreps(module.irreps_out)
+        self.correlation, self.irreps_in, self.irreps_out = _product_basis_shape(module)
         weights = module.contractions[0].weights_max
         self.sc = GauntSymmetricContraction(self.irreps_in, self.irreps_out, self.correlation,
                                             int(weights.shape[0]), method=method).to(weights)
