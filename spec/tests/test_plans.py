@@ -62,6 +62,17 @@ DESCRIPTORS = {
         "unreached-parity": lambda: spec.mtp("0e + 2e", "0e + 2e", "0e + 1o + 2e"),
         "no-pair": lambda: spec.mtp("0e", "0e", "0o"),
     },
+    "vstp": {
+        "natural": lambda: spec.vstp(S2, S2),
+        "all-parities": lambda: spec.vstp("0e + 0o + 1o + 1e + 2e", "0e + 1e + 1o + 2o"),
+        "channels-weights": lambda: spec.vstp("3x0e + 3x1o + 3x2e", "3x0e + 3x1o + 3x1e",
+                                              per_degree_weights=True),
+        "broadcast-weights": lambda: spec.vstp("3x0o + 3x1e + 3x2e", "0e + 1o + 2e",
+                                               per_degree_weights=True),
+        "given-out": lambda: spec.vstp("0e + 1o + 2e", "0e + 1o", "0e + 0o + 1e + 2e + 3o"),
+        "scalars-only": lambda: spec.vstp("2x0e + 2x1o", "0o", "2x0o + 2x1e"),
+        "no-path": lambda: spec.vstp("0e + 1o", "0e", "1e + 2o"),
+    },
 }
 
 PLANNED = [(fam, name) for fam, ms in METHODS.items() for name, m in ms.items()

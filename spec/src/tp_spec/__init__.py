@@ -40,6 +40,7 @@ from .symmetric_contraction import (
     gaunt_symmetric_contraction,
     symmetric_contraction,
 )
+from .vstp import VSTPDescriptor, vstp
 from .wigner_6j import wigner_6j
 
 __version__ = "0.1.0"
@@ -66,6 +67,7 @@ __all__ = [
     "SymmetricContractionDescriptor",
     "GauntSymmetricContractionDescriptor",
     "TensorProductDescriptor",
+    "VSTPDescriptor",
     "cgtp",
     "channel_fold",
     "clebsch_gordan",
@@ -83,6 +85,7 @@ __all__ = [
     "reference",
     "spherical_harmonics",
     "symmetric_contraction",
+    "vstp",
     "gaunt_symmetric_contraction",
     "wigner_6j",
     "wigner_D",

@@ -11,7 +11,7 @@ samples; fixed path coefficients are folded into the coupling tables (not counte
 
     sum_paths [2 * nnz(C) * P + weight contraction]  (+ per-degree scaling for GTP/MTP)
 
-For GTP/MTP the paths are those of the emulating CGTP (``d.as_cgtp()``) without weights;
+For GTP/MTP/VSTP the paths are those of the emulating CGTP (``d.as_cgtp()``) without weights;
 per-degree weights add ``dim(in1) + dim(in2) + dim(out)`` (one multiply per component, counted
 as 1 FLOP, per sample).
 
@@ -55,6 +55,12 @@ pairs (``[P, Q]``) or in the transpose regime (``X1 X2`` and ``X2 X1``), else on
   from ``[P, Q]``: ``2 * 2 n^2 * dim_out``. The count of the transpose regime is tp_torch's
   (and NumPy's) read-out; tp_jax reads one channel from ``[X1 X2, X2 X1]`` with one GEMM,
   ``2 * 2 n^2 * dim_out``.
+
+**VSTP method** ``"grid"`` (:func:`tp_spec.plan.vstp.flops_grid`; per channel, dense
+transforms on the ``npts`` points of ``s2grid_for(*d.field_degrees())``): the field GEMMs
+``2 n * 6 npts`` per input (``n`` its nonscalar components per channel; ``C``, resp. ``C2``
+times), four cross products ``36 npts`` and their two sums ``6 npts``, the projection GEMM
+``2 * 6 npts * dim_out / C``, the scalar products ``6``.
 
 **Convolution** (:func:`tp_spec.reference.conv`, ``N`` nodes, ``E`` edges): the product on
 ``E`` samples plus one add per message entry (``E * dim_out``). Bytes and intermediate memory
@@ -103,6 +109,7 @@ MODELS = {
     "cgtp": ("sparse", "dense", "fused", "oeq"),
     "gtp": ("gaunt",),
     "mtp": (),
+    "vstp": (),
 }
 
 

@@ -11,6 +11,8 @@ floating inputs with :class:`~tp_spec.errors.DTypeError`, computes in float64 an
   (matrix form).
 * :func:`apply_gtp_grid` and :func:`apply_gtp_fourier`: the GTP through S2 grids / 2D Fourier
   series, per pair of parity classes.
+* :func:`apply_vstp_grid`: the VSTP through vector fields on an S2 grid (what :func:`apply`
+  runs for a VSTP; independent of its CGTP emulation).
 * :func:`apply_emulated`: any descriptor through its equivalent CGTP (``d.as_cgtp()``).
 * :func:`conv`: the tensor-product convolution over the edges of a graph (message passing).
 
@@ -37,6 +39,7 @@ from .descriptor import Path, TensorProductDescriptor
 from .errors import DTypeError, InstructionError
 from .gtp import GTPDescriptor, parity_class
 from .mtp import MTPDescriptor
+from .vstp import VSTPDescriptor
 
 __all__ = [
     "apply",
@@ -46,6 +49,7 @@ __all__ = [
     "apply_gtp_gaunt",
     "apply_gtp_grid",
     "apply_mtp_matrix",
+    "apply_vstp_grid",
     "conv",
 ]
 
@@ -305,12 +309,71 @@ def apply_mtp_matrix(d: MTPDescriptor, x1: Any, x2: Any, weights: Any = None) ->
     return _finish(out, w3, batch)
 
 
+# ----------------------------------------------------------------------------- VSTP
+def _cross(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """Cross product over axis ``-3`` (the Cartesian components of ``(..., 3, nt, nphi)``)."""
+    return np.stack([a[..., 1, :, :] * b[..., 2, :, :] - a[..., 2, :, :] * b[..., 1, :, :],
+                     a[..., 2, :, :] * b[..., 0, :, :] - a[..., 0, :, :] * b[..., 2, :, :],
+                     a[..., 0, :, :] * b[..., 1, :, :] - a[..., 1, :, :] * b[..., 0, :, :]],
+                    axis=-3)
+
+
+def apply_vstp_grid(
+    d: VSTPDescriptor, x1: Any, x2: Any, weights: Any = None, grid: Any = None
+) -> np.ndarray:
+    """VSTP by its definition (:mod:`tp_spec.vstp`): per vector parity ``P`` build each
+    input's field ``F_P = sum x_{Jm} V^{J,l}_m`` over the slots of its nonscalar blocks, evaluate
+    the Cartesian components on a Gauss-Legendre grid, take the four cross products
+    ``F1_{P1} x F2_{P2}`` into ``H_{P1 P2}``, project the components back with the quadrature
+    (:func:`tp_spec.s2grid.from_grid`) and read each output block off its slots; the scalar
+    blocks multiply as a CGTP. ``grid=None``: the minimal exact grid
+    (``s2grid_for(*d.field_degrees())``)."""
+    from .s2grid import from_grid, s2grid_for, to_grid
+    from .vsh import coupling, slots
+
+    x1, x2, w, batch = _prepare(d, x1, x2, weights)
+    a, b, w3 = _scaled_blocks(d, x1, x2, w)
+    out = _zero_blocks(d.irreps_out, batch)
+    for i1, (_, ir1) in enumerate(d.irreps_in1):
+        for i2, (_, ir2) in enumerate(d.irreps_in2):
+            for io, (_, ir3) in enumerate(d.irreps_out):
+                if ir1.l == ir2.l == ir3.l == 0 and ir3.p == ir1.p * ir2.p:
+                    out[io] = out[io] + a[i1] * b[i2]  # one x2 channel broadcasts
+    l1, l2, lo = d.field_degrees()
+    if not (l1 and l2 and lo):
+        return _finish(out, w3, batch)
+    g = s2grid_for(l1, l2, lo) if grid is None else grid
+
+    def fields(blocks: list[np.ndarray], irreps: Any, lmax: int) -> dict[int, np.ndarray]:
+        """Per ``P``: grid values ``(..., ch, 3, nt, nphi)``."""
+        ch = blocks[0].shape[-2]
+        out_f = {}
+        for P in (1, -1):
+            c = np.zeros(batch + (ch, 3, (lmax + 1) ** 2))
+            for blk, (_, ir) in zip(blocks, irreps, strict=True):
+                for l in slots(ir.l, ir.p, P) if ir.l > 0 else ():
+                    c[..., l * l:(l + 1) ** 2] += np.einsum("...cm,iam->...cia", blk,
+                                                            coupling(ir.l, l))
+            out_f[P] = to_grid(c, lmax, g)
+        return out_f
+
+    f1, f2 = fields(a, d.irreps_in1, l1), fields(b, d.irreps_in2, l2)
+    for P in (1, -1):
+        h = _cross(f1[1], f2[P]) + _cross(f1[-1], f2[-P])  # H_P: P1 * P2 = P
+        coef = from_grid(h, lo, g)  # (..., C, 3, (lo + 1)^2)
+        for io, (_, ir3) in enumerate(d.irreps_out):
+            for l in slots(ir3.l, ir3.p, P):
+                out[io] = out[io] + np.einsum("...cia,iam->...cm", coef[..., l * l:(l + 1) ** 2],
+                                              coupling(ir3.l, l))
+    return _finish(out, w3, batch)
+
+
 # ----------------------------------------------------------------------------- dispatch
 def apply(d: TensorProductDescriptor, x1: Any, x2: Any, weights: Any = None) -> np.ndarray:
     """The reference forward pass of any descriptor: ``(*batch, d.irreps_out.dim)`` float64.
 
     CGTP: :func:`apply_cgtp`; GTP: :func:`apply_gtp_gaunt`; MTP: :func:`apply_mtp_matrix`;
-    any other descriptor: :func:`apply_emulated`.
+    VSTP: :func:`apply_vstp_grid`; any other descriptor: :func:`apply_emulated`.
     """
     if isinstance(d, CGTPDescriptor):
         return apply_cgtp(d, x1, x2, weights)
@@ -318,6 +381,8 @@ def apply(d: TensorProductDescriptor, x1: Any, x2: Any, weights: Any = None) -> 
         return apply_gtp_gaunt(d, x1, x2, weights)
     if isinstance(d, MTPDescriptor):
         return apply_mtp_matrix(d, x1, x2, weights)
+    if isinstance(d, VSTPDescriptor):
+        return apply_vstp_grid(d, x1, x2, weights)
     if isinstance(d, TensorProductDescriptor):
         return apply_emulated(d, x1, x2, weights)
     raise TypeError(f"expected a tensor-product descriptor, got {type(d).__name__}")

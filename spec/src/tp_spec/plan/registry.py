@@ -10,7 +10,7 @@ import numpy as np
 
 from ..descriptor import TensorProductDescriptor
 from ..errors import InstructionError
-from . import cgtp, gtp, mtp
+from . import cgtp, gtp, mtp, vstp
 from .base import Method, Plan
 from .tuning import DEFAULT_TUNING, Tuning
 
@@ -20,23 +20,24 @@ __all__ = ["DEFAULT_METHODS", "METHODS", "default_method", "execute", "family", 
 #: Every method, per family, in the order the backends list them.
 METHODS: dict[str, dict[str, Method]] = {
     fam: {m.name: m for m in module.METHODS}
-    for fam, module in (("cgtp", cgtp), ("gtp", gtp), ("mtp", mtp))
+    for fam, module in (("cgtp", cgtp), ("gtp", gtp), ("mtp", mtp), ("vstp", vstp))
 }
 
 #: What ``method=None`` picks, in every backend and on every device: the fastest measured on
 #: CPU (float32, batch 10,000; the committed benchmark records): CGTP ``fused`` (faster than
 #: ``dense``/``sparse`` and than e3nn / e3nn-jax on every workload measured), GTP ``grid``
 #: (7-35x faster than ``fourier`` at L = 1..10), MTP ``sparse`` (block-sparse change of basis:
-#: 1.4-1.7x faster than ``dense`` from L = 6). The GPU adapters are opt-in.
-DEFAULT_METHODS = {"cgtp": "fused", "gtp": "grid", "mtp": "sparse"}
+#: 1.4-1.7x faster than ``dense`` from L = 6), VSTP ``grid`` (its only method). The GPU
+#: adapters are opt-in.
+DEFAULT_METHODS = {"cgtp": "fused", "gtp": "grid", "mtp": "sparse", "vstp": "grid"}
 
 
 def family(d: Any) -> str:
-    """``d``'s family (``"cgtp"``, ``"gtp"`` or ``"mtp"``); :class:`InstructionError` if ``d``
-    is not a tp_spec descriptor of a known family."""
+    """``d``'s family (``"cgtp"``, ``"gtp"``, ``"mtp"`` or ``"vstp"``); :class:`InstructionError`
+    if ``d`` is not a tp_spec descriptor of a known family."""
     if not isinstance(d, TensorProductDescriptor) or d.kind not in METHODS:
         raise InstructionError(
-            f"expected a tp_spec descriptor (cgtp, gtp or mtp), got {type(d).__name__}")
+            f"expected a tp_spec descriptor (cgtp, gtp, mtp or vstp), got {type(d).__name__}")
     return d.kind
 
 
