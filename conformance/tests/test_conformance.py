@@ -58,7 +58,7 @@ def test_equivariance(target, improper):
                               device=target.device)
 
 
-@conformance(families=("gtp", "mtp"))
+@conformance(families=("gtp", "mtp", "vstp"))
 def test_emulation(target):
     checks.check_emulation(target.backend, target.method, target.d, device=target.device)
 

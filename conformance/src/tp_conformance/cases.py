@@ -11,7 +11,7 @@ finite-difference and second-order checks run on it). Groups (``Case.tags``):
 * ``random``: seeded random e3nn-style instruction lists: every connection mode, mixed parities,
   multiplicity 0 and 1 blocks, weighted and unweighted paths, ``path_weight`` and every
   normalization.
-* ``gtp`` / ``mtp``: every parity-class pair (and mixed inputs), channel broadcast
+* ``gtp`` / ``mtp`` / ``vstp``: every parity-class pair (and mixed inputs), channel broadcast
   (``x2`` with one channel), per-degree weights.
 * ``small``: cheap enough for finite differences and second-order checks.
 * ``golden``: the subset whose inputs/outputs are committed under ``conformance/golden``.
@@ -40,7 +40,7 @@ class Case:
     """A catalogue entry: ``build()`` returns the descriptor (built once, on first use)."""
 
     name: str
-    family: str  # "cgtp" | "gtp" | "mtp"
+    family: str  # "cgtp" | "gtp" | "mtp" | "vstp"
     build: Callable[[], spec.TensorProductDescriptor] = field(repr=False, compare=False)
     tags: frozenset[str] = frozenset()
     batch: tuple[int, ...] = (3,)
@@ -196,10 +196,11 @@ def _standard_cgtp_cases() -> list[Case]:
 
 
 def _fixed_cases() -> list[Case]:
-    """GTP and MTP: every parity-class pair, mixed inputs, channel broadcast, per-degree weights."""
+    """GTP, MTP and VSTP: every parity-class pair, mixed inputs, channel broadcast, per-degree
+    weights."""
     out: list[Case] = []
     plus, minus = "0e+1o+2e", "0o+1e+2o"
-    for fam, fn in (("gtp", spec.gtp), ("mtp", spec.mtp)):
+    for fam, fn in (("gtp", spec.gtp), ("mtp", spec.mtp), ("vstp", spec.vstp)):
         tags = frozenset({fam, "small"})
         for n1, a in (("p", plus), ("m", minus)):
             for n2, b in (("p", plus), ("m", minus)):
@@ -228,12 +229,13 @@ GOLDEN = (
 
 
 #: A small subset that still covers every CGTP mode (random-3 mixes them, with multiplicity 0
-#: and 1 blocks), the MACE-style channelwise product, all four GTP/MTP parity-class pairs,
+#: and 1 blocks), the MACE-style channelwise product, all four GTP/MTP/VSTP parity-class pairs,
 #: channel broadcast and per-degree weights. For backends whose per-test cost is dominated by
 #: compilation (tp_jax on CPU): ``--case-tag quick``.
 QUICK = (
     "random-3", "cgtp-uvu-channelwise", "cgtp-mul0", "gtp-mixed-classes",
     "gtp-per-degree-broadcast", "mtp-mixed-classes", "mtp-per-degree-broadcast",
+    "vstp-mixed-classes", "vstp-per-degree-broadcast",
 )
 
 

@@ -10,7 +10,7 @@ from tp_spec import DeviceError, DTypeError, InstructionError, TensorProductDesc
 from tp_spec import plan as tp_plan
 from tp_spec.validation import check_call, dtype_name
 
-from . import _cgtp, _gtp, _mtp
+from . import _cgtp, _gtp, _mtp, _vstp
 from ._common import Kernel, NotScriptable, flatten_batch, no_autocast
 from ._cueq import CGTPCueq, cueq_reason
 from ._oeq import CGTPOeq, oeq_unsupported_reason
@@ -57,7 +57,7 @@ ADAPTERS: dict[tuple[str, str], Callable[..., Kernel]] = {
 
 #: Plan type -> the executor (a :class:`Kernel` built from the plan alone).
 EXECUTORS: dict[type, Callable[[Any], Kernel]] = {
-    **_cgtp.EXECUTORS, **_gtp.EXECUTORS, **_mtp.EXECUTORS}
+    **_cgtp.EXECUTORS, **_gtp.EXECUTORS, **_mtp.EXECUTORS, **_vstp.EXECUTORS}
 
 
 def build_kernel(d: TensorProductDescriptor, method: str, device: torch.device,
@@ -94,7 +94,7 @@ def _check_call(d: TensorProductDescriptor, x1: Any, x2: Any, weights: Any,
 
 
 class TensorProduct(NotScriptable, torch.nn.Module):
-    """Run a tp_spec descriptor (CGTP, GTP or MTP) with a chosen method.
+    """Run a tp_spec descriptor (CGTP, GTP, MTP or VSTP) with a chosen method.
 
     ``TensorProduct(d, method=None, device=None, tuning=None)`` (``tuning``: a
     :class:`tp_spec.plan.Tuning` for the plan, default thresholds if None);
