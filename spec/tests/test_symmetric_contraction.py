@@ -9,6 +9,7 @@ import pytest
 import tp_spec
 from tp_spec import symmetric_contraction as make
 from tp_spec.mace_basis import weights_from_mace
+from tp_spec.symmetric_basis import symmetrized
 from tp_spec.symmetric_contraction import (
     apply,
     gaunt_apply,
@@ -185,6 +186,39 @@ def test_weights_from_mace_maps_a_signed_basis():
     u_mace[1][1] = u_mace[1][1] + 0.1
     with pytest.raises(tp_spec.InstructionError, match="span"):
         weights_from_mace(d, u_mace, w_mace)
+
+
+
+def test_reduced_basis_counts():
+    # e3nn-jax's reduced_symmetric_tensor_product_basis for the same irreps has 8, 12 and 14
+    # elements at order 3 for 0e, 1o and 2e (3,136 weights at 64 channels, one species)
+    d = make("2x0e+2x1o+2x2e+2x3o", "2x0e+2x1o+2x2e", 3, 1, basis="reduced")
+    assert d.num_paths == ((1, 4, 8), (1, 3, 12), (1, 5, 14))
+    full = make("2x0e+2x1o+2x2e+2x3o", "2x0e+2x1o+2x2e", 3, 1)
+    for us_r, us_f in zip(d.U, full.U, strict=True):
+        for u_r, u_f in zip(us_r, us_f, strict=True):  # the rank of the symmetric parts
+            a = symmetrized(u_f).reshape(-1, u_f.shape[-1])
+            sv = np.linalg.svd(a, compute_uv=False)
+            assert u_r.shape[-1] == int((sv > 1e-9 * sv[0]).sum())
+
+
+@pytest.mark.parametrize("corr", [2, 3])
+def test_reduced_basis_spans_maces(corr):
+    """Every function of MACE's basis is one of the reduced basis: MACE's weights mapped onto
+    it (weights_from_mace) give the same outputs."""
+    full = make("2x0e+2x1o+2x2e", "2x0e+2x1o+2x1e", corr, 2)
+    red = make("2x0e+2x1o+2x2e", "2x0e+2x1o+2x1e", corr, 2, basis="reduced")
+    assert red.weight_numel < full.weight_numel and red.basis == "reduced"
+    x, w, s = _inputs(full, n=4)
+    u_mace = [[u[0] if ir.l == 0 else u for u in full.U[i]]
+              for i, (_, ir) in enumerate(full.irreps_out)]
+    w_mace = [list(ws) for ws in split_weights(full, w)]
+    w_red = weights_from_mace(red, u_mace, w_mace)
+    np.testing.assert_allclose(apply(red, x, w_red, s), apply(full, x, w, s), atol=1e-11)
+    np.testing.assert_allclose(run_monomial_numpy(red, x, w_red, s), apply(full, x, w, s),
+                               atol=1e-11)
+    with pytest.raises(tp_spec.InstructionError, match="basis"):
+        make("2x0e", "2x0e", 2, 1, basis="cueq")
 
 
 @pytest.mark.parametrize(

@@ -29,9 +29,10 @@ def _inputs(d, n=7, seed=0):
     return x, w, s
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[2]}")
+@pytest.mark.parametrize("case", CASES + [(*CASES[0], "reduced")],
+                         ids=lambda c: f"{c[0]}-{c[2]}{'-' + c[4] if len(c) > 4 else ''}")
 def test_matches_reference(case):
-    d = tp_spec.symmetric_contraction(*case)
+    d = tp_spec.symmetric_contraction(*case[:4], basis=(list(case[4:]) or ["mace"])[0])
     x, w, s = _inputs(d)
     out = symmetric_contraction(d)(x, w, s)
     assert out.dtype == jnp.float64

@@ -28,11 +28,14 @@ def _inputs(m, n, dtype, seed=0):
     return x, s
 
 
-@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[2]}")
+@pytest.mark.parametrize("case", CASES + [(*CASES[0], "reduced")],
+                         ids=lambda c: f"{c[0]}-{c[2]}{'-' + c[4] if len(c) > 4 else ''}")
 @pytest.mark.parametrize("dtype", [torch.float64, torch.float32])
 def test_matches_reference(case, dtype):
-    irreps_in, irreps_out, corr, species = case
-    m = SymmetricContraction(irreps_in, irreps_out, corr, species).to(dtype)
+    irreps_in, irreps_out, corr, species, *basis = case
+    m = SymmetricContraction(irreps_in, irreps_out, corr, species, basis=(basis or ["mace"])[0])
+    assert m.descriptor.basis == (basis or ["mace"])[0]
+    m = m.to(dtype)
     m.chunk_elements = 64  # several chunks per species
     x, s = _inputs(m, 9, dtype)
     ref = sc.apply(m.descriptor, x.double().numpy(), m.flat_weights().detach().double().numpy(),

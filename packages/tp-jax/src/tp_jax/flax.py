@@ -239,7 +239,8 @@ class SymmetricContraction(nn.Module):
     -> ``(n, irreps_out.dim)``.
 
     Parameters ``"weights_{i}_{nu}"`` of MACE's shapes ``(num_species, K, k)`` (output ``i``,
-    order ``nu``), initialized like MACE (standard normal / K).
+    order ``nu``), initialized like MACE (standard normal / K). ``basis="reduced"``: only the
+    independent paths (:func:`tp_spec.symmetric_contraction`), fewer weights, same functions.
     """
 
     irreps_in: Any
@@ -247,11 +248,12 @@ class SymmetricContraction(nn.Module):
     correlation: int
     num_species: int
     param_dtype: Any = jnp.float32
+    basis: str = "mace"
 
     @nn.compact
     def __call__(self, x: jax.Array, species: jax.Array) -> jax.Array:
         d = sc_spec.symmetric_contraction(self.irreps_in, self.irreps_out, self.correlation,
-                                      self.num_species)
+                                          self.num_species, basis=self.basis)
         blocks = []
         for i, shapes in enumerate(d.weight_shapes):
             for nu, (S, K, k) in enumerate(shapes, start=1):

@@ -62,12 +62,16 @@ class SymmetricContraction(NotScriptable, ConstantTables):
     ``weights[i][nu - 1]``: Parameter ``(num_species, K, k)`` of output ``i`` and order ``nu``,
     MACE's ``contractions[i].weights_max`` (``nu = correlation``) or
     ``contractions[i].weights[correlation - 1 - nu]``; :meth:`load_mace_weights` copies them.
+    ``basis="reduced"``: only the independent paths (:func:`tp_spec.symmetric_contraction`),
+    the same functions with fewer weights; MACE's weights still load (mapped).
     """
 
     def __init__(self, irreps_in: Any, irreps_out: Any, correlation: int,
-                 num_species: int, *, internal_weights: bool = True) -> None:
+                 num_species: int, *, internal_weights: bool = True,
+                 basis: str = "mace") -> None:
         super().__init__()
-        d = _sc.symmetric_contraction(irreps_in, irreps_out, correlation, num_species)
+        d = _sc.symmetric_contraction(irreps_in, irreps_out, correlation, num_species,
+                                      basis=basis)
         self.descriptor = d
         self.irreps_in, self.irreps_out = d.irreps_in, d.irreps_out
         self.num_species, self.correlation = d.num_species, d.correlation

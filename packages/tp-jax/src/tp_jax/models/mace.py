@@ -93,6 +93,7 @@ class Interaction(nn.Module):
     radial_hidden: Sequence[int]
     avg_num_neighbors: float
     param_dtype: Any
+    basis: str
 
     @nn.compact
     def __call__(self, h, z, sh, r, senders, receivers):
@@ -107,7 +108,7 @@ class Interaction(nn.Module):
         m = TensorProductConv(conv, param_dtype=pd)(up, sh, senders, receivers, w)
         m = Linear(conv.irreps_out, target, param_dtype=pd)(m / self.avg_num_neighbors)
         b = SymmetricContraction(target, self.hidden, self.correlation, self.num_species,
-                                 param_dtype=pd)(m, z)
+                                 param_dtype=pd, basis=self.basis)(m, z)
         return Linear(self.hidden, self.hidden, param_dtype=pd)(b) + skip
 
 
@@ -119,7 +120,9 @@ class MACE(nn.Module):
     and the product basis input are ``k x (0e + 1o + ... + max_ell)``); ``correlation`` of the
     symmetric contraction; ``num_interactions``; ``r_max`` (cutoff), ``num_bessel`` and
     ``radial_hidden`` of the radial MLP; ``avg_num_neighbors`` (the messages' divisor);
-    ``param_dtype``, also the dtype required of positions and shifts.
+    ``param_dtype``, also the dtype required of positions and shifts; ``product_basis`` of
+    the symmetric contraction: ``"reduced"`` (its independent paths only, as e3nn-jax's and
+    cuEquivariance's) or ``"mace"`` (MACE's paths and weight shapes, ~3x the weights).
     """
 
     num_species: int
@@ -132,6 +135,7 @@ class MACE(nn.Module):
     radial_hidden: Sequence[int] = (64, 64, 64)
     avg_num_neighbors: float = 1.0
     param_dtype: Any = jnp.float32
+    product_basis: str = "reduced"
 
     @nn.compact
     def __call__(self, g: Graph, num_graphs: int) -> jax.Array:
@@ -152,8 +156,8 @@ class MACE(nn.Module):
         for _ in range(self.num_interactions):
             h = Interaction(irreps, hidden, self.max_ell, self.correlation, self.num_species,
                             self.r_max, self.num_bessel, tuple(self.radial_hidden),
-                            self.avg_num_neighbors, dtype)(h, g.species, sh, r, g.senders,
-                                                           g.receivers)
+                            self.avg_num_neighbors, dtype, self.product_basis)(
+                h, g.species, sh, r, g.senders, g.receivers)
             irreps = hidden
             energy = energy + Linear(hidden, "0e", param_dtype=dtype)(h)[:, 0]
         return jax.ops.segment_sum(energy, g.graph_index, num_segments=num_graphs)
