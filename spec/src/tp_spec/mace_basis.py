@@ -23,9 +23,10 @@ __all__ = ["mace_basis_maps", "weights_from_mace"]
 
 def mace_basis_maps(d: SymmetricContractionDescriptor, u_mace: Any) -> list[list[np.ndarray]]:
     """Per output ``i`` and order ``nu``, the matrix ``t (K, K')`` with ``d.U[i][nu - 1] @ t ==
-    u_mace[i][nu - 1]`` in their symmetric parts (:func:`tp_spec.symmetric_basis.symmetrized`;
-    either basis of ``d``) (MACE's ``U_matrix_{nu}`` buffers, ``(2L+1, D, ..., D, K')``, no ``M``
-    axis for ``L = 0``): MACE's weights ``w (num_species, K', k)`` are ``t @ w`` in this basis.
+    u_mace[i][nu - 1]`` (MACE's ``U_matrix_{nu}`` buffers, ``(2L+1, D, ..., D, K')``, no
+    ``M`` axis for ``L = 0``; for ``d.basis == "reduced"`` in their symmetric parts,
+    :func:`tp_spec.symmetric_basis.symmetrized`): MACE's weights ``w (num_species, K', k)``
+    are ``t @ w`` in this basis.
 
     InstructionError if a MACE basis is not in the span of ``d.U`` (not the same product basis;
     checked to 1e-5: MACE's ``U`` can be float32-accurate even in a float64 model, e.g. its
@@ -40,9 +41,11 @@ def mace_basis_maps(d: SymmetricContractionDescriptor, u_mace: Any) -> list[list
             atol = 1e-5  # a wrong basis misses by O(1); MACE's U may be float32-accurate
             um = um.astype(np.float64)
             um = um.reshape(u.shape[:-1] + (um.shape[-1],))
-            rows = math.prod(u.shape[:-1])  # only the symmetric parts are contracted
-            a = symmetrized(u).reshape(rows, u.shape[-1])
-            b = symmetrized(um).reshape(rows, um.shape[-1])
+            rows = math.prod(u.shape[:-1])
+            if d.basis == "reduced":  # only the symmetric parts are contracted
+                u, um = symmetrized(u), symmetrized(um)
+            # MACE's basis: the same paths up to sign, so the map is a signed identity
+            a, b = u.reshape(rows, u.shape[-1]), um.reshape(rows, um.shape[-1])
             t = np.linalg.pinv(a) @ b if a.shape[1] else np.zeros((0, b.shape[1]))
             if not np.allclose(a @ t, b, rtol=0, atol=atol):
                 raise InstructionError(

@@ -95,8 +95,8 @@ class MaceSymmetricContraction(NotScriptable, torch.nn.Module):
     num_species) one-hot) -> (n, irreps_out.dim)``, MACE's layouts.
 
     It holds MACE's own ``contractions`` (their weights ``weights_max``, ``weights.*`` and
-    ``U_matrix_*`` buffers, same names) and maps the weights onto tp_torch's basis on each call
-    by exact matrices (:func:`tp_spec.mace_basis.mace_basis_maps`), so gradients and
+    ``U_matrix_*`` buffers, same names) and maps the weights onto tp_torch's reduced basis on
+    each call by exact matrices (:func:`tp_spec.mace_basis.mace_basis_maps`), so gradients and
     checkpoints are MACE's.
     """
 
@@ -107,8 +107,10 @@ class MaceSymmetricContraction(NotScriptable, torch.nn.Module):
         self.num_species = int(first.weights_max.shape[0])
         self.contractions = module.contractions  # MACE's modules: parameters and buffers
         self._mace = (module,)  # the original, for to_e3nn (not a submodule)
+        # the reduced basis computes the same functions with ~3x fewer paths (correlation 3)
         self.sc = SymmetricContraction(self.irreps_in, self.irreps_out, self.correlation,
-                                       self.num_species, internal_weights=False)
+                                       self.num_species, internal_weights=False,
+                                       basis="reduced")
         u_mace = [[c.U_tensors(nu).detach().cpu().numpy()
                    for nu in range(1, self.correlation + 1)] for c in module.contractions]
         dtype = first.weights_max.dtype
