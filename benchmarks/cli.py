@@ -1,4 +1,5 @@
-"""Command line: ``python -m benchmarks {run,compare,report,merge,docs-page,validate} ...``.
+"""Command line: ``python -m benchmarks {run,compare,report,merge,docs-page,validate,train,
+experiment} ...``.
 
 * ``run [--suite default|paper|models|scaling|conv] [--ops cgtp,gtp,mtp] [--L 1,2,4]
   [--kinds SISO,SIMO,MIMO] [--batch N] [--passes fwd,bwd,dbl] [--subjects tp_jax,e3nn,...]
@@ -13,6 +14,8 @@
 * ``merge A.json B.json [...] --out DIR``: one record from runs on the same machine and
   versions, B's cells replacing A's of the same workload, pass and subject, or added.
 * ``docs-page A.json [B.json ...]``: the Markdown results page (stdout).
+* ``experiment tetris [--quick] [--seeds N] [--steps N] --out DIR``: the chirality experiment
+  (:mod:`benchmarks.experiments.tetris`).
 """
 
 from __future__ import annotations
@@ -423,6 +426,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .training.report import add_parser as add_train_parser
 
     add_train_parser(sub)
+    from .experiments import add_parser as add_experiment_parser
+
+    add_experiment_parser(sub)
     v = sub.add_parser("validate", help="check records against the JSON schema")
     v.add_argument("records", nargs="+", help="results.json records")
     v.set_defaults(func=cmd_validate)
