@@ -1,7 +1,7 @@
 """Command line: ``python -m benchmarks {run,compare,report,merge,docs-page,validate,train,
 experiment} ...``.
 
-* ``run [--suite default|paper|models|scaling|conv] [--ops cgtp,gtp,mtp] [--L 1,2,4]
+* ``run [--suite default|paper|models|scaling|conv] [--ops cgtp,gtp,mtp,vstp] [--L 1,2,4]
   [--kinds SISO,SIMO,MIMO] [--batch N] [--passes fwd,bwd,dbl] [--subjects tp_jax,e3nn,...]
   [--dtype float32] [--device auto|cpu|cuda] [--budget SECONDS] [--target-s S]
   [--machine NAME] [--memory-cap auto|off|GIB] [--max-call-s S] [--nodes N] [--degree K]
@@ -202,10 +202,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     threads = _set_threads(args.threads)
     from .runner import run
     from .subjects import all_subjects
-    from .workloads import OPS, suite_workloads
+    from .workloads import suite_ops, suite_workloads
 
     device = _device(args.device)
-    ops = _csv(args.ops) or OPS
+    ops = _csv(args.ops) or suite_ops(args.suite)
     passes = _csv(args.passes) or ("fwd", "bwd", "dbl")
     if args.suite == "conv":
         from .conv import conv_workloads
@@ -348,7 +348,8 @@ def build_parser() -> argparse.ArgumentParser:
                         "paper's SISO/SIMO/MIMO microbenchmark; models: channelwise shapes of "
                         "MACE, NequIP, DiffDock, SevenNet; scaling: batch sizes; conv: "
                         "convolutions on a periodic graph")
-    r.add_argument("--ops", help="comma list of cgtp,gtp,mtp (default all)")
+    r.add_argument("--ops", help="comma list of cgtp,gtp,mtp,vstp (default: paper suite all "
+                   "four; other suites cgtp,gtp,mtp)")
     r.add_argument("--L", help="comma list of degrees (paper/default); scaling uses the first")
     r.add_argument("--kinds", help="comma list of SISO,SIMO,MIMO (paper suite)")
     r.add_argument("--modes", help="comma list of CGTP modes uvw,full,uuu (paper suite default: "

@@ -3,15 +3,16 @@
 A :class:`Workload` names one descriptor (op family, irreps) at one batch size. Suites:
 
 * ``paper`` - the microbenchmark of "The Price of Freedom" (Xie et al. 2025, section 7): one
-  channel, batch 10,000, ``L = 1..10``, for every op family (CGTP, GTP, MTP):
+  channel, batch 10,000, ``L = 1..10``, for every op family (CGTP, GTP, MTP, VSTP):
 
   - SISO: ``Ly x Ly -> L`` (one irrep each),
   - SIMO: ``Ly x Ly ->`` every irrep up to ``2L``,
   - MIMO: s2 irreps ``0e + 1o + ... + Ly`` on both inputs -> every irrep up to ``2L``.
 
   "Every irrep" means every irrep the op family can reach (a CGTP reaches both parities, a GTP
-  only even-sum paths, an MTP the paths with a nonzero 6j symbol); unreachable outputs are
-  dropped so no implementation pays for zeros.
+  only even-sum paths, an MTP the paths with a nonzero 6j symbol, a VSTP the paths with a
+  nonzero vector-Gaunt coefficient); unreachable outputs are dropped so no implementation pays
+  for zeros.
 * ``models`` - the OpenEquivariance problem catalogue (MACE, NequIP, DiffDock, SevenNet shapes;
   source: ``openequivariance/benchmark/problems.py`` of PASSIONLab/OpenEquivariance), as CGTP
   (channelwise ``uvu``, DiffDock fully connected ``uvw`` with per-sample weights) and, where the
@@ -19,6 +20,9 @@ A :class:`Workload` names one descriptor (op family, irreps) at one batch size. 
 * ``scaling`` - MIMO at fixed ``L`` with the batch swept over ``1 .. 1e6`` and the channel count
   swept at a fixed batch (``C`` channels of ``x1``, one broadcast channel of ``x2``).
 * ``default`` - the main job: a small MIMO slice that fits in a few minutes on a 2-core CPU.
+
+Op families per suite (:func:`suite_ops`): the paper suite times all of :data:`OPS`; the
+others time :data:`MAIN_OPS` (the main job's time budget has no room for the VSTP).
 """
 
 from __future__ import annotations
@@ -32,6 +36,7 @@ from tp_spec import Irrep, Irreps
 
 __all__ = [
     "CGTP_MODES",
+    "MAIN_OPS",
     "MODEL_PROBLEMS",
     "OPS",
     "SUITES",
@@ -39,10 +44,13 @@ __all__ = [
     "build_descriptor",
     "paper_workloads",
     "s2_irreps",
+    "suite_ops",
     "suite_workloads",
 ]
 
-OPS = ("cgtp", "gtp", "mtp")
+#: Every op family the harness builds; :data:`MAIN_OPS` those of every suite but ``paper``.
+OPS = ("cgtp", "gtp", "mtp", "vstp")
+MAIN_OPS = ("cgtp", "gtp", "mtp")
 SUITES = ("default", "paper", "models", "scaling")
 PAPER_KINDS = ("SISO", "SIMO", "MIMO")
 
@@ -72,6 +80,8 @@ def build_descriptor(op: str, in1: str, in2: str, out: str | None, mode: str = "
         d = tp_spec.gtp(in1, in2, out)
     elif op == "mtp":
         d = tp_spec.mtp(in1, in2, out)
+    elif op == "vstp":
+        d = tp_spec.vstp(in1, in2, out)
     else:
         raise ValueError(f"unknown op {op!r}; expected one of {OPS}")
     if prune and mode == "uvw" and out is not None:
@@ -189,7 +199,7 @@ MODEL_PROBLEMS: tuple[tuple[str, str, str, str, str, bool], ...] = (
 )
 
 
-def model_workloads(batch: int, ops: tuple[str, ...] = OPS,
+def model_workloads(batch: int, ops: tuple[str, ...] = MAIN_OPS,
                     names: tuple[str, ...] | None = None) -> list[Workload]:
     """The catalogue as CGTP, plus GTP/MTP where the shape allows them (checked when built)."""
     out = []
@@ -216,7 +226,7 @@ def _cgtp_uvu(in1: str, in2: str, out_filter: str) -> Any:
 def scaling_workloads(L: int = 3, batches: tuple[int, ...] = (1, 10, 100, 1_000, 10_000,
                                                                100_000, 1_000_000),
                       channels: tuple[int, ...] = (1, 4, 16, 64), channel_batch: int = 10_000,
-                      ops: tuple[str, ...] = OPS) -> list[Workload]:
+                      ops: tuple[str, ...] = MAIN_OPS) -> list[Workload]:
     """MIMO at fixed ``L``: a batch sweep (one channel) and a channel sweep (fixed batch).
 
     Ordered by size: the batches up to ``channel_batch``, the channel sweep, then the larger
@@ -235,12 +245,26 @@ def scaling_workloads(L: int = 3, batches: tuple[int, ...] = (1, 10, 100, 1_000,
     return by_batch + by_channels + big
 
 
+def suite_ops(suite: str) -> tuple[str, ...]:
+    """The op families ``suite`` times by default: all of :data:`OPS` for ``paper``, else
+    :data:`MAIN_OPS`."""
+    if suite not in SUITES and suite != "conv":
+        raise ValueError(f"unknown suite {suite!r}; expected one of {SUITES + ('conv',)}")
+    return OPS if suite == "paper" else MAIN_OPS
+
+
 def suite_workloads(suite: str, *, Ls: tuple[int, ...] | None = None,
-                    batch: int | None = None, ops: tuple[str, ...] = OPS,
+                    batch: int | None = None, ops: tuple[str, ...] | None = None,
                     kinds: tuple[str, ...] | None = None, device: str = "cpu",
                     cgtp_modes: tuple[str, ...] | None = None) -> list[Workload]:
-    """All workloads of ``suite`` (``Ls``/``batch``/``kinds``/``cgtp_modes`` override the suite
-    defaults: the paper suite times every CGTP mode, the main job ``uvw``)."""
+    """All workloads of ``suite`` (``ops``/``Ls``/``batch``/``kinds``/``cgtp_modes`` override
+    the suite defaults: ops :func:`suite_ops`; the paper suite times every CGTP mode, the main
+    job ``uvw``)."""
+    if ops is None:
+        ops = suite_ops(suite)
+    unknown = [op for op in ops if op not in OPS]
+    if unknown:
+        raise ValueError(f"unknown op(s) {unknown}; expected some of {OPS}")
     if suite == "paper":
         return paper_workloads(kinds or PAPER_KINDS, Ls or tuple(range(1, 11)), ops,
                                batch or 10_000, cgtp_modes=cgtp_modes or CGTP_MODES)
