@@ -75,8 +75,11 @@ def _slot_tensor(J1: int, l1: int, J2: int, l2: int, J3: int, l3: int) -> np.nda
     if not abs(l1 - l2) <= l3 <= l1 + l2 or (l1 + l2 + l3) % 2:
         return np.zeros((2 * J1 + 1, 2 * J2 + 1, 2 * J3 + 1))
     g = math.sqrt(4 * math.pi) * np.asarray(gaunt(l1, l2, l3), dtype=np.float64)
-    t = np.einsum("ijk,iau,jbv,kcw,abc->uvw", _EPS, coupling(J1, l1), coupling(J2, l2),
-                  coupling(J3, l3), g, optimize=True)
+    # einsum("ijk,iau,jbv,kcw,abc->uvw") as BLAS contractions, the Levi-Civita one early
+    t = np.tensordot(g, coupling(J1, l1), axes=([0], [1]))  # (b, c, i, u)
+    t = np.tensordot(t, coupling(J2, l2), axes=([0], [1]))  # (c, i, u, j, v)
+    t = np.tensordot(t, _EPS, axes=([1, 3], [0, 1]))  # (c, u, v, k)
+    t = np.tensordot(t, coupling(J3, l3), axes=([0, 3], [1, 0]))  # (u, v, w)
     t.setflags(write=False)
     return t
 
