@@ -171,13 +171,17 @@ def test_block_layout_and_batch():
 def test_matches_e3nn_D_from_matrix():
     torch = pytest.importorskip("torch")
     o3 = pytest.importorskip("e3nn.o3")
-    torch.set_default_dtype(torch.float64)
-    rng = np.random.default_rng(9)
-    irreps = "2x0e + 0o + 1o + 1e + 2e + 2o + 3o + 5e + 10e"
-    for improper in (False, True):
-        R = random_rotation(rng, improper=improper, shape=(4,))
-        ref = o3.Irreps(irreps).D_from_matrix(torch.tensor(R)).numpy()
-        np.testing.assert_allclose(wigner_D(irreps, R), ref, atol=1e-12)
+    old = torch.get_default_dtype()
+    torch.set_default_dtype(torch.float64)  # e3nn builds its tables in the default dtype
+    try:
+        rng = np.random.default_rng(9)
+        irreps = "2x0e + 0o + 1o + 1e + 2e + 2o + 3o + 5e + 10e"
+        for improper in (False, True):
+            R = random_rotation(rng, improper=improper, shape=(4,))
+            ref = o3.Irreps(irreps).D_from_matrix(torch.tensor(R)).numpy()
+            np.testing.assert_allclose(wigner_D(irreps, R), ref, atol=1e-12)
+    finally:
+        torch.set_default_dtype(old)
 
 
 def test_input_validation():
