@@ -15,18 +15,11 @@ nonscalar input entry may reach every nonscalar-fed output of its sample (docs/n
 from __future__ import annotations
 
 import torch
-from tp_spec.plan.vstp import VSTPGridPlan
+from tp_spec.plan.vstp import VSTPGridPlan, cross_last3
 
 from ._common import FunctionProductKernel
 
 __all__ = ["EXECUTORS", "VSTPGridExecutor"]
-
-
-def _cross(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-    """Cross product over dim ``-2`` of ``(..., 3, npts)`` tensors."""
-    a0, a1, a2 = a.unbind(-2)
-    b0, b1, b2 = b.unbind(-2)
-    return torch.stack([a1 * b2 - a2 * b1, a2 * b0 - a0 * b2, a0 * b1 - a1 * b0], dim=-2)
 
 
 def _with_zero_column(x: torch.Tensor) -> torch.Tensor:
@@ -70,8 +63,9 @@ class VSTPGridExecutor(FunctionProductKernel):
         if self.vector:
             a_plus, a_minus = self._fields(x1, self.g1, "t1", self.C, self.n1)
             b_plus, b_minus = self._fields(x2, self.g2, "t2", self.C2, self.n2)
-            h_plus = _cross(a_plus, b_plus) + _cross(a_minus, b_minus)  # one x2 channel
-            h_minus = _cross(a_plus, b_minus) + _cross(a_minus, b_plus)  # broadcasts
+            # one x2 channel broadcasts over C
+            h_plus = cross_last3(a_plus, b_plus, torch) + cross_last3(a_minus, b_minus, torch)
+            h_minus = cross_last3(a_plus, b_minus, torch) + cross_last3(a_minus, b_plus, torch)
             h = torch.stack([h_plus, h_minus], dim=2).reshape(b * self.C, 6 * self.npts)
             z = (h @ self.const("proj", dt)).reshape(b, self.C * self.no)
         if self.scalar:
