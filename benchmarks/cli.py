@@ -1,5 +1,6 @@
 """Command line: ``python -m benchmarks {run,compare,report,merge,docs-page,validate,train,
-experiment} ...``.
+experiment} ...`` (or ``tp-bench ...`` once the harness is installed: ``pip install -e .`` at the
+repository root).
 
 * ``run [--suite default|paper|models|scaling|conv] [--ops cgtp,gtp,mtp,vstp] [--L 1,2,4]
   [--kinds SISO,SIMO,MIMO] [--batch N] [--passes fwd,bwd,dbl] [--subjects tp_jax,e3nn,...]
@@ -8,12 +9,15 @@ experiment} ...``.
   [--out DIR]``: run, print
   the Markdown table (speedups against the anchors measured in the same run) and the paper's
   headline claims, write ``results.json``, ``results.md`` and PNG plots to ``DIR`` (default
-  ``benchmarks/out/<timestamp>/``).
+  ``benchmarks/out/<timestamp>-<suite>/`` in the harness's folder, from any directory).
 * ``compare A.json B.json``: per-measurement ratios B / A.
 * ``report A.json [--out DIR]``: the table, claims and plots of an existing record.
 * ``merge A.json B.json [...] --out DIR``: one record from runs on the same machine and
   versions, B's cells replacing A's of the same workload, pass and subject, or added.
 * ``docs-page A.json [B.json ...]``: the Markdown results page (stdout).
+* ``validate A.json [...]``: check records against the JSON schema.
+* ``train --model mace|nequip [--size S] ...``: training steps of a real model
+  (:mod:`benchmarks.training.report`).
 * ``experiment tetris [--quick] [--seeds N] [--steps N] --out DIR``: the chirality experiment
   (:mod:`benchmarks.experiments.tetris`).
 """
@@ -27,7 +31,11 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["default_pass", "main"]
+__all__ = ["OUT_DIR", "add_command", "build_parser", "default_pass", "main"]
+
+#: Default output folder of ``run``: ``benchmarks/out`` next to this file (not the working
+#: directory's), so that ``tp-bench`` writes to the same place from any directory.
+OUT_DIR = Path(__file__).resolve().parent / "out"
 
 #: The default (main job) suite times the forward at every L, and the backward and the double
 #: backward (force training) at these L only, to fit in minutes on 2 cores.
@@ -221,7 +229,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.suite == "default" and args.subjects is None:
         subjects = [s for s in subjects if s.name not in DEFAULT_EXCLUDED]
     stamp = _dt.datetime.now().strftime("%Y%m%d-%H%M%S")
-    out = Path(args.out) if args.out else Path("benchmarks") / "out" / f"{stamp}-{args.suite}"
+    out = Path(args.out) if args.out else OUT_DIR / f"{stamp}-{args.suite}"
     groups = _frameworks(subjects)
     if args.framework is not None:
         subjects = groups.get(args.framework, [])
@@ -337,11 +345,21 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 1 if bad else 0
 
 
-def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__,
+def add_command(sub: Any, name: str, text: str) -> argparse.ArgumentParser:
+    """A subcommand whose one-line ``text`` is both its entry in the command list and the
+    description of its own ``--help``."""
+    return sub.add_parser(name, help=text, description=text[0].upper() + text[1:] + ".")
+
+
+def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
+    """The whole command line: every subcommand, the ``train`` and ``experiment`` ones
+    included."""
+    parser = argparse.ArgumentParser(prog=prog, description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="command", required=True)
-    r = sub.add_parser("run", help="run a suite and write JSON, Markdown and plots")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND",
+                                help="run, compare, report, merge, docs-page, train, "
+                                     "experiment or validate")
+    r = add_command(sub, "run", "run a suite and write JSON, Markdown and plots")
     r.add_argument("--suite", default="default", choices=("default", "paper", "models",
                                                            "scaling", "conv"),
                    help="default: the main job (MIMO at growing L within a budget); paper: the "
@@ -382,7 +400,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="untimed calls before timing (default 1; compilation happens there)")
     r.add_argument("--machine", help="machine label stored in the record (default "
                    "cpu-<N>core / gpu-<N>core)")
-    r.add_argument("--out", help="output directory (default benchmarks/out/<timestamp>-<suite>)")
+    r.add_argument("--out", help="output directory (default benchmarks/out/<timestamp>-<suite> "
+                   "in the harness's folder, whatever the working directory)")
     r.add_argument("--threads", type=_threads,
                    help="CPU threads of torch and XLA: N, or 'default' (the frameworks' own "
                         "defaults, every core; torch and JAX subjects then run in separate "
@@ -402,26 +421,26 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("--no-progress", action="store_true", help="no progress lines on stderr")
     r.add_argument("--no-plots", action="store_true", help="no PNG plots")
     r.set_defaults(func=cmd_run)
-    c = sub.add_parser("compare", help="diff two JSON records")
+    c = add_command(sub, "compare", "diff two JSON records: per-measurement ratios B / A")
     c.add_argument("a", help="the first record, A (results.json)")
     c.add_argument("b", help="the second record: the table gives B / A per cell (< 1: B is "
                    "faster)")
     c.set_defaults(func=cmd_compare)
-    p = sub.add_parser("report", help="table, claims and plots of an existing record")
+    p = add_command(sub, "report", "table, claims and plots of an existing record")
     p.add_argument("record", help="a record (results.json)")
     p.add_argument("--out", help="output directory (default: the record's)")
     p.add_argument("--no-plots", action="store_true", help="no PNG plots")
     p.set_defaults(func=cmd_report)
-    m = sub.add_parser("merge", help="one record from runs on the same machine: later "
-                       "records' cells replace or extend the first's")
+    m = add_command(sub, "merge", "one record from runs on the same machine: later "
+                     "records' cells replace or extend the first's")
     m.add_argument("base", help="the record to start from")
     m.add_argument("more", nargs="+", help="records whose cells replace or extend base's")
     m.add_argument("--out", required=True, help="output directory of the merged record")
     m.add_argument("--note", help="stored as config.note (shown on the results page)")
     m.add_argument("--no-plots", action="store_true", help="no PNG plots")
     m.set_defaults(func=cmd_merge)
-    d = sub.add_parser("docs-page", help="Markdown results page from records (stdout): suite "
-                       "records and training records (train-*.json)")
+    d = add_command(sub, "docs-page", "Markdown results page from records (stdout): suite "
+                     "records and training records (train-*.json)")
     d.add_argument("records", nargs="+", help="results.json and train-*.json records")
     d.set_defaults(func=cmd_docs_page)
     from .training.report import add_parser as add_train_parser
@@ -430,12 +449,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .experiments import add_parser as add_experiment_parser
 
     add_experiment_parser(sub)
-    v = sub.add_parser("validate", help="check records against the JSON schema")
+    v = add_command(sub, "validate", "check records against the JSON schema")
     v.add_argument("records", nargs="+", help="results.json records")
     v.set_defaults(func=cmd_validate)
     return parser
 
 
 def main(argv: list[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    """``python -m benchmarks`` and the installed ``tp-bench`` command."""
+    prog = "tp-bench" if Path(sys.argv[0]).name == "tp-bench" else "python -m benchmarks"
+    args = build_parser(prog).parse_args(argv)
     return int(args.func(args) or 0)

@@ -77,8 +77,10 @@ def _summary(runs: list[dict]) -> dict:
     return out
 
 
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.first_use``."""
+    p = argparse.ArgumentParser(prog="python -m benchmarks.first_use",
+                                description=__doc__.split("\n\n")[0])
     p.add_argument("--repeats", type=int, default=3, help="processes per dtype and cache state")
     p.add_argument("--batch", type=int, default=1000, help="rows of x1, x2 and w")
     p.add_argument("--workers", default=None,
@@ -88,6 +90,11 @@ def main(argv: list[str] | None = None) -> None:
                    help="the channelwise shape (benchmarks.conv.CONV_PROBLEMS)")
     p.add_argument("--dtype", action="append", choices=("float32", "float64"),
                    help="dtypes (repeatable; default both)")
+    return p
+
+
+def main(argv: list[str] | None = None) -> None:
+    p = build_parser()
     a = p.parse_args(argv)
     if a.repeats < 1:
         p.error("--repeats must be at least 1")

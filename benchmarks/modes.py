@@ -62,16 +62,22 @@ def _passes(fn: Any, args: tuple[torch.Tensor, ...]) -> dict[str, Any]:
     return {"fwd": fwd, "fwd+bwd": fwd_bwd}
 
 
-def main(argv: list[str] | None = None) -> int:
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.modes``."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.modes", description=__doc__.split(
         "\n\n")[0])
     ap.add_argument("--problem", default="mace-medium", help="a CGTP problem of the conv suite")
     ap.add_argument("--batch", type=int, default=2000, help="edges (rows) per call")
     ap.add_argument("--threads", default="1", help="torch threads: a number or 'default'")
-    ap.add_argument("--dtype", default="float32", choices=("float32", "float64"))
+    ap.add_argument("--dtype", default="float32", choices=("float32", "float64"),
+                    help="input and weight dtype (default float32)")
     ap.add_argument("--target-s", type=float, default=1.0, help="seconds of samples per cell")
     ap.add_argument("--out", help="write the JSON record here")
-    args = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
     if args.threads != "default":
         torch.set_num_threads(int(args.threads))
     d = _problem(args.problem)

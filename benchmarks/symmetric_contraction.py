@@ -58,16 +58,26 @@ def _time(fn, repeats: int) -> dict:
             "max_s": max(samples), "samples_s": samples}
 
 
-def main(argv: list[str] | None = None) -> dict:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.symmetric_contraction``."""
+    parser = argparse.ArgumentParser(prog="python -m benchmarks.symmetric_contraction",
+                                     description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: all)")
-    parser.add_argument("--nodes", type=int, nargs="+", default=[1000, 5000])
-    parser.add_argument("--repeats", type=int, default=7)
-    parser.add_argument("--correlation", type=int, default=3)
-    parser.add_argument("--species", type=int, default=10)
+    parser.add_argument("--nodes", type=int, nargs="+", default=[1000, 5000],
+                        help="node counts to time, one case each (default 1000 5000)")
+    parser.add_argument("--repeats", type=int, default=7,
+                        help="timed runs per pass after one warm-up (default 7)")
+    parser.add_argument("--correlation", type=int, default=3,
+                        help="body order of the contraction (default 3, MACE's)")
+    parser.add_argument("--species", type=int, default=10,
+                        help="chemical species, one weight set each (default 10)")
     parser.add_argument("--double", action="store_true", help="also time the double backward")
     parser.add_argument("--out", default=None, help="JSON output path")
-    args = parser.parse_args(argv)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> dict:
+    args = build_parser().parse_args(argv)
     torch, mace, ours = _build(args.correlation, args.species)
     if args.threads:
         torch.set_num_threads(args.threads)

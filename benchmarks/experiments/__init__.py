@@ -10,10 +10,11 @@ __all__ = ["add_parser"]
 
 def add_parser(sub: Any) -> None:
     """The ``experiment`` command and its subcommands."""
+    from ..cli import add_command
     from .tetris import add_parser as add_tetris
 
-    e = sub.add_parser("experiment", help="experiments of the paper beyond timing (tetris: "
-                       "chirality)")
+    e = add_command(sub, "experiment", "experiments of the paper beyond timing (tetris: "
+                    "chirality)")
     names = e.add_subparsers(dest="experiment", required=True, metavar="EXPERIMENT",
                              help="tetris: can each product tell a mirror-image pair apart")
     add_tetris(names)

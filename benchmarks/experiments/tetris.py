@@ -235,8 +235,10 @@ def cmd_tetris(args: argparse.Namespace) -> int:
 
 def add_parser(sub: Any) -> None:
     """The ``tetris`` subcommand of ``python -m benchmarks experiment``."""
-    t = sub.add_parser("tetris", help="chirality: classify e3nn's 8 tetris shapes (one "
-                       "mirror-image pair) with one small network per tensor product")
+    from ..cli import add_command
+
+    t = add_command(sub, "tetris", "chirality: classify e3nn's 8 tetris shapes (one "
+                    "mirror-image pair) with one small network per tensor product")
     t.add_argument("--quick", action="store_true",
                    help=f"{QUICK['seeds']} seeds x {QUICK['steps']} steps (a few minutes on 2 "
                         f"cores) instead of {FULL['seeds']} x {FULL['steps']}")

@@ -299,13 +299,22 @@ def _worker_main(job: dict[str, Any]) -> None:
     print(json.dumps(_run(trainers, job["steps"], job["repeats"])))
 
 
-def main(argv: list[str] | None = None) -> None:
-    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=1, help="1, or 0 for XLA's default")
-    ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--repeats", type=int, default=3)
+def build_parser() -> argparse.ArgumentParser:
+    """The command line of ``python -m benchmarks.training.flax_mace``."""
+    ap = argparse.ArgumentParser(prog="python -m benchmarks.training.flax_mace",
+                                 description=__doc__.split("\n\n")[0])
+    ap.add_argument("--threads", type=int, default=1,
+                    help="XLA CPU threads: 1, or 0 for XLA's default (every core)")
+    ap.add_argument("--steps", type=int, default=20,
+                    help="training steps per timed block (default 20)")
+    ap.add_argument("--repeats", type=int, default=3,
+                    help="timed blocks per backend, interleaved (default 3)")
     ap.add_argument("--job", help=argparse.SUPPRESS)
-    a = ap.parse_args(argv)
+    return ap
+
+
+def main(argv: list[str] | None = None) -> None:
+    a = build_parser().parse_args(argv)
     if a.job:
         if not os.environ.get(_WORKER):
             raise RuntimeError("--job is the worker's entry; run without it")

@@ -138,8 +138,10 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def add_parser(sub: Any) -> None:
-    t = sub.add_parser("train", help="training steps of a real model (MACE, NequIP) on e3nn "
-                       "and on tp_torch, side by side")
+    from ..cli import add_command
+
+    t = add_command(sub, "train", "training steps of a real model (MACE, NequIP) on e3nn and on "
+                    "tp_torch, side by side")
     t.add_argument("--model", choices=MODELS, default="mace",
                    help="mace (needs the mace environment) or nequip (the nequip environment)")
     t.add_argument("--experiment", choices=("speed", "product-basis"), default="speed",
@@ -160,6 +162,8 @@ def add_parser(sub: Any) -> None:
     t.add_argument("--no-cueq", action="store_true",
                    help="MACE: leave out cuEquivariance (its naive CPU path is slow)")
     t.add_argument("--no-plots", action="store_true", help="no PNG")
-    t.add_argument("--out", default="benchmarks/out/train", help="output directory")
+    t.add_argument("--out", default=str(Path(__file__).resolve().parents[1] / "out" / "train"),
+                   help="output directory (default benchmarks/out/train in the harness's "
+                        "folder, whatever the working directory)")
     t.add_argument("--command-line", help=argparse.SUPPRESS)
     t.set_defaults(func=cmd_train)
