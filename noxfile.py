@@ -308,11 +308,14 @@ def docs(session: nox.Session) -> None:
 
 @nox.session
 def bench(session: nox.Session) -> None:
-    """The cross-framework benchmarks: ``nox -s bench -- <arguments of benchmarks run>``."""
+    """The cross-framework benchmarks: ``nox -s bench -- <arguments of benchmarks run>``; the
+    environment also gets the ``tp-bench`` command (``.nox/bench/bin/tp-bench``), usable from any
+    directory."""
     session.install(TORCH)
     session.install("jax", "e3nn", "e3nn-jax", "e3x", "matplotlib", "tqdm", "cuequivariance",
                     "cuequivariance-torch")
     if (ROOT / "benchmarks" / "requirements.txt").is_file():
         session.install("-r", str(ROOT / "benchmarks" / "requirements.txt"))
     _local(session, "spec", "packages/tp-torch", "packages/tp-jax")
+    session.install("-e", str(ROOT))  # the harness itself: the `tp-bench` command
     session.run("python", "-m", "benchmarks", "run", *session.posargs)

@@ -31,11 +31,14 @@ import sys
 from pathlib import Path
 from typing import Any
 
-__all__ = ["OUT_DIR", "add_command", "build_parser", "default_pass", "main"]
+__all__ = ["OUT_DIR", "RESULTS_DIR", "add_command", "build_parser", "default_pass", "main"]
 
 #: Default output folder of ``run``: ``benchmarks/out`` next to this file (not the working
 #: directory's), so that ``tp-bench`` writes to the same place from any directory.
 OUT_DIR = Path(__file__).resolve().parent / "out"
+#: The committed records (``benchmarks/results/<machine>/<run>/``), the records of ``docs-page``
+#: without arguments.
+RESULTS_DIR = Path(__file__).resolve().parent / "results"
 
 #: The default (main job) suite times the forward at every L, and the backward and the double
 #: backward (force training) at these L only, to fit in minutes on 2 cores.
@@ -316,17 +319,26 @@ def cmd_merge(args: argparse.Namespace) -> int:
     return 0
 
 
+def committed_records() -> dict[str, Path]:
+    """The suite records, then the training records, under :data:`RESULTS_DIR`: name shown on
+    the page (``benchmarks/results/...``, whatever the working directory) -> file."""
+    found = (sorted(RESULTS_DIR.glob("*/*/results.json"), key=str)  # the shell's order
+             + sorted(RESULTS_DIR.glob("*/train/*.json"), key=str))
+    return {str(p.relative_to(RESULTS_DIR.parent.parent)): p for p in found}
+
+
 def cmd_docs_page(args: argparse.Namespace) -> int:
     from .claims import docs_page
     from .report import load
 
+    records = {p: Path(p) for p in args.records} or committed_records()
     suites, training = [], []
-    for p in args.records:
-        raw = json.loads(Path(p).read_text())
+    for name, p in records.items():
+        raw = json.loads(p.read_text())
         if raw.get("kind") in ("training", "product-basis"):  # python -m benchmarks train
-            training.append((p, raw))
+            training.append((name, raw))
         else:
-            suites.append((p, load(p)))
+            suites.append((name, load(p)))
     print(docs_page(suites, training))
     return 0
 
@@ -441,7 +453,9 @@ def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
     m.set_defaults(func=cmd_merge)
     d = add_command(sub, "docs-page", "Markdown results page from records (stdout): suite "
                      "records and training records (train-*.json)")
-    d.add_argument("records", nargs="+", help="results.json and train-*.json records")
+    d.add_argument("records", nargs="*", help="results.json and train-*.json records (default: "
+                   "the committed ones, benchmarks/results/*/*/results.json then "
+                   "benchmarks/results/*/train/*.json)")
     d.set_defaults(func=cmd_docs_page)
     from .training.report import add_parser as add_train_parser
 
