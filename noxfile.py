@@ -297,13 +297,16 @@ for _label in _CONFORMANCE:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Sphinx HTML (warnings are errors) and the doctests of the documented modules (run by
-    pytest, with each module's own namespace)."""
+    """Sphinx HTML (warnings are errors) and the doctests of the documented modules of the three
+    packages (run by pytest, with each module's own namespace). autodoc imports tp_torch and
+    tp_jax (CPU torch, jax, flax); the optional libraries of the integrations are mocked in
+    ``docs/conf.py``."""
+    install_torch(session, oracles=False)  # torch==2.13.0 first, then tp-spec and tp-torch
+    install_jax(session, oracles=False)  # jax, flax (tp_jax.flax, tp_jax.models) and tp-jax
     session.install("-r", str(ROOT / "docs" / "requirements.txt"))
-    _local(session, "spec")
     session.run("sphinx-build", "-W", "-q", "-b", "html", "docs", "docs/_build/html")
-    session.run("python", "-m", "pytest", "--doctest-modules", "spec/src", "-q",
-                "-p", "no:cacheprovider")
+    session.run("python", "-m", "pytest", "--doctest-modules", "spec/src",
+                "packages/tp-torch/src", "packages/tp-jax/src", "-q", "-p", "no:cacheprovider")
 
 
 @nox.session

@@ -23,7 +23,14 @@ myst_enable_extensions = ["dollarmath", "amsmath"]
 source_suffix = {".md": "markdown", ".rst": "restructuredtext"}
 exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 autodoc_typehints = "description"
+napoleon_use_ivar = True  # "Attributes:" sections as field lists (no duplicate entries)
 autodoc_member_order = "bysource"
+# Optional libraries of the integrations and adapters: imported only when called, mocked here so
+# that a build without them never fails on an import.
+autodoc_mock_imports = [
+    "cuequivariance", "cuequivariance_jax", "cuequivariance_torch", "e3nn", "e3nn_jax",
+    "mace", "nequip", "openequivariance", "s2fft",
+]
 nitpicky = False
 html_theme = "alabaster"
 html_static_path: list[str] = []
