@@ -11,6 +11,8 @@ Several public functions share the name of the module that defines them (``gtp``
 
 from __future__ import annotations
 
+import logging
+
 from . import reference
 from .backend import Backend, load_backends
 from .cgtp import CGTPDescriptor, cgtp
@@ -42,6 +44,10 @@ from .symmetric_contraction import (
 )
 from .vstp import VSTPDescriptor, vstp
 from .wigner_6j import wigner_6j
+
+# The modules log to "tp_spec.<module>" (table builds, plan builds); silent unless the
+# application configures logging.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __version__ = "0.1.0"
 

@@ -18,8 +18,10 @@ Tables for ``l1, l2, l3 <= 10`` ship pre-rounded in ``_tables/coupling_tables.np
 
 from __future__ import annotations
 
+import logging
 import math
 import operator
+import time
 from dataclasses import dataclass
 from fractions import Fraction
 from functools import cache
@@ -30,6 +32,8 @@ import numpy as np
 
 from tp_spec.errors import DTypeError, InstructionError
 from tp_spec.sqrt_rational import SqrtRational
+
+log = logging.getLogger(__name__)
 
 __all__ = [
     "ExactTable",
@@ -341,7 +345,15 @@ def _shipped_tables() -> _Shipped | None:
                     for t, lo, hi in zip(triples, offsets[:-1], offsets[1:], strict=True)
                 }
                 shipped = _Shipped(arrays=arrays, slices=slices)
-    except (OSError, KeyError, ValueError, ModuleNotFoundError):
+                log.debug("loaded the shipped coupling tables: %d triples (l1, l2 <= %d)",
+                          len(slices), SHIPPED_LMAX)
+            else:
+                log.warning("shipped coupling tables of format %s, expected %s: every table is "
+                            "computed exactly instead (slower)", int(data["format_version"]),
+                            _TABLE_FORMAT_VERSION)
+    except (OSError, KeyError, ValueError, ModuleNotFoundError) as exc:
+        log.warning("shipped coupling tables unreadable (%s): every table is computed exactly "
+                    "instead (slower)", exc)
         shipped = None
     _shipped_state.append(shipped)
     return shipped
@@ -381,7 +393,10 @@ def clebsch_gordan(l1: int, l2: int, l3: int, dtype: Any = np.float64) -> np.nda
         if max(triple[:2]) <= SHIPPED_LMAX:
             arr = _dense_from_shipped("cg", triple, dt)
         if arr is None:
+            t0 = time.perf_counter()
             arr = _real_cg_exact(*triple).to_dense(dt)
+            log.debug("Clebsch-Gordan table %s (%s) computed exactly in %.3f s (not shipped)",
+                      triple, dt.name, time.perf_counter() - t0)
         arr.flags.writeable = False
         _float_cache[key] = arr
     return arr

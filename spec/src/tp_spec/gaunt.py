@@ -14,7 +14,9 @@ otherwise), so the float64 and float32 tables are correctly rounded (nearest eve
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from fractions import Fraction
 from typing import Any
 
@@ -99,6 +101,7 @@ def round_over_sqrt_pi(x: SqrtRational, dtype: Any = np.float64) -> float:
 
 
 _float_cache: dict[tuple[int, int, int, str], np.ndarray] = {}
+log = logging.getLogger(__name__)
 
 
 def gaunt(l1: int, l2: int, l3: int, dtype: Any = np.float64) -> np.ndarray:
@@ -121,10 +124,13 @@ def gaunt(l1: int, l2: int, l3: int, dtype: Any = np.float64) -> np.ndarray:
             if max(triple[:2]) <= SHIPPED_LMAX:
                 arr = _dense_from_shipped("gaunt", triple, dt)
             if arr is None:
+                t0 = time.perf_counter()
                 ex = gaunt_exact(*triple)
                 arr = np.zeros(shape, dtype=dt)
                 for idx, v in zip(ex.indices, ex.values, strict=True):
                     arr[tuple(idx)] = round_over_sqrt_pi(v, dt)
+                log.debug("Gaunt table %s (%s) computed exactly in %.3f s (not shipped)",
+                          triple, dt.name, time.perf_counter() - t0)
         arr.flags.writeable = False
         _float_cache[key] = arr
     return arr

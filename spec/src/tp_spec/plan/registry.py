@@ -3,6 +3,8 @@ model and the benchmarks; plan building (cached) and the NumPy executor dispatch
 
 from __future__ import annotations
 
+import logging
+import time
 from functools import lru_cache
 from typing import Any
 
@@ -16,6 +18,8 @@ from .tuning import DEFAULT_TUNING, Tuning
 
 __all__ = ["DEFAULT_METHODS", "METHODS", "default_method", "execute", "family", "flops",
            "get_method", "methods", "plan"]
+
+log = logging.getLogger(__name__)
 
 #: Every method, per family, in the order the backends list them.
 METHODS: dict[str, dict[str, Method]] = {
@@ -77,7 +81,11 @@ def _plan(d: TensorProductDescriptor, name: str, tuning: Tuning) -> Plan:
     m = get_method(d, name)
     if m.build is None:
         raise InstructionError(f"method {name!r} is an adapter of {m.adapter}: it has no plan")
-    return m.build(d, tuning)
+    t0 = time.perf_counter()
+    p = m.build(d, tuning)
+    log.debug("planned %s %s x %s -> %s, method %r, in %.3f s (cached)", d.kind,
+              d.irreps_in1, d.irreps_in2, d.irreps_out, name, time.perf_counter() - t0)
+    return p
 
 
 def plan(d: TensorProductDescriptor, method: str | None = None,
