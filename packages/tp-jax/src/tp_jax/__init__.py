@@ -13,11 +13,17 @@
 
 from __future__ import annotations
 
+import logging
+
 from ._api import default_method, methods, tensor_product
 from ._conv import tensor_product_conv
 from .linear import indexed_linear, linear
 
 __version__ = "0.1.0"
+
+# The modules log to "tp_jax.<module>" (method choice, plan builds, traces, cache clears);
+# silent unless the application configures logging.
+logging.getLogger(__name__).addHandler(logging.NullHandler())
 
 __all__ = ["default_method", "indexed_linear", "linear", "methods", "tensor_product"]
 __all__ += ["tensor_product_conv"]

@@ -10,7 +10,9 @@ compute dtype and returns ``(N, dim_out)``.
 
 from __future__ import annotations
 
+import logging
 import math
+import time
 from collections.abc import Callable
 from functools import lru_cache
 from typing import Any
@@ -26,6 +28,8 @@ from ._executors import ADAPTERS, RUNNERS
 
 __all__ = ["TRACE_COUNT", "default_method", "methods", "tensor_product"]
 
+log = logging.getLogger(__name__)
+
 #: Number of times each ``(descriptor, method)`` kernel was traced (for no-retrace tests).
 TRACE_COUNT: dict[tuple[Any, str], int] = {}
 
@@ -39,6 +43,8 @@ def methods(d: TensorProductDescriptor, device: str = "cpu") -> dict[str, str | 
         adapter = ADAPTERS.get((d.kind, name))
         if reason is None and adapter is not None:
             out[name] = adapter[0](d)
+            if out[name] is not None:
+                log.debug("method %r unavailable: %s", name, out[name])
     return out
 
 
@@ -49,6 +55,8 @@ def default_method(d: TensorProductDescriptor, device: str = "cpu") -> str:
 
 def _resolve(d: TensorProductDescriptor, method: str | None) -> str:
     name = default_method(d) if method is None else method
+    if method is None:
+        log.debug("method=None: %r, the default of %s", name, d.kind)
     tp_plan.get_method(d, name, framework="jax")
     adapter = ADAPTERS.get((d.kind, name))
     if adapter is not None:
@@ -65,11 +73,16 @@ def _executor(d: TensorProductDescriptor, method: str,
               tuning: tp_plan.Tuning | None) -> tuple[Callable[..., jax.Array], Any]:
     """``(run, state)`` of ``(d, method)``: the plan's executor and the plan (built with
     ``tuning``), or an adapter's run function and its NumPy state, built once."""
+    t0 = time.perf_counter()
     if tp_plan.METHODS[d.kind][method].build is not None:
         p = tp_plan.plan(d, method, tuning)
-        return RUNNERS[type(p)], p
-    build, run = ADAPTERS[(d.kind, method)][1:]
-    return run, build(d)
+        out = RUNNERS[type(p)], p
+    else:
+        build, run = ADAPTERS[(d.kind, method)][1:]
+        out = run, build(d)
+    log.debug("%s %s x %s -> %s, method %r: constants built in %.3f s (cached)", d.kind,
+              d.irreps_in1, d.irreps_in2, d.irreps_out, method, time.perf_counter() - t0)
+    return out
 
 
 def _device_set(x: Any) -> frozenset | None:
@@ -106,6 +119,8 @@ def _make_kernel(d: TensorProductDescriptor, method: str,
 
     def kernel(x1: jax.Array, x2: jax.Array, w: jax.Array | None) -> jax.Array:
         TRACE_COUNT[key] = TRACE_COUNT.get(key, 0) + 1
+        log.debug("tracing %s method %r for x1 %s %s (trace %d of this product)", d.kind,
+                  method, x1.shape, x1.dtype, TRACE_COUNT[key])
         batch = x1.shape[:-1]
         n = math.prod(batch)
         dtype = x1.dtype

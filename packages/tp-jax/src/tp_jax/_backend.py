@@ -22,6 +22,7 @@ backend has no conv methods and the conformance suite skips those checks.
 
 from __future__ import annotations
 
+import logging
 import math
 from functools import lru_cache
 from typing import Any
@@ -41,6 +42,7 @@ except ImportError:  # a tp_jax without the convolution
     tensor_product_conv = None
 
 Grads = tuple[np.ndarray, np.ndarray, "np.ndarray | None"]
+log = logging.getLogger(__name__)
 MIN_BUCKET = 8
 
 #: At most this many ``(descriptor, method)`` pairs keep compiled executables; the next new pair
@@ -59,6 +61,8 @@ def _use_pair(d: spec.TensorProductDescriptor, method: str) -> None:
     if key in _LIVE_PAIRS:
         return
     if len(_LIVE_PAIRS) >= MAX_LIVE_PAIRS:
+        log.info("%d (descriptor, method) pairs compiled: clearing JAX's caches before the next "
+                 "one (MAX_LIVE_PAIRS)", len(_LIVE_PAIRS))
         _compiled.cache_clear()
         _conv_compiled.cache_clear()
         jax.clear_caches()
