@@ -78,7 +78,9 @@ os.register_at_fork(after_in_child=_new_lock)
 def _numba_importable() -> bool:
     try:
         import numba  # noqa: F401
-    except ImportError:
+    except ImportError as exc:
+        _kernel_cache.log.info("tp_torch: Numba is not importable (%s): the compiled CPU kernels "
+                               "are off, the channelwise products run their torch code", exc)
         return False
     return True
 
