@@ -25,6 +25,8 @@ exclude_patterns = ["_build", "Thumbs.db", ".DS_Store"]
 autodoc_typehints = "description"
 napoleon_use_ivar = True  # "Attributes:" sections as field lists (no duplicate entries)
 autodoc_member_order = "bysource"
+# torch's generic extra_repr and Flax's dataclass field param_dtype (jnp.float32's docstring)
+autodoc_default_options = {"exclude-members": "extra_repr, param_dtype"}
 # Optional libraries of the integrations and adapters: imported only when called, mocked here so
 # that a build without them never fails on an import.
 autodoc_mock_imports = [

@@ -39,15 +39,24 @@ class TensorProductConv(NotScriptable, torch.nn.Module):
         out[i] = sum over edges e with receivers[e] == i of
                  TP(x_nodes[senders[e]], x_edges[e], weights[e])
 
-    ``TensorProductConv(d, method=None, device=None, tuning=None)`` (the methods of
-    :class:`TensorProduct`); ``forward(x_nodes, x_edges, weights, senders, receivers)`` with
-    ``x_nodes (n_nodes, dim1)``, ``x_edges (n_edges, dim2)``, ``weights`` ``(n_edges, numel)``
-    per edge, ``(numel,)`` shared or ``None`` (``numel == 0``), ``senders``, ``receivers``
-    ``(n_edges,)`` int32/int64 in ``[0, n_nodes)`` -> ``(n_nodes, dim_out)`` in the inputs'
-    dtype (half precisions computed in float32, rounded once). Edges may come in any order,
-    repeat or be self-loops; nodes no edge reaches get zeros. Bad shapes, dtypes and indices
-    out of range raise before any compute. On CPU the result is bit-identical across runs (and,
-    through the compiled kernels, across thread counts); differentiable to any order.
+    Edges may come in any order, repeat or be self-loops; nodes no edge reaches get zeros.
+    Bad shapes, dtypes and indices out of range raise before any compute. On CPU the result is
+    bit-identical across runs (and, through the compiled kernels, across thread counts);
+    differentiable to any order.
+
+    Args:
+        descriptor: the tp_spec descriptor ``d`` of the per-edge product.
+        method: a method of :class:`TensorProduct` (``None``: the default).
+        device: where the constants live (default CPU).
+        tuning: a :class:`tp_spec.plan.Tuning` (its ``conv_*`` fields set the edge chunk).
+
+    >>> import tp_spec, tp_torch, torch
+    >>> d = tp_spec.cgtp("2x0e + 2x1o", "0e + 1o", "0e + 1o", mode="uvu")
+    >>> conv = tp_torch.TensorProductConv(d)
+    >>> senders, receivers = torch.tensor([0, 1, 2, 2]), torch.tensor([1, 2, 0, 1])
+    >>> conv(torch.randn(3, 8), torch.randn(4, 4), torch.randn(4, d.weight_numel),
+    ...      senders, receivers).shape
+    torch.Size([3, 16])
     """
 
     def __init__(self, descriptor: TensorProductDescriptor, method: str | None = None,
@@ -92,6 +101,20 @@ class TensorProductConv(NotScriptable, torch.nn.Module):
     def forward(self, x_nodes: torch.Tensor, x_edges: torch.Tensor,
                 weights: torch.Tensor | None, senders: torch.Tensor,
                 receivers: torch.Tensor) -> torch.Tensor:
+        """Sum the messages of each node's incoming edges.
+
+        Args:
+            x_nodes: ``[n_nodes, irreps_in1.dim]``.
+            x_edges: ``[n_edges, irreps_in2.dim]``.
+            weights: ``[n_edges, weight_numel]`` per edge, ``[weight_numel]`` shared, or
+                ``None`` iff ``weight_numel == 0``.
+            senders: ``[n_edges]`` int32/int64 in ``[0, n_nodes)``.
+            receivers: ``[n_edges]`` int32/int64 in ``[0, n_nodes)``.
+
+        Returns:
+            ``[n_nodes, irreps_out.dim]`` in the inputs' dtype (half precisions computed in
+            float32, rounded once).
+        """
         n_nodes, n_edges, compute = self._check(x_nodes, x_edges, weights, senders, receivers)
         dtype = x_nodes.dtype
         if compute != dtype_name(dtype):  # half precisions: computed in float32, rounded once

@@ -26,8 +26,19 @@ METHODS: dict[str, tuple[str, ...]] = {
 
 
 def methods(descriptor: TensorProductDescriptor, device: str = "cpu") -> dict[str, str | None]:
-    """Every method of ``descriptor``'s family -> ``None`` if it runs on ``device``, else the
-    reason it cannot."""
+    """The methods of ``descriptor``'s family and whether each runs on ``device``.
+
+    Args:
+        descriptor: a tp_spec descriptor (CGTP, GTP, MTP or VSTP).
+        device: ``"cpu"``, ``"cuda"`` or a ``torch.device`` string.
+
+    Returns:
+        ``{method name: None if it runs, else the reason it cannot}``.
+
+    >>> import tp_spec, tp_torch
+    >>> tp_torch.methods(tp_spec.gtp("0e + 1o", "0e + 1o"))["grid"] is None
+    True
+    """
     out = tp_plan.methods(descriptor, "torch")
     cuda_missing = torch.device(device).type == "cuda" and not torch.cuda.is_available()
     for name, reason in out.items():
@@ -43,8 +54,15 @@ def methods(descriptor: TensorProductDescriptor, device: str = "cpu") -> dict[st
 
 
 def default_method(descriptor: TensorProductDescriptor, device: str = "cpu") -> str:
-    """The method ``method=None`` picks (:data:`tp_spec.plan.DEFAULT_METHODS`, the same on every
-    device: the GPU adapters are opt-in)."""
+    """The method ``method=None`` picks for ``descriptor``.
+
+    It comes from :data:`tp_spec.plan.DEFAULT_METHODS` and is the same on every ``device``
+    (the GPU adapters ``cueq`` and ``oeq`` are opt-in).
+
+    >>> import tp_spec, tp_torch
+    >>> tp_torch.default_method(tp_spec.cgtp("0e + 1o", "0e + 1o", "0e + 1o", mode="uvw"))
+    'fused'
+    """
     return tp_plan.default_method(descriptor)
 
 
@@ -96,18 +114,29 @@ def _check_call(d: TensorProductDescriptor, x1: Any, x2: Any, weights: Any,
 class TensorProduct(NotScriptable, torch.nn.Module):
     """Run a tp_spec descriptor (CGTP, GTP, MTP or VSTP) with a chosen method.
 
-    ``TensorProduct(d, method=None, device=None, tuning=None)`` (``tuning``: a
-    :class:`tp_spec.plan.Tuning` for the plan, default thresholds if None);
-    ``forward(x1, x2, weights=None)`` with
-    ``x1: (*batch, d.irreps_in1.dim)``, ``x2: (*batch, d.irreps_in2.dim)`` (same batch, nothing
-    broadcast), ``weights``: ``None`` iff ``d.weight_numel == 0``, else ``(weight_numel,)``
-    shared or ``(*batch, weight_numel)`` per sample. Returns ``(*batch, d.irreps_out.dim)`` in
-    the inputs' dtype: float32 and float64 compute in their own precision, bfloat16 and float16
-    in float32, rounded once (:mod:`tp_spec.validation`).
-
     The constants (CG blocks, Legendre/DFT matrices, gather indices) are built once here, in
-    float32 and float64, as non-persistent buffers: ``.to(device)`` moves them. Attributes:
-    ``descriptor``, ``method``, ``weight_numel``.
+    float32 and float64, as non-persistent buffers: ``.to(device)`` moves them. The module
+    holds no weights: pass them to :meth:`forward`.
+
+    Args:
+        descriptor: the tp_spec descriptor ``d`` to compute.
+        method: a name from :func:`methods` (``None``: :func:`default_method`).
+        device: where the constants live (default CPU).
+        tuning: a :class:`tp_spec.plan.Tuning` for the plan (``None``: default thresholds).
+
+    Attributes:
+        descriptor: the descriptor.
+        method: the method's name.
+        weight_numel: ``d.weight_numel``.
+
+    >>> import tp_spec, tp_torch, torch
+    >>> d = tp_spec.cgtp("2x0e + 2x1o", "0e + 1o", "0e + 1o", mode="uvu")
+    >>> d.irreps_out  # one block per path, sorted
+    2x0e+2x0e+2x1o+2x1o
+    >>> tp = tp_torch.TensorProduct(d)
+    >>> x1, x2 = torch.randn(10, 8), torch.randn(10, 4)
+    >>> tp(x1, x2, torch.randn(10, d.weight_numel)).shape  # per-sample weights
+    torch.Size([10, 16])
     """
 
     def __init__(
@@ -141,6 +170,19 @@ class TensorProduct(NotScriptable, torch.nn.Module):
     def forward(
         self, x1: torch.Tensor, x2: torch.Tensor, weights: torch.Tensor | None = None
     ) -> torch.Tensor:
+        """The product of ``d`` on each sample.
+
+        Args:
+            x1: ``[*batch, irreps_in1.dim]``.
+            x2: ``[*batch, irreps_in2.dim]`` (the same batch; nothing is broadcast).
+            weights: ``None`` iff ``d.weight_numel == 0``, else ``[weight_numel]`` shared or
+                ``[*batch, weight_numel]`` per sample.
+
+        Returns:
+            ``[*batch, irreps_out.dim]`` in the inputs' dtype. float32 and float64 compute in
+            their own precision, bfloat16 and float16 in float32, rounded once
+            (:mod:`tp_spec.validation`).
+        """
         batch, compute = _check_call(self.descriptor, x1, x2, weights, self._probe.device)
         dtype = x1.dtype
         if compute != dtype_name(dtype):  # half precisions: computed in float32, rounded once

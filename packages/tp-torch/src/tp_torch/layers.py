@@ -43,8 +43,17 @@ class _WeightedTP(NotScriptable, torch.nn.Module):
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor,
                 weights: torch.Tensor | None = None) -> torch.Tensor:
-        """``x1 (*batch, dim1)``, ``x2 (*batch, dim2)`` -> ``(*batch, dim_out)``; ``weights``
-        only without internal weights."""
+        """The product with the module's weights (or the given ones).
+
+        Args:
+            x1: ``[*batch, irreps_in1.dim]``.
+            x2: ``[*batch, irreps_in2.dim]``.
+            weights: only without internal weights: ``[weight_numel]`` shared or
+                ``[*batch, weight_numel]`` per sample.
+
+        Returns:
+            ``[*batch, irreps_out.dim]``.
+        """
         if self.weight is not None:
             if weights is not None:
                 raise ShapeError("this module holds internal weights; do not pass weights")
@@ -54,7 +63,22 @@ class _WeightedTP(NotScriptable, torch.nn.Module):
 
 class FullyConnectedTensorProduct(_WeightedTP):
     """e3nn ``FullyConnectedTensorProduct``: every allowed ``uvw`` path, weights ~ N(0, 1)
-    (with e3nn's normalization the output has unit variance for unit-variance inputs)."""
+    (with e3nn's normalization the output has unit variance for unit-variance inputs).
+
+    Args:
+        irreps_in1: irreps of ``x1``.
+        irreps_in2: irreps of ``x2``.
+        irreps_out: irreps of the output.
+        method: a method of :class:`~tp_torch.TensorProduct` (``None``: the default).
+        internal_weights: hold a ``weight`` Parameter ``[weight_numel]``; if False, pass
+            weights to :meth:`forward`.
+        **options: further options of :func:`tp_spec.cgtp`.
+
+    >>> import tp_torch, torch
+    >>> tp = tp_torch.FullyConnectedTensorProduct("2x0e + 1x1o", "0e + 1o", "3x0e + 2x1o")
+    >>> tp(torch.randn(5, 5), torch.randn(5, 4)).shape
+    torch.Size([5, 9])
+    """
 
     def __init__(self, irreps_in1: Irreps | str, irreps_in2: Irreps | str,
                  irreps_out: Irreps | str, *, method: str | None = None,
@@ -65,8 +89,17 @@ class FullyConnectedTensorProduct(_WeightedTP):
 
 class ChannelwiseTensorProduct(_WeightedTP):
     """Channelwise ``uvu`` product (MACE/NequIP): ``irreps_node x irreps_sh``, outputs sorted
-    (``irreps_out`` filters them); weights ~ N(0, 1). With ``internal_weights=False`` pass
-    per-sample weights (e.g. from a radial MLP) to ``forward``."""
+    (``irreps_out`` filters them); weights ~ N(0, 1).
+
+    Args:
+        irreps_node: irreps of ``x1`` (node features).
+        irreps_sh: irreps of ``x2`` (e.g. spherical harmonics of the edges).
+        irreps_out: the output irreps to keep (``None``: every allowed one).
+        method: a method of :class:`~tp_torch.TensorProduct` (``None``: the default).
+        internal_weights: hold a ``weight`` Parameter ``[weight_numel]``; if False, pass
+            per-sample weights (e.g. from a radial MLP) to :meth:`forward`.
+        **options: further options of :func:`tp_spec.cgtp`.
+    """
 
     def __init__(self, irreps_node: Irreps | str, irreps_sh: Irreps | str,
                  irreps_out: Irreps | str | None = None, *, method: str | None = None,
@@ -76,8 +109,17 @@ class ChannelwiseTensorProduct(_WeightedTP):
 
 
 class GauntTensorProduct(_WeightedTP):
-    """Gaunt tensor product (``tp_spec.gtp``) with internal per-degree weights initialised to
-    1 (``per_degree_weights=False`` gives the fixed operation)."""
+    """Gaunt tensor product (:func:`tp_spec.gtp`) with internal per-degree weights initialised to
+    1 (``per_degree_weights=False`` gives the fixed operation).
+
+    Args:
+        irreps_in1: irreps of ``x1``.
+        irreps_in2: irreps of ``x2``.
+        irreps_out: the output irreps to keep (``None``: every one the product reaches).
+        method: a method of :class:`~tp_torch.TensorProduct` (``None``: the default).
+        per_degree_weights: one weight per output degree (else no weights).
+        internal_weights: hold them as a ``weight`` Parameter ``[weight_numel]``.
+    """
 
     def __init__(self, irreps_in1: Irreps | str, irreps_in2: Irreps | str,
                  irreps_out: Irreps | str | None = None, *, method: str | None = None,
@@ -88,8 +130,10 @@ class GauntTensorProduct(_WeightedTP):
 
 
 class MatrixTensorProduct(_WeightedTP):
-    """Matrix tensor product (``tp_spec.mtp``) with internal per-degree weights initialised to
-    1 (``per_degree_weights=False`` gives the fixed operation)."""
+    """Matrix tensor product (:func:`tp_spec.mtp`) with internal per-degree weights initialised to
+    1 (``per_degree_weights=False`` gives the fixed operation). Arguments and :meth:`forward`
+    as :class:`GauntTensorProduct`.
+    """
 
     def __init__(self, irreps_in1: Irreps | str, irreps_in2: Irreps | str,
                  irreps_out: Irreps | str | None = None, *, method: str | None = None,

@@ -166,9 +166,19 @@ def _indexed(d: LinearDescriptor, x: torch.Tensor, w: torch.Tensor,
 def linear_forward(d: LinearDescriptor, x: torch.Tensor, weight: torch.Tensor | None,
                    indices: torch.Tensor | None = None,
                    bias: torch.Tensor | None = None) -> torch.Tensor:
-    """``x (*batch, dim_in)`` -> ``(*batch, dim_out)`` with ``weight`` ``(numel,)`` shared,
-    ``(*batch, numel)`` per sample, or ``(num_indices, numel)`` with ``indices (*batch,)``
-    (validated by :mod:`tp_spec.linear`'s rules). float16/bfloat16 compute in float32."""
+    """The linear map of ``d`` as a function (validated by :mod:`tp_spec.linear`'s rules).
+
+    Args:
+        d: a :class:`tp_spec.LinearDescriptor`.
+        x: ``[*batch, irreps_in.dim]``.
+        weight: ``[weight_numel]`` shared, ``[*batch, weight_numel]`` per sample, or
+            ``[num_indices, weight_numel]`` with ``indices``.
+        indices: ``[*batch]`` integers in ``[0, num_indices)``, or ``None``.
+        bias: iff ``d.bias_numel``: ``[bias_numel]``, or the leading shape of ``weight``.
+
+    Returns:
+        ``[*batch, irreps_out.dim]``; float16/bfloat16 compute in float32.
+    """
     _check(d, x, weight, indices, bias)
     batch, dtype = x.shape[:-1], x.dtype
     if dtype in _HALF:
@@ -193,13 +203,20 @@ def linear_forward(d: LinearDescriptor, x: torch.Tensor, weight: torch.Tensor | 
 
 
 class Linear(NotScriptable, torch.nn.Module):
-    """e3nn ``o3.Linear``: ``forward(x (*batch, dim_in), weight=None, bias=None) -> (*batch,
-    dim_out)``.
+    """e3nn ``o3.Linear``: ``[*batch, irreps_in.dim] -> [*batch, irreps_out.dim]``.
 
-    ``internal_weights``: a ``weight`` Parameter ``(weight_numel,)`` ~ N(0, 1) (and a ``bias``
-    Parameter of zeros when ``biases``), as e3nn, so ``weight.copy_(e3nn_linear.weight)``
-    gives e3nn's output. Otherwise weights are passed to ``forward``: ``(weight_numel,)``, or
-    ``(*batch, weight_numel)`` with ``shared_weights=False``.
+    Args:
+        irreps_in: input irreps.
+        irreps_out: output irreps.
+        instructions: ``(i_in, i_out)`` pairs (``None``: every pair of equal irreps).
+        internal_weights: a ``weight`` Parameter ``[weight_numel]`` ~ N(0, 1) (and a
+            ``bias`` Parameter of zeros when ``biases``), as e3nn, so
+            ``weight.copy_(e3nn_linear.weight)`` gives e3nn's output. Otherwise weights are
+            passed to :meth:`forward`. Default: ``shared_weights``.
+        shared_weights: one weight vector for every sample (default True); False takes
+            ``[*batch, weight_numel]`` weights.
+        path_normalization: ``"element"`` or ``"path"`` (e3nn's).
+        biases: a bias on the ``0e`` outputs (one flag, or one per output irrep).
     """
 
     def __init__(self, irreps_in: Irreps | str, irreps_out: Irreps | str, *,
@@ -231,6 +248,18 @@ class Linear(NotScriptable, torch.nn.Module):
     @no_autocast
     def forward(self, x: torch.Tensor, weight: torch.Tensor | None = None,
                 bias: torch.Tensor | None = None) -> torch.Tensor:
+        """The linear map.
+
+        Args:
+            x: ``[*batch, irreps_in.dim]``.
+            weight: only without internal weights: ``[weight_numel]``, or
+                ``[*batch, weight_numel]`` with ``shared_weights=False``.
+            bias: only without internal weights, iff ``bias_numel``: the leading shape of
+                ``weight`` plus ``[bias_numel]``.
+
+        Returns:
+            ``[*batch, irreps_out.dim]``.
+        """
         weight = call_weight(self, weight, bias)
         if self.internal_weights:
             bias = self.bias
@@ -241,13 +270,18 @@ class Linear(NotScriptable, torch.nn.Module):
 
 
 class IndexedLinear(NotScriptable, torch.nn.Module):
-    """A linear layer with one weight row per index (e.g. per chemical species):
-    ``forward(x (*batch, dim_in), indices (*batch,) int) -> (*batch, dim_out)``; sample ``b``
+    """A linear layer with one weight row per index (e.g. per chemical species): sample ``b``
     uses ``weight[indices[b]]``, laid out as :class:`Linear`'s weight (e3nn's).
 
-    ``weight`` is a Parameter ``(num_indices, weight_numel)`` ~ N(0, 1). Indices outside
-    ``[0, num_indices)`` raise :class:`tp_spec.IndexRangeError`. Runs eagerly (the per-index
-    segment sizes are data-dependent).
+    ``weight`` is a Parameter ``[num_indices, weight_numel]`` ~ N(0, 1). Runs eagerly (the
+    per-index segment sizes are data-dependent).
+
+    Args:
+        irreps_in: input irreps.
+        irreps_out: output irreps.
+        num_indices: the number of weight rows.
+        instructions: ``(i_in, i_out)`` pairs (``None``: every pair of equal irreps).
+        path_normalization: ``"element"`` or ``"path"`` (e3nn's).
     """
 
     def __init__(self, irreps_in: Irreps | str, irreps_out: Irreps | str, num_indices: int, *,
@@ -264,6 +298,16 @@ class IndexedLinear(NotScriptable, torch.nn.Module):
 
     @no_autocast
     def forward(self, x: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """The linear map with each sample's weight row.
+
+        Args:
+            x: ``[*batch, irreps_in.dim]``.
+            indices: ``[*batch]`` integers; outside ``[0, num_indices)`` raises
+                :class:`tp_spec.IndexRangeError`.
+
+        Returns:
+            ``[*batch, irreps_out.dim]``.
+        """
         return linear_forward(self.descriptor, x, self.weight, indices)
 
     def extra_repr(self) -> str:

@@ -64,6 +64,19 @@ class SymmetricContraction(NotScriptable, ConstantTables):
     ``contractions[i].weights[correlation - 1 - nu]``; :meth:`load_mace_weights` copies them.
     ``basis="reduced"``: only the independent paths (:func:`tp_spec.symmetric_contraction`),
     the same functions with fewer weights; MACE's weights still load (mapped).
+
+    Args:
+        irreps_in: ``k x (irreps)``, one multiplicity ``k`` for every irrep.
+        irreps_out: the output irreps (multiplicity ``k``).
+        correlation: the highest order ``nu``.
+        num_species: the number of species (weight rows).
+        internal_weights: hold the ``weights`` Parameters; if False, call :meth:`contract`.
+        basis: ``"mace"`` (MACE's paths and weight shapes) or ``"reduced"``.
+
+    >>> import torch, tp_torch
+    >>> sc = tp_torch.SymmetricContraction("4x0e + 4x1o", "4x0e + 4x1o", 3, num_species=2)
+    >>> sc(torch.randn(5, 16), torch.tensor([0, 1, 1, 0, 1])).shape
+    torch.Size([5, 16])
     """
 
     def __init__(self, irreps_in: Any, irreps_out: Any, correlation: int,
@@ -104,7 +117,8 @@ class SymmetricContraction(NotScriptable, ConstantTables):
         return self.get_buffer(name)
 
     def flat_weights(self) -> torch.Tensor:
-        """``(num_species, weight_numel)`` in tp_spec's layout (for :func:`tp_spec...apply`)."""
+        """The weights as one ``[num_species, weight_numel]`` tensor in tp_spec's layout (for
+        :func:`tp_spec.symmetric_contraction.apply`)."""
         S = self.num_species
         return torch.cat([w.reshape(S, -1) for row in self.weights for w in row], dim=1)
 
@@ -284,12 +298,15 @@ class GauntSymmetricContraction(NotScriptable, ConstantTables):
                 self.add_const(f"from_fourier{nu}_im", proj.imag)
 
     def flat_weights(self) -> torch.Tensor:
-        """``(num_species, weight_numel)`` in tp_spec's layout."""
+        """The weights ``u``, ``v`` as one ``[num_species, weight_numel]`` tensor in tp_spec's
+        layout (for :func:`tp_spec.symmetric_contraction.gaunt_apply`)."""
         S = self.num_species
         return torch.cat([self.u.reshape(S, -1), self.v.reshape(S, -1)], dim=1)
 
     @no_autocast
     def forward(self, x: torch.Tensor, species: torch.Tensor) -> torch.Tensor:
+        """``x [n, irreps_in.dim]``, ``species [n]`` ints or ``[n, num_species]`` one-hot ->
+        ``[n, irreps_out.dim]``."""
         d = self.descriptor
         z = _check(d, x, species, self.u)
         n, k = x.shape[0], d.mul

@@ -107,6 +107,17 @@ class TensorProduct(_E3nnKeys, NotScriptable, torch.nn.Module):
 
     def forward(self, x: torch.Tensor, y: torch.Tensor,
                 weight: torch.Tensor | None = None) -> torch.Tensor:
+        """e3nn's call.
+
+        Args:
+            x: ``[*batch, irreps_in1.dim]``.
+            y: ``[*batch, irreps_in2.dim]``.
+            weight: only without internal weights: ``[weight_numel]``, or
+                ``[*batch, weight_numel]`` with ``shared_weights=False``.
+
+        Returns:
+            ``[*batch, irreps_out.dim]``.
+        """
         weight = call_weight(self, weight)
         return self.tp(x, y, weight)
 

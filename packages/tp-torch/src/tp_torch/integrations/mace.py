@@ -67,6 +67,9 @@ class MaceConvolution(_E3nnKeys, NotScriptable, torch.nn.Module):
 
     def forward(self, node_feats: torch.Tensor, edge_attrs: torch.Tensor,
                 tp_weights: torch.Tensor, edge_index: torch.Tensor) -> torch.Tensor:
+        """Args: ``node_feats [n, irreps_in1.dim]``, ``edge_attrs [E, irreps_in2.dim]``,
+        ``tp_weights [E, weight_numel]``, ``edge_index [2, E]`` (senders, receivers).
+        Returns ``[n, irreps_out.dim]``."""
         if edge_index.dim() != 2 or edge_index.shape[0] != 2:
             raise ShapeError(f"edge_index must be (2, n_edges), got {tuple(edge_index.shape)}")
         return self.conv(node_feats, edge_attrs, tp_weights, edge_index[0], edge_index[1])
@@ -135,6 +138,8 @@ class MaceSymmetricContraction(NotScriptable, torch.nn.Module):
         return out
 
     def forward(self, node_feats: torch.Tensor, node_attrs: torch.Tensor) -> torch.Tensor:
+        """Args: ``node_feats [n, k, D]`` (MACE's layout), ``node_attrs [n, num_species]``
+        one-hot. Returns ``[n, irreps_out.dim]``."""
         return self.sc.contract(_mul_ir(node_feats, self.irreps_in), node_attrs, self.weights())
 
     def to_e3nn(self) -> torch.nn.Module:
@@ -162,6 +167,8 @@ class MaceGauntProductBasis(NotScriptable, torch.nn.Module):
             self.sc.u.mul_(1.0 / len(self.irreps_in))
 
     def forward(self, node_feats: torch.Tensor, node_attrs: torch.Tensor) -> torch.Tensor:
+        """Args: ``node_feats [n, k, D]`` (MACE's layout), ``node_attrs [n, num_species]``
+        one-hot. Returns ``[n, irreps_out.dim]``."""
         return self.sc(_mul_ir(node_feats, self.irreps_in), node_attrs)
 
     def extra_repr(self) -> str:
