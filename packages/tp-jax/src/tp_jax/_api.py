@@ -35,9 +35,20 @@ TRACE_COUNT: dict[tuple[Any, str], int] = {}
 
 
 def methods(d: TensorProductDescriptor, device: str = "cpu") -> dict[str, str | None]:
-    """Every method of ``d``'s family that tp_jax runs, mapped to ``None`` (runs) or the reason
-    it cannot. ``device`` is accepted for symmetry with ``tp_torch.methods``: every method runs
-    on every JAX platform."""
+    """The methods of ``d``'s family that tp_jax runs and whether each can run ``d``.
+
+    Args:
+        d: a tp_spec descriptor (CGTP, GTP, MTP or VSTP).
+        device: accepted for symmetry with ``tp_torch.methods``: every method runs on every
+            JAX platform.
+
+    Returns:
+        ``{method name: None if it runs, else the reason it cannot}``.
+
+    >>> import tp_spec, tp_jax
+    >>> tp_jax.methods(tp_spec.gtp("0e + 1o", "0e + 1o"))["grid"] is None
+    True
+    """
     out = tp_plan.methods(d, "jax")
     for name, reason in out.items():
         adapter = ADAPTERS.get((d.kind, name))
@@ -49,7 +60,12 @@ def methods(d: TensorProductDescriptor, device: str = "cpu") -> dict[str, str | 
 
 
 def default_method(d: TensorProductDescriptor, device: str = "cpu") -> str:
-    """The method ``tensor_product(d, None)`` uses (:data:`tp_spec.plan.DEFAULT_METHODS`)."""
+    """The method ``tensor_product(d, None)`` uses (:data:`tp_spec.plan.DEFAULT_METHODS`).
+
+    >>> import tp_spec, tp_jax
+    >>> tp_jax.default_method(tp_spec.cgtp("0e + 1o", "0e + 1o", "0e + 1o", mode="uvw"))
+    'fused'
+    """
     return tp_plan.default_method(d)
 
 
@@ -166,16 +182,38 @@ def _function(d: TensorProductDescriptor, method: str, tuning: tp_plan.Tuning | 
 
 def tensor_product(d: TensorProductDescriptor, method: str | None = None, *,
                    tuning: tp_plan.Tuning | None = None) -> Callable:
-    """A pure function ``f(x1, x2, weights=None) -> (*batch, irreps_out.dim)`` computing ``d``.
+    """A pure function ``f(x1, x2, weights=None)`` computing the product of ``d``.
 
-    ``x1``: ``(*batch, irreps_in1.dim)``, ``x2``: ``(*batch, irreps_in2.dim)`` (same ``batch``,
-    nothing broadcast), ``weights``: ``None`` iff ``d.weight_numel == 0``, else
-    ``(weight_numel,)`` (shared) or ``(*batch, weight_numel)``. One dtype for all: float64,
-    float32, or bfloat16/float16 (computed in float32, rounded once at the end; the policy of
-    :mod:`tp_spec.validation`). ``f`` is jitted, and safe under ``jit``/``grad``/``vmap``/
-    ``jvp``/``vjp`` to any order; the constants are NumPy arrays built once per
-    ``(d, method)``. ``method=None`` picks :func:`default_method`; see :func:`methods` for the
-    valid names. A bad descriptor or method raises :class:`tp_spec.InstructionError`.
-    ``tuning``: a :class:`tp_spec.plan.Tuning` for the plan (default thresholds if None).
+    ``f`` takes ``x1: [*batch, irreps_in1.dim]``, ``x2: [*batch, irreps_in2.dim]`` (the same
+    batch, nothing broadcast) and ``weights``: ``None`` iff ``d.weight_numel == 0``, else
+    ``[weight_numel]`` shared or ``[*batch, weight_numel]`` per sample; it returns
+    ``[*batch, irreps_out.dim]``. One dtype for all: float64, float32, or bfloat16/float16
+    (computed in float32, rounded once at the end; the policy of :mod:`tp_spec.validation`).
+    ``f`` is jitted, and safe under ``jit``/``grad``/``vmap``/``jvp``/``vjp`` to any order;
+    the constants are NumPy arrays built once per ``(d, method)``.
+
+    Args:
+        d: the tp_spec descriptor (CGTP, GTP, MTP or VSTP).
+        method: a name from :func:`methods` (``None``: :func:`default_method`).
+        tuning: a :class:`tp_spec.plan.Tuning` for the plan (``None``: default thresholds).
+
+    Returns:
+        ``f``, with attributes ``f.descriptor`` and ``f.method``.
+
+    Raises:
+        tp_spec.InstructionError: a method that does not exist or cannot run ``d``.
+
+    >>> import jax, jax.numpy as jnp, tp_spec, tp_jax
+    >>> d = tp_spec.gtp("0e + 1o + 2e", "0e + 1o + 2e")  # no weights
+    >>> d.irreps_out
+    1x0e+1x1o+1x2e+1x3o+1x4e
+    >>> f = tp_jax.tensor_product(d)
+    >>> f.method
+    'grid'
+    >>> x1, x2 = jnp.ones((3, 9)), jnp.ones((3, 9))
+    >>> f(x1, x2).shape
+    (3, 25)
+    >>> jax.grad(lambda a: f(a, x2).sum())(x1).shape
+    (3, 9)
     """
     return _function(d, _resolve(d, method), tuning)

@@ -131,13 +131,13 @@ def _function(d: TensorProductDescriptor, method: str, tuning: tp_plan.Tuning | 
 
 def tensor_product_conv(d: TensorProductDescriptor, method: str | None = None, *,
                         tuning: tp_plan.Tuning | None = None) -> Callable:
-    """A pure function ``f(x_nodes, x_edges, weights, senders, receivers) -> (n_nodes,
-    irreps_out.dim)``: the sum over each node's incoming edges of the product of ``d``
-    (:func:`tp_spec.reference.conv`).
+    """A pure function ``f(x_nodes, x_edges, weights, senders, receivers)``: the sum over each
+    node's incoming edges of the product of ``d`` (:func:`tp_spec.reference.conv`).
 
-    ``x_nodes (n_nodes, dim1)``, ``x_edges (n_edges, dim2)``, ``weights`` ``None`` (iff
-    ``d.weight_numel == 0``), ``(numel,)`` shared or ``(n_edges, numel)`` per edge,
-    ``senders``/``receivers`` ``(n_edges,)`` int32 or int64 in ``[0, n_nodes)``; edges in any
+    ``f`` takes ``x_nodes: [n_nodes, irreps_in1.dim]``, ``x_edges: [n_edges, irreps_in2.dim]``,
+    ``weights``: ``None`` (iff ``d.weight_numel == 0``), ``[weight_numel]`` shared or
+    ``[n_edges, weight_numel]`` per edge, ``senders``, ``receivers``: ``[n_edges]`` int32 or
+    int64 in ``[0, n_nodes)``, and returns ``[n_nodes, irreps_out.dim]``. Edges come in any
     order, repeated or self-loops; a node with no incoming edge gets zeros. Dtypes as
     :func:`tp_jax.tensor_product`. Each node's messages are summed in edge order (the edges are
     stably sorted by receiver): on CPU two calls give bit-identical results (on GPU XLA's
@@ -149,8 +149,19 @@ def tensor_product_conv(d: TensorProductDescriptor, method: str | None = None, *
     the caller's ``jit``) cannot be checked in Python: an out-of-range value then makes the
     whole output NaN instead of being silently dropped or clamped.
 
-    ``f`` is jitted and safe under ``jit``/``grad`` (any order)/``vmap``. ``method``: any
-    method of :func:`tp_jax.methods` (``None``: the default); ``tuning``: a
-    :class:`tp_spec.plan.Tuning` (its ``conv_*`` fields set the edge chunk).
+    ``f`` is jitted and safe under ``jit``/``grad`` (any order)/``vmap``.
+
+    Args:
+        d: the tp_spec descriptor of the per-edge product.
+        method: any method of :func:`tp_jax.methods` (``None``: the default).
+        tuning: a :class:`tp_spec.plan.Tuning` (its ``conv_*`` fields set the edge chunk).
+
+    >>> import jax.numpy as jnp, tp_spec, tp_jax
+    >>> d = tp_spec.cgtp("2x0e + 2x1o", "0e + 1o", "0e + 1o", mode="uvu")
+    >>> f = tp_jax.tensor_product_conv(d)
+    >>> senders, receivers = jnp.array([0, 1, 2, 2]), jnp.array([1, 2, 0, 1])
+    >>> f(jnp.ones((3, 8)), jnp.ones((4, 4)), jnp.ones((4, d.weight_numel)),
+    ...   senders, receivers).shape
+    (3, 16)
     """
     return _function(d, _resolve(d, method), tuning)

@@ -63,12 +63,11 @@ class TensorProduct(nn.Module):
     Attributes:
         descriptor: any tp_spec descriptor (cgtp / gtp / mtp).
         method: method name or ``None`` (the CPU default), see :func:`tp_jax.methods`.
-        weight_init: initializer of the ``(weight_numel,)`` parameter (default: see module doc).
+        weight_init: initializer of the ``[weight_numel]`` parameter (default: see module doc).
         param_dtype: dtype of the parameter (float32).
 
-    ``__call__(x1, x2, weights=None)``: ``x1 (*batch, dim1)``, ``x2 (*batch, dim2)``;
-    ``weights`` given explicitly (``(numel,)`` or ``(*batch, numel)``) override the parameter.
-    Returns ``(*batch, irreps_out.dim)``. Inputs and the parameter must share a dtype.
+    The module holds one ``"weights"`` parameter ``[weight_numel]`` (none when
+    ``weight_numel == 0``). Inputs and the parameter must share a dtype.
     """
 
     descriptor: TensorProductDescriptor
@@ -79,6 +78,17 @@ class TensorProduct(nn.Module):
     @nn.compact
     def __call__(self, x1: jax.Array, x2: jax.Array, weights: jax.Array | None = None
                  ) -> jax.Array:
+        """The product with the module's weights (or the given ones).
+
+        Args:
+            x1: ``[*batch, irreps_in1.dim]``.
+            x2: ``[*batch, irreps_in2.dim]``.
+            weights: ``[weight_numel]`` or ``[*batch, weight_numel]``, replacing the
+                parameter (``None``: the parameter).
+
+        Returns:
+            ``[*batch, irreps_out.dim]``.
+        """
         d = self.descriptor
         f = tensor_product(d, self.method)
         if weights is None and d.weight_numel:
@@ -88,12 +98,13 @@ class TensorProduct(nn.Module):
 
 
 class Linear(nn.Module):
-    """e3nn ``o3.Linear`` (:mod:`tp_spec.linear`): ``__call__(x (*batch, dim_in), weights=None)
-    -> (*batch, dim_out)``.
+    """e3nn ``o3.Linear`` (:mod:`tp_spec.linear`): ``[*batch, irreps_in.dim] -> [*batch,
+    irreps_out.dim]``.
 
-    Parameters: ``"weights"`` ``(weight_numel,)`` ~ N(0, 1) in e3nn's layout, and ``"bias"``
-    ``(bias_numel,)`` of zeros when ``biases``. ``weights`` given explicitly (``(numel,)`` or
-    ``(*batch, numel)``, e.g. from a radial MLP) replace the parameter (only without biases).
+    Attributes ``irreps_in``, ``irreps_out``, ``instructions``, ``path_normalization`` and
+    ``biases`` are the arguments of :func:`tp_spec.linear`. Parameters: ``"weights"``
+    ``[weight_numel]`` ~ N(0, 1) in e3nn's layout, and ``"bias"`` ``[bias_numel]`` of zeros
+    when ``biases``.
     """
 
     irreps_in: Irreps | str
@@ -105,6 +116,16 @@ class Linear(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+        """The linear map.
+
+        Args:
+            x: ``[*batch, irreps_in.dim]``.
+            weights: ``[weight_numel]`` or ``[*batch, weight_numel]``, replacing the
+                parameters (only without biases; ``None``: the parameters).
+
+        Returns:
+            ``[*batch, irreps_out.dim]``.
+        """
         d = linear_descriptor(self.irreps_in, self.irreps_out, instructions=self.instructions,
                               path_normalization=self.path_normalization, biases=self.biases)
         bias = None
@@ -183,7 +204,8 @@ def linear_params_from_e3nn_jax(params: Any, irreps_in: Irreps | str, irreps_out
 
 class IndexedLinear(nn.Module):
     """A linear layer with one weight row per index (e.g. per chemical species):
-    ``__call__(x (*batch, dim_in), indices (*batch,) int) -> (*batch, dim_out)``.
+    ``[*batch, irreps_in.dim] -> [*batch, irreps_out.dim]``, sample ``b`` with row
+    ``indices[b]``.
 
     Parameter ``"weights"`` ``(num_indices, weight_numel)`` ~ N(0, 1), each row in
     :class:`Linear`'s layout.
@@ -198,6 +220,8 @@ class IndexedLinear(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, indices: jax.Array) -> jax.Array:
+        """Args: ``x [*batch, irreps_in.dim]``, ``indices [*batch]`` ints in
+        ``[0, num_indices)``. Returns ``[*batch, irreps_out.dim]``."""
         d = linear_descriptor(self.irreps_in, self.irreps_out, instructions=self.instructions,
                               path_normalization=self.path_normalization)
         weights = self.param("weights", jax.nn.initializers.normal(stddev=1.0),
@@ -213,9 +237,7 @@ class TensorProductConv(nn.Module):
     ``(weight_numel,)`` parameter; per-edge weights (e.g. from a radial MLP) passed to
     ``__call__`` replace it (and no parameter is made).
 
-    ``__call__(x_nodes (n_nodes, dim1), x_edges (n_edges, dim2), senders (n_edges,),
-    receivers (n_edges,), weights=None ((numel,) or (n_edges, numel)))`` ->
-    ``(n_nodes, irreps_out.dim)``; index rules of :func:`tp_jax.tensor_product_conv`.
+    Index rules of :func:`tp_jax.tensor_product_conv`.
     """
 
     descriptor: TensorProductDescriptor
@@ -226,6 +248,19 @@ class TensorProductConv(nn.Module):
     @nn.compact
     def __call__(self, x_nodes: jax.Array, x_edges: jax.Array, senders: jax.Array,
                  receivers: jax.Array, weights: jax.Array | None = None) -> jax.Array:
+        """Sum the messages of each node's incoming edges.
+
+        Args:
+            x_nodes: ``[n_nodes, irreps_in1.dim]``.
+            x_edges: ``[n_edges, irreps_in2.dim]``.
+            senders: ``[n_edges]`` ints in ``[0, n_nodes)``.
+            receivers: ``[n_edges]`` ints in ``[0, n_nodes)``.
+            weights: ``[weight_numel]`` or ``[n_edges, weight_numel]``, replacing the
+                parameter (``None``: the parameter).
+
+        Returns:
+            ``[n_nodes, irreps_out.dim]``.
+        """
         d = self.descriptor
         f = tensor_product_conv(d, self.method)
         if weights is None and d.weight_numel:
@@ -235,8 +270,8 @@ class TensorProductConv(nn.Module):
 
 
 class SymmetricContraction(nn.Module):
-    """MACE's ``SymmetricContraction``: ``__call__(x (n, irreps_in.dim), species (n,) ints)``
-    -> ``(n, irreps_out.dim)``.
+    """MACE's ``SymmetricContraction``: ``[n, irreps_in.dim] -> [n, irreps_out.dim]`` with
+    each node's species weights (arguments of :func:`tp_spec.symmetric_contraction`).
 
     Parameters ``"weights_{i}_{nu}"`` of MACE's shapes ``(num_species, K, k)`` (output ``i``,
     order ``nu``), initialized like MACE (standard normal / K). ``basis="reduced"``: only the
@@ -252,6 +287,8 @@ class SymmetricContraction(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, species: jax.Array) -> jax.Array:
+        """Args: ``x [n, irreps_in.dim]``, ``species [n]`` ints in ``[0, num_species)``.
+        Returns ``[n, irreps_out.dim]``."""
         d = sc_spec.symmetric_contraction(self.irreps_in, self.irreps_out, self.correlation,
                                           self.num_species, basis=self.basis)
         blocks = []
@@ -279,6 +316,8 @@ class GauntSymmetricContraction(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, species: jax.Array) -> jax.Array:
+        """Args: ``x [n, irreps_in.dim]``, ``species [n]`` ints in ``[0, num_species)``.
+        Returns ``[n, irreps_out.dim]``."""
         d = sc_spec.gaunt_symmetric_contraction(self.irreps_in, self.irreps_out, self.correlation,
                                             self.num_species)
         S, c, k = d.num_species, d.correlation, d.mul

@@ -145,12 +145,16 @@ def _kernel(d: LinearDescriptor, indexed: bool) -> Callable:
 
 
 def linear(d: LinearDescriptor) -> Callable:
-    """A pure function ``f(x, weights=None, bias=None) -> (*batch, irreps_out.dim)``.
+    """A pure function ``f(x, weights=None, bias=None)``: the linear map of ``d``.
 
-    ``x (*batch, irreps_in.dim)``; ``weights (weight_numel,)`` shared or ``(*batch,
-    weight_numel)`` per sample (``None`` only when ``weight_numel == 0``); ``bias`` iff
-    ``d.bias_numel``, with the leading shape of ``weights``. One float dtype for all
-    (float16/bfloat16 compute in float32). Safe under ``jit``/``grad``/``vmap``.
+    ``f`` takes ``x: [*batch, irreps_in.dim]``, ``weights: [weight_numel]`` shared or
+    ``[*batch, weight_numel]`` per sample (``None`` only when ``weight_numel == 0``), ``bias``
+    iff ``d.bias_numel``: ``[bias_numel]`` with the leading shape of ``weights``, and returns
+    ``[*batch, irreps_out.dim]``. One float dtype for all (float16/bfloat16 compute in
+    float32). Safe under ``jit``/``grad``/``vmap``.
+
+    Args:
+        d: a :class:`tp_spec.LinearDescriptor` (:func:`tp_spec.linear`).
     """
     kernel = _kernel(d, False)
 
@@ -164,13 +168,17 @@ def linear(d: LinearDescriptor) -> Callable:
 
 
 def indexed_linear(d: LinearDescriptor) -> Callable:
-    """A pure function ``f(x, weights, indices, bias=None) -> (*batch, irreps_out.dim)``:
-    sample ``b`` uses ``weights[indices[b]]``.
+    """A pure function ``f(x, weights, indices, bias=None)``: the linear map of ``d``, sample
+    ``b`` with ``weights[indices[b]]``.
 
-    ``x (*batch, irreps_in.dim)``, ``weights (num_indices, weight_numel)``, ``indices
-    (*batch,)`` of an integer dtype, ``bias (num_indices, bias_numel)`` iff ``d.bias_numel``.
-    Concrete indices outside ``[0, num_indices)`` raise :class:`tp_spec.IndexRangeError`;
-    traced ones (under ``jit``) cannot be checked and give NaN rows.
+    ``f`` takes ``x: [*batch, irreps_in.dim]``, ``weights: [num_indices, weight_numel]``,
+    ``indices: [*batch]`` of an integer dtype, ``bias: [num_indices, bias_numel]`` iff
+    ``d.bias_numel``, and returns ``[*batch, irreps_out.dim]``. Concrete indices outside
+    ``[0, num_indices)`` raise :class:`tp_spec.IndexRangeError`; traced ones (under ``jit``)
+    cannot be checked and give NaN rows.
+
+    Args:
+        d: a :class:`tp_spec.LinearDescriptor` (:func:`tp_spec.linear`).
     """
     kernel = _kernel(d, True)
 

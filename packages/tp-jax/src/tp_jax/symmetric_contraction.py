@@ -40,8 +40,14 @@ def _check(d: Any, x: Any, weights: Any, species: Any) -> None:
 
 @functools.lru_cache(maxsize=64)
 def symmetric_contraction(d: Any) -> Callable:
-    """``f(x (n, dim_in), weights (num_species, weight_numel), species (n,) ints) -> (n,
-    dim_out)`` for a :class:`tp_spec.SymmetricContractionDescriptor`, jitted."""
+    """A jitted pure function ``f(x, weights, species)``: MACE's product basis of ``d``.
+
+    ``f`` takes ``x: [n, irreps_in.dim]``, ``weights: [num_species, weight_numel]``,
+    ``species: [n]`` ints in ``[0, num_species)`` and returns ``[n, irreps_out.dim]``.
+
+    Args:
+        d: a :class:`tp_spec.SymmetricContractionDescriptor`.
+    """
     if not isinstance(d, _sc.SymmetricContractionDescriptor):
         raise InstructionError(f"expected a SymmetricContractionDescriptor, got {type(d)}")
     p = _sc.monomial_plan(d)
@@ -84,8 +90,15 @@ def symmetric_contraction(d: Any) -> Callable:
 
 @functools.lru_cache(maxsize=64)
 def gaunt_symmetric_contraction(d: Any) -> Callable:
-    """``f(x, weights, species)`` of a :class:`tp_spec.GauntSymmetricContractionDescriptor`:
-    the features on the exact grid, their powers, projected back; jitted."""
+    """A jitted pure function ``f(x, weights, species)``: the Gaunt symmetric contraction of
+    ``d`` (the features on the exact grid, their powers, projected back).
+
+    ``f`` takes ``x: [n, irreps_in.dim]``, ``weights: [num_species, weight_numel]``,
+    ``species: [n]`` ints in ``[0, num_species)`` and returns ``[n, irreps_out.dim]``.
+
+    Args:
+        d: a :class:`tp_spec.GauntSymmetricContractionDescriptor`.
+    """
     if not isinstance(d, _sc.GauntSymmetricContractionDescriptor):
         raise InstructionError(f"expected a GauntSymmetricContractionDescriptor, got {type(d)}")
     k, c, li = d.mul, d.correlation, d.lmax_in

@@ -96,6 +96,7 @@ class RadialMLP(nn.Module):
 
     @nn.compact
     def __call__(self, r: jax.Array) -> jax.Array:
+        """``r [E]`` edge lengths -> ``[E, num_out]``."""
         h = bessel_basis(r, self.r_max, self.num_basis) * polynomial_cutoff(r, self.r_max)[:, None]
         for width in self.hidden:
             h = jax.nn.silu(nn.Dense(width, use_bias=False, param_dtype=self.param_dtype,

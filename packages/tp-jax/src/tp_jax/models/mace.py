@@ -139,6 +139,8 @@ class MACE(nn.Module):
 
     @nn.compact
     def __call__(self, g: Graph, num_graphs: int) -> jax.Array:
+        """Args: ``g`` a :class:`Graph` of ``n`` atoms (positions ``[n, 3]``), ``num_graphs``
+        (static). Returns the energies ``[num_graphs]``."""
         check_graph(g, self.param_dtype)
         hidden = Irreps(self.hidden_irreps)
         k = hidden[0].mul
