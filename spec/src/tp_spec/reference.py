@@ -370,10 +370,21 @@ def apply_vstp_grid(
 
 # ----------------------------------------------------------------------------- dispatch
 def apply(d: TensorProductDescriptor, x1: Any, x2: Any, weights: Any = None) -> np.ndarray:
-    """The reference forward pass of any descriptor: ``(*batch, d.irreps_out.dim)`` float64.
+    """The reference forward pass of any descriptor, in float64.
 
     CGTP: :func:`apply_cgtp`; GTP: :func:`apply_gtp_gaunt`; MTP: :func:`apply_mtp_matrix`;
-    VSTP: :func:`apply_vstp_grid`; any other descriptor: :func:`apply_emulated`.
+    VSTP: :func:`apply_vstp_grid`; any other descriptor: :func:`apply_emulated`. The other
+    ``apply_*`` functions take the same arguments.
+
+    Args:
+        d: the descriptor.
+        x1: ``[*batch, irreps_in1.dim]`` real floating array.
+        x2: ``[*batch, irreps_in2.dim]`` (the same batch; nothing is broadcast).
+        weights: ``None`` iff ``d.weight_numel == 0``, else ``[weight_numel]`` shared or
+            ``[*batch, weight_numel]`` per sample.
+
+    Returns:
+        ``[*batch, irreps_out.dim]`` float64.
     """
     if isinstance(d, CGTPDescriptor):
         return apply_cgtp(d, x1, x2, weights)
