@@ -195,6 +195,7 @@ def _mace_classes() -> tuple[type, type]:
     return InteractionBlock, MaceSC
 
 
+#: the values of :func:`convert`'s ``product_basis``
 PRODUCT_BASES = ("cg", "gaunt-grid", "gaunt-fourier")
 
 
