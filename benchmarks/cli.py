@@ -100,15 +100,15 @@ def _device(name: str) -> str:
 
 
 def _write_outputs(record: dict[str, Any], out: Path, plots: bool = True) -> list[Path]:
-    from .claims import claims_table
-    from .report import dump, markdown
+    from .claims import record_page
+    from .report import dump
     from .report import plots as make_plots
 
     out.mkdir(parents=True, exist_ok=True)
     dump(record, out / "results.json")
-    text = markdown(record) + "\n## Headline claims of the paper\n\n" + claims_table(record)
-    (out / "results.md").write_text(text)
     files = make_plots(record, out) if plots else []
+    text = record_page(str(out / "results.json"), record, [p.name for p in files])
+    (out / "results.md").write_text(text)
     print(text)
     print(f"wrote {out / 'results.json'}, {out / 'results.md'}"
           + (f" and {len(files)} plots ({', '.join(p.name for p in files)})" if files else "")
@@ -328,8 +328,10 @@ def committed_records() -> dict[str, Path]:
 
 
 def cmd_docs_page(args: argparse.Namespace) -> int:
-    from .claims import docs_page
-    from .report import load
+    from .claims import docs_page, record_label, record_page
+    from .report import load, plot_names
+    from .report import plots as make_plots
+    from .summary import superseded
 
     records = {p: Path(p) for p in args.records} or committed_records()
     suites, training = [], []
@@ -339,7 +341,18 @@ def cmd_docs_page(args: argparse.Namespace) -> int:
             training.append((name, raw))
         else:
             suites.append((name, load(p)))
-    print(docs_page(suites, training))
+    sup = superseded(suites)
+    plots: dict[str, list[str]] = {}
+    for name, rec in suites:
+        folder = records[name].parent
+        if args.write_pages:
+            make_plots(rec, folder)
+        files = [f for f in plot_names(rec) if (folder / f).exists()]
+        plots[name] = [f"{record_label(name)}/{f}" for f in files]
+        if args.write_pages:
+            (folder / "results.md").write_text(record_page(name, rec, files, sup))
+            print(f"wrote {folder / 'results.md'} and {len(files)} plots", file=sys.stderr)
+    print(docs_page(suites, training, plots))
     return 0
 
 
@@ -456,6 +469,10 @@ def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
     d.add_argument("records", nargs="*", help="results.json and train-*.json records (default: "
                    "the committed ones, benchmarks/results/*/*/results.json then "
                    "benchmarks/results/*/train/*.json)")
+    d.add_argument("--write-pages", action="store_true", help="also write each suite "
+                   "record's page (results.md: full tables, claims, plots) and its plots "
+                   "(<workload>_<op>.png) beside its results.json; the summary shows the "
+                   "plots found there either way")
     d.set_defaults(func=cmd_docs_page)
     from .training.report import add_parser as add_train_parser
 

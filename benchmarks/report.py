@@ -170,48 +170,46 @@ def _pass_ordered(groups: dict[tuple[Any, ...], list[dict[str, Any]]]
 
 
 def markdown(record: dict[str, Any], *, max_rows: int | None = None) -> str:
-    """Pivot tables (one per suite/workload/pass): rows op/subject, columns the swept size;
-    cells ``median (xS_torch | xS_jax)`` with speedups against the op's anchors of this run."""
+    """Pivot tables (one per suite / workload group / pass): rows op/subject, columns the swept
+    size (L, batch, channels or model shape); cells ``median (xR)`` with R the speedup against
+    the subject's primary anchor of this run (:mod:`benchmarks.summary`); anchors: time only."""
+    from .summary import group_of, ratios, size_label, size_of, sort_key
+
     ok = _ok(record["results"])
-    sp = speedups(record)
+    rat = ratios(record)
     lines: list[str] = []
     m = record["machine"]
     lines.append(f"Machine: {m['name']} ({m.get('cpu')}, {m.get('cores')} cores"
                  f"{', GPU ' + m['gpu'] if m.get('gpu') else ''}); device {record['device']}; "
                  f"dtype {record['config'].get('dtype')}; created {record['created']}")
     lines.append("")
-    lines.append("Cells: median wall time per call; in brackets the speedup against this run's "
-                 "anchors for the op (CGTP: e3nn / e3nn-jax; GTP: e3nn grid / e3nn-jax grid; "
-                 "MTP: e3x), anchor median / subject median, > 1 = faster than the anchor.")
+    lines.append("Cells: median wall time per call; in brackets the speedup against the "
+                 "subject's primary anchor in this run (anchor median / subject median, > 1 = "
+                 "faster): CGTP e3nn/cgtp (torch subjects) or e3nn-jax/cgtp (JAX), GTP "
+                 "e3nn/grid or e3nn-jax/grid, MTP e3x/mtp, VSTP the same framework's dense "
+                 "CGTP, conv e3nn/conv or e3nn-jax/conv. Anchor rows show their time only.")
     groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
     for r in ok:
         w = r["workload"]
-        groups[(w["suite"], w["name"], r["pass"], r["dtype"])].append(r)
-    for (suite, name, pass_, dtype), rs in _pass_ordered(groups):
-        def xval(r: dict[str, Any], name: str = name) -> Any:
-            w = r["workload"]
-            if name.endswith("-batch"):
-                return w["batch"]
-            if name.endswith("-channels"):
-                return w.get("channels", 1)
-            return w.get("L") if w.get("L") is not None else w["batch"]
-
-        xlabel = ("batch" if name.endswith("-batch") else "C" if name.endswith("-channels")
-                  else "L" if rs[0]["workload"].get("L") is not None else "batch")
-        xs = sorted({xval(r) for r in rs})
+        groups[(w["suite"], group_of(w), r["pass"], r["dtype"])].append(r)
+    for (suite, group, pass_, dtype), rs in _pass_ordered(groups):
+        w0 = rs[0]["workload"]
+        xlabel = size_label(group, w0)
+        xs = sorted({size_of(r["workload"]) for r in rs}, key=sort_key)
         rows: dict[tuple[str, str], dict[Any, str]] = defaultdict(dict)
         for r in rs:
-            ratios = sp.get(_row_key(r) + (r["subject"],), {})
+            w = r["workload"]
+            size = size_of(w)
             cell = _fmt_t(r["stats"]["median"])
-            if ratios:
-                cell += " (" + " \\| ".join(f"x{v:.2g}" for v in ratios.values()) + ")"
-            rows[(r["workload"]["op"], r["subject"])][xval(r)] = cell
-        b = rs[0]["workload"]["batch"]
+            ratio = rat.get((group, w["op"], pass_, size, r["subject"]))
+            if ratio is not None:
+                cell += f" (x{ratio[1][0]:.2g})"
+            rows[(w["op"], r["subject"])][size] = cell
         lines.append("")
-        lines.append(f"### {suite} / {name} / {pass_} ({dtype}"
-                     f"{'' if xlabel == 'batch' else f', batch {b}'})")
+        lines.append(f"### {suite} / {group} / {pass_} ({dtype}{_fixed_sizes(xlabel, w0)})")
         lines.append("")
-        lines.append("| op | subject | " + " | ".join(f"{xlabel}={x}" for x in xs) + " |")
+        heads = [str(x) if xlabel == "shape" else f"{xlabel}={x}" for x in xs]
+        lines.append("| op | subject | " + " | ".join(heads) + " |")
         lines.append("|---|---|" + "---|" * len(xs))
         for (op, subj), cells in sorted(rows.items()):
             star = " (anchor)" if any(subj == a for a in ANCHORS.get(op, {}).values()) else ""
@@ -297,72 +295,156 @@ def peak_lines(record: dict[str, Any]) -> list[str]:
 
 
 # ----------------------------------------------------------------------------- plots
+def _fixed_sizes(xlabel: str, w: dict[str, Any]) -> str:
+    """The sizes a group holds fixed, for titles: ``, batch 10000, 1 channel``."""
+    c = w.get("channels", 1)
+    chan = f"{c} channel{'s' if c != 1 else ''}"
+    if xlabel == "batch":
+        return (f", L={w['L']}" if w.get("L") is not None else "") + f", {chan}"
+    if xlabel == "channels":
+        return (f", L={w['L']}" if w.get("L") is not None else "") + f", batch {w['batch']}"
+    if xlabel == "shape":
+        edges = w["suite"] == "conv"
+        return f", {'edges' if edges else 'batch'} {w['batch']}"
+    return f", batch {w['batch']}, {chan}"
+
+
+def _op_label(op: str) -> str:
+    """``CGTP``, ``conv CGTP``."""
+    return op.upper() if not op.startswith("conv-") else "conv " + op[5:].upper()
+
+
+def _stats_bounds(r: dict[str, Any]) -> tuple[float, float, float]:
+    """(median, q1, q3) of a timed result."""
+    return r["stats"]["median"], r["stats"]["q1"], r["stats"]["q3"]
+
+
+def plot_title(record: dict[str, Any], group: str, op: str, xlabel: str,
+               w: dict[str, Any]) -> str:
+    """Title of a group's plot: machine, suite, workload, op family, fixed sizes, threads."""
+    m = record["machine"]
+    threads = record["config"].get("threads")
+    at = "" if threads is None else f", {threads} thread{'s' if threads != 1 else ''}"
+    where = m["name"] + (f" ({m['gpu']})" if m.get("gpu") else "")
+    what = w["suite"] if group == w["suite"] else f"{w['suite']} {group}"
+    return (f"{what}: {_op_label(op)} against {xlabel} ({record['config'].get('dtype')}"
+            f"{_fixed_sizes(xlabel, w)}{at}) on {where}")
+
+
+def plot_name(group: str, op: str) -> str:
+    """File name of a workload group's plot of one op family."""
+    return f"{group}_{op}.png".replace("/", "-")
+
+
+def plot_names(record: dict[str, Any]) -> list[str]:
+    """The file names :func:`plots` writes for ``record``, in its order."""
+    from .summary import cells
+
+    return [plot_name(g, op) for g, op in sorted({k[:2] for k in cells(record)})]
+
+
 def plots(record: dict[str, Any], out_dir: str | Path) -> list[Path]:
-    """PNG per (suite, workload, pass): walltime, GFLOPs, GFLOP/s and time per expressivity
-    against the swept size, one line per op/subject, log scales. Returns the files written."""
+    """PNG per (workload group, op family): one column per pass; top row the median time per
+    call with q1-q3 error bars, bottom row the speedup against the subject's primary anchor of
+    the same run (anchor median / subject median; error bars anchor q1 / subject q3 to anchor
+    q3 / subject q1), log y, a line at 1. Model and conv shapes on a categorical axis. Returns
+    the files written, named ``<group>_<op>.png``."""
     try:
         import matplotlib
 
         matplotlib.use("Agg")
         import matplotlib.pyplot as plt
+        from matplotlib.ticker import FuncFormatter, LogLocator, NullFormatter
     except ImportError:
         return []
+    from .summary import cells, is_anchor, ratios, reference, size_label, sort_key
+
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    ok = _ok(record["results"])
-    groups: dict[tuple[Any, ...], list[dict[str, Any]]] = defaultdict(list)
-    for r in ok:
-        w = r["workload"]
-        groups[(w["suite"], w["name"], r["pass"], r["dtype"])].append(r)
+    index = cells(record)
+    rat = ratios(record)
+    order = {"fwd": 0, "bwd": 1, "dbl": 2}
+    by_group: dict[tuple[str, str], dict[str, Any]] = {}
+    for (group, op, pass_, size, subject), r in index.items():
+        g = by_group.setdefault((group, op), {"passes": set(), "subjects": set(),
+                                              "sizes": set(), "w": r["workload"]})
+        g["passes"].add(pass_)
+        g["subjects"].add((op, subject))
+        g["sizes"].add(size)
+        ref = reference(op, subject, r.get("framework"))
+        if ref is not None and ref[0] != op:  # the VSTP's reference is another op's subject
+            g["subjects"].add(ref)
     written = []
-    panels = (("walltime [s]", lambda r: r["stats"]["median"]),
-              ("GFLOPs (minimal count x pass factor)", lambda r: r.get("gflops")),
-              ("achieved GFLOP/s", lambda r: r.get("gflops_per_s")),
-              ("time / expressivity [s]", lambda r: r.get("time_per_expressivity_s")))
-    for (suite, name, pass_, dtype), rs in _pass_ordered(groups):
-        if name.endswith("-batch"):
-            xlabel, xf = "batch", (lambda r: r["workload"]["batch"])
-        elif name.endswith("-channels"):
-            xlabel, xf = "channels", (lambda r: r["workload"].get("channels", 1))
-        elif rs[0]["workload"].get("L") is not None:
-            xlabel, xf = "L", (lambda r: r["workload"]["L"])
-        else:
-            continue  # model shapes: no swept axis, tables only
-        lines: dict[str, list[tuple[float, dict[str, Any]]]] = defaultdict(list)
-        for r in rs:
-            lines[f"{r['workload']['op']}/{r['subject']}"].append((xf(r), r))
-        if all(len(v) < 2 for v in lines.values()):
-            continue
-        fig, axes = plt.subplots(2, 2, figsize=(13, 9))
-        cmap = plt.get_cmap("tab20")
-        for ax, (ylabel, yf) in zip(axes.flat, panels, strict=False):
-            for i, (label, pts) in enumerate(sorted(lines.items())):
-                pts = sorted(pts, key=lambda p: p[0])
-                xy = [(x, yf(r)) for x, r in pts if yf(r)]
-                if not xy:
-                    continue
-                style = "--" if any(label.endswith(a) for op in ANCHORS.values()
-                                    for a in op.values()) else "-"
-                ax.plot([p[0] for p in xy], [p[1] for p in xy], style, marker="o", ms=3,
-                        label=label, color=cmap(i % 20))
-            ax.set_xscale("log")
-            if xlabel == "L":
-                xs_all = sorted({x for pts in lines.values() for x, _ in pts})
-                ax.set_xticks(xs_all)
-                ax.set_xticklabels([str(x) for x in xs_all])
-                ax.minorticks_off()
-            ax.set_yscale("log")
-            ax.set_xlabel(xlabel)
-            ax.set_ylabel(ylabel)
-            ax.grid(True, which="both", alpha=0.3)
-        handles, labels = axes.flat[0].get_legend_handles_labels()
-        fig.legend(handles, labels, loc="center right", fontsize=7)
-        m = record["machine"]
-        fig.suptitle(f"{suite} / {name} / {pass_} ({dtype}, batch {rs[0]['workload']['batch']}"
-                     f") on {m['name']}{' ' + m['gpu'] if m.get('gpu') else ''}; dashed = anchor")
-        fig.tight_layout(rect=(0, 0, 0.8, 0.96))
-        path = out_dir / f"{suite}_{name}_{pass_}.png".replace("/", "-")
-        fig.savefig(path, dpi=90)
+    for (group, op), g in sorted(by_group.items()):
+        xlabel = size_label(group, g["w"])
+        sizes = sorted(g["sizes"], key=sort_key)
+        categorical = xlabel == "shape"
+        passes = sorted(g["passes"], key=lambda p: order.get(p, 3))
+        series = sorted(g["subjects"], key=lambda s: (s[0] != op, not s[1].startswith("tp_"),
+                                                      is_anchor(*s), s[1]))
+        palette = plt.get_cmap("tab10" if len(series) <= 10 else "tab20")
+        colours = {s: palette(i % palette.N) for i, (_, s) in enumerate(series)}
+        has_anchor = any(k[:2] == (group, op) for k in rat)
+        nrows = 2 if has_anchor else 1
+        fig, axes = plt.subplots(nrows, len(passes),
+                                 figsize=(max(4.3 * len(passes) + 1.2, 8.0),
+                                          1.0 + 3.4 * nrows),
+                                 squeeze=False, sharex="col")
+        for j, pass_ in enumerate(passes):
+            ax_t, ax_r = axes[0, j], axes[-1, j]
+            for k, (sop, subject) in enumerate(series):
+                shift = (k - (len(series) - 1) / 2) * 0.8 / len(series)
+                xpos = {x: (i + shift if categorical else x) for i, x in enumerate(sizes)}
+                anchor_like = sop != op or not subject.split("/")[0].startswith("tp_")
+                style = dict(color=colours.get(subject), marker="o", ms=3.5, capsize=2,
+                             linestyle=("none" if categorical else
+                                        "--" if anchor_like else "-"),
+                             label=subject + (f" ({_op_label(sop)})" if sop != op else ""))
+                times = [(xpos[x], _stats_bounds(index[(group, sop, pass_, x, subject)]))
+                         for x in sizes if (group, sop, pass_, x, subject) in index]
+                speed = [(xpos[x], rat[(group, sop, pass_, x, subject)][1]) for x in sizes
+                         if (group, sop, pass_, x, subject) in rat and sop == op]
+                for ax, pts in ((ax_t, times), (ax_r, speed if has_anchor else [])):
+                    if pts:
+                        ax.errorbar([x for x, _ in pts], [v[0] for _, v in pts],
+                                    yerr=[[v[0] - v[1] for _, v in pts],
+                                          [v[2] - v[0] for _, v in pts]], **style)
+            ax_t.set_title(pass_)
+            ax_t.set_ylabel("time per call [s] (median, q1-q3)")
+            if has_anchor:
+                ax_r.axhline(1.0, color="black", linewidth=0.8)
+                ax_r.set_ylabel("speedup vs anchor (x, >1 faster)")
+            ax_r.set_xlabel(xlabel)
+            for ax in axes[:, j]:
+                ax.set_yscale("log")
+                low, high = ax.get_ylim()
+                ax.yaxis.set_major_locator(LogLocator(subs=(1.0, 2.0, 5.0) if high < 300 * low
+                                                      else (1.0,)))
+                ax.yaxis.set_major_formatter(FuncFormatter(lambda v, _: f"{v:g}"))
+                ax.yaxis.set_minor_formatter(NullFormatter())
+                ax.grid(True, which="both", alpha=0.3)
+                if categorical:
+                    ax.set_xticks(range(len(sizes)))
+                    ax.set_xticklabels([str(s) for s in sizes], rotation=40, ha="right",
+                                       fontsize=7)
+                    ax.set_xlim(-0.6, len(sizes) - 0.4)
+                elif xlabel == "L":
+                    ax.set_xticks(sizes)
+                    ax.set_xticklabels([str(s) for s in sizes])
+                else:
+                    ax.set_xscale("log", base=2 if xlabel == "channels" else 10)
+        handles: dict[str, Any] = {}
+        for ax in axes.flat:
+            for h, lab in zip(*ax.get_legend_handles_labels(), strict=True):
+                handles.setdefault(lab, h)
+        ncol = min(len(handles), 4)
+        rows = -(-len(handles) // max(ncol, 1))
+        fig.legend(list(handles.values()), list(handles), loc="lower center", ncol=ncol,
+                   fontsize=8, frameon=False)
+        fig.suptitle(plot_title(record, group, op, xlabel, g["w"]), fontsize=10)
+        fig.tight_layout(rect=(0, 0.03 + 0.03 * rows, 1, 0.96))
+        path = out_dir / plot_name(group, op)
+        fig.savefig(path, dpi=72)
         plt.close(fig)
         written.append(path)
     return written

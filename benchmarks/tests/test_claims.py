@@ -57,7 +57,7 @@ def test_mtp_vs_e3x_claim(factor: float, verdict: str) -> None:
 
 
 def test_docs_page_has_dbl_tables_and_e3x_anchor() -> None:
-    page = claims.docs_page([("x.json", _mtp_record(2.0))])
+    page = claims.record_page("x.json", _mtp_record(2.0))
     heads = [page.index(f"### default / MIMO / {p}") for p in ("fwd", "bwd", "dbl")]
     assert heads == sorted(heads)  # tables in pass order
     assert "| mtp | e3x/mtp (anchor) |" in page

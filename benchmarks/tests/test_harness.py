@@ -96,7 +96,7 @@ def test_compare_and_cli(tiny_record: dict[str, Any], tmp_path: Path,
 
 
 def test_markdown_speedups_against_anchor(tiny_workload: Any) -> None:
-    fast = FakeSubject("fake/right")
+    fast = FakeSubject("tp_torch/fake")  # a torch subject: its primary anchor is e3nn's
     rec = runner.run([tiny_workload], [fast], passes=("fwd",), progress=False, timing=FAST)
     # pretend an anchor of this op ran 3x slower in the same run
     anchor = copy.deepcopy(rec["results"][0])
@@ -105,7 +105,7 @@ def test_markdown_speedups_against_anchor(tiny_workload: Any) -> None:
     anchor["stats"] = {k: (v * 3 if k != "n" else v) for k, v in anchor["stats"].items()}
     rec["results"].append(anchor)
     sp = report.speedups(rec)
-    key = next(k for k in sp if k[-1] == "fake/right")
+    key = next(k for k in sp if k[-1] == "tp_torch/fake")
     assert sp[key]["e3nn/cgtp"] == pytest.approx(3.0)
     assert "x3" in report.markdown(rec)
 
