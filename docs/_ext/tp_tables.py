@@ -1,4 +1,5 @@
-"""Generate the expressivity and interactability tables from tp_spec at build time.
+"""Generate the expressivity and interactability tables from tp_spec at build time, and copy
+the benchmark results (summary, record pages, plots) from ``benchmarks/results/``.
 
 Writes Markdown files into ``docs/generated/`` (not committed) before Sphinx reads the sources,
 so the numbers in the docs are always the ones the installed ``tp_spec`` computes.
@@ -88,12 +89,17 @@ def generate(app) -> None:  # noqa: ANN001 - Sphinx callback
     (OUT / "expressivity.md").write_text(_expressivity_table())
     (OUT / "interactability.md").write_text(_interactability_table())
     (OUT / "results.md").write_text(_results_page())
-    figures = DOCS.parent / "benchmarks" / "results"
-    if figures.exists():
-        for png in figures.rglob("*.png"):
-            target = OUT / png.relative_to(figures)
+    for stale in OUT.iterdir():  # copies of an earlier build's records
+        if stale.is_dir():
+            shutil.rmtree(stale)
+    records = DOCS.parent / "benchmarks" / "results"
+    if records.exists():
+        # the plots, and each record's page (results.md, linked from the summary; listed
+        # in results.md's hidden toctree)
+        for path in [*records.rglob("*.png"), *records.glob("*/*/results.md")]:
+            target = OUT / path.relative_to(records)
             target.parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy(png, target)
+            shutil.copy(path, target)
 
 
 def setup(app):  # noqa: ANN001, ANN201 - Sphinx entry point
