@@ -271,12 +271,16 @@ def _sizes(rows: list[dict[str, Any]], record: dict[str, Any]) -> str:
 
 def headline_table(records: list[tuple[str, dict[str, Any]]],
                    superseded: dict[str, dict[tuple[Any, ...], str]],
+                   older: dict[str, dict[tuple[Any, ...], frozenset[str]]] | None = None,
                    *, keep_superseded: bool = False) -> list[str]:
-    """Markdown rows: one per (record, workload group, op, our subject), cells per pass.
-    Superseded cells are left out (``keep_superseded``: marked instead); a row with no cell
-    left is dropped."""
+    """Markdown rows: one per (record, workload group, op, our subject), cells per pass, and
+    a footnote for the cells (marked †) whose anchor ran in an older configuration
+    (``older``: :func:`benchmarks.summary.older_anchors`). Superseded cells are left out
+    (``keep_superseded``: marked instead); a row with no cell left is dropped."""
+    older = older or {}
     out = ["| record | workload | op | ours vs anchor | sizes | fwd | bwd | dbl |",
            "|---|---|---|---|---|---|---|---|"]
+    missing: dict[str, set[str]] = defaultdict(set)
     for path, rec in records:
         rows: dict[tuple[Any, ...], dict[str, dict[str, Any]]] = defaultdict(dict)
         for r in summary.headline(rec):
@@ -291,12 +295,21 @@ def headline_table(records: list[tuple[str, dict[str, Any]]],
                     continue
                 any_left = True
                 cell = summary.fmt_ratio((r["median"], r["low"], r["high"]))
-                cells.append(cell + (" (superseded)" if newer else ""))
+                old_anchor = older.get(path, {}).get((group, op, pass_, subject))
+                if old_anchor:
+                    missing[anchor] |= old_anchor
+                cells.append(cell + (" †" if old_anchor else "")
+                             + (" (superseded)" if newer else ""))
             if not any_left:
                 continue
             sizes = _sizes(list(by_pass.values()), rec)
             out.append(f"| {record_label(path)} | {group} | {_op_label(op)} | {subject} vs "
                        f"{anchor} | {sizes} | " + " | ".join(cells) + " |")
+    if missing:
+        out += ["", "† The anchor ran in an older configuration than in the newest record that "
+                "times it (" + "; ".join(f"{a} without: {', '.join(sorted(m))}"
+                                         for a, m in sorted(missing.items()))
+                + "), so the ratio is not comparable with that record's."]
     return out
 
 
@@ -332,11 +345,13 @@ def _machine_line(rec: dict[str, Any]) -> str:
 
 
 def record_page(path: str, rec: dict[str, Any], plots: list[str] = (),
-                superseded: dict[str, dict[tuple[Any, ...], str]] | None = None) -> str:
+                superseded: dict[str, dict[tuple[Any, ...], str]] | None = None,
+                older: dict[str, dict[tuple[Any, ...], frozenset[str]]] | None = None) -> str:
     """A record's own page (``results.md`` beside ``results.json``): status, machine, command,
     headline ratios, plots (file names relative to the page), the paper's claims and every
     table. ``superseded``: :func:`benchmarks.summary.superseded` of the records compared, for
-    the status line (None: not compared, no status line)."""
+    the status line (None: not compared, no status line); ``older``:
+    :func:`benchmarks.summary.older_anchors` of the same records."""
     status = ([] if superseded is None else
               [f"- status: {_status(path, rec, superseded)}"])
     superseded = superseded or {}
@@ -356,7 +371,7 @@ def record_page(path: str, rec: dict[str, Any], plots: list[str] = (),
                for mm in rec["config"].get("merged", [])],
              "- versions: " + ", ".join(f"{k} {v}" for k, v in sorted(rec["versions"].items())),
              "", "## Headline ratios", "", HEADLINE_NOTE, "",
-             *headline_table([(path, rec)], superseded, keep_superseded=True), ""]
+             *headline_table([(path, rec)], superseded, older, keep_superseded=True), ""]
     if plots:
         lines += ["## Plots", "",
                   "Per workload and op family: time per call (median, error bars q1-q3) and "
@@ -392,7 +407,8 @@ def docs_page(records: list[tuple[str, dict[str, Any]]],
         lines.append(f"- [{label}](./{label}/results.md): {_machine_line(rec)}; "
                      f"**{_status(path, rec, sup)}**")
     lines += ["", "## Headline ratios", "", HEADLINE_NOTE + " Rows a newer record supersedes "
-              "are left out.", "", *headline_table(records, sup), ""]
+              "are left out.", "", *headline_table(records, sup, summary.older_anchors(records)),
+              ""]
     shown = [(path, plots[path]) for path, rec in records
              if plots.get(path) and len(sup.get(path, {})) < len(summary.headline(rec))]
     if shown:

@@ -331,7 +331,7 @@ def cmd_docs_page(args: argparse.Namespace) -> int:
     from .claims import docs_page, record_label, record_page
     from .report import load, plot_names
     from .report import plots as make_plots
-    from .summary import superseded
+    from .summary import older_anchors, superseded
 
     records = {p: Path(p) for p in args.records} or committed_records()
     suites, training = [], []
@@ -341,7 +341,7 @@ def cmd_docs_page(args: argparse.Namespace) -> int:
             training.append((name, raw))
         else:
             suites.append((name, load(p)))
-    sup = superseded(suites)
+    sup, older = superseded(suites), older_anchors(suites)
     plots: dict[str, list[str]] = {}
     for name, rec in suites:
         folder = records[name].parent
@@ -350,7 +350,7 @@ def cmd_docs_page(args: argparse.Namespace) -> int:
         files = [f for f in plot_names(rec) if (folder / f).exists()]
         plots[name] = [f"{record_label(name)}/{f}" for f in files]
         if args.write_pages:
-            (folder / "results.md").write_text(record_page(name, rec, files, sup))
+            (folder / "results.md").write_text(record_page(name, rec, files, sup, older))
             print(f"wrote {folder / 'results.md'} and {len(files)} plots", file=sys.stderr)
     print(docs_page(suites, training, plots))
     return 0

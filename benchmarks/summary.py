@@ -14,14 +14,15 @@ conservative quartile bounds ``anchor q1 / subject q3`` to ``anchor q3 / subject
 
 from __future__ import annotations
 
+import re
 import statistics
 from collections import defaultdict
 from typing import Any
 
 from .subjects import ANCHORS, BACKENDS
 
-__all__ = ["Ratio", "cell_ratio", "cells", "group_of", "headline", "reference", "size_of",
-           "superseded"]
+__all__ = ["Ratio", "anchor_config", "cell_ratio", "cells", "group_of", "headline", "older_anchors",
+           "reference", "size_of", "superseded"]
 
 #: The method of each backend a headline row reports, first present wins (the defaults first).
 HEADLINE_METHODS = {"cgtp": ("fused", "dense", "sparse"), "gtp": ("grid", "fourier"),
@@ -182,6 +183,47 @@ def superseded(records: list[tuple[str, dict[str, Any]]]
                     newer = out[path].get((r["group"], r["op"], r["pass"], r["subject"]))
                     if newer is None or when[other][0] > when[newer][0]:
                         out[path][(r["group"], r["op"], r["pass"], r["subject"])] = other
+    return out
+
+
+def anchor_config(note: str | None) -> frozenset[str]:
+    """The configuration phrases of an anchor result's ``note`` (split at commas and
+    semicolons; grid sizes such as ``13x25`` blanked)."""
+    text = re.sub(r"\d+x\d+", "AxB", note or "")
+    return frozenset(p.strip() for p in re.split(r"[;,]", text) if p.strip())
+
+
+def older_anchors(records: list[tuple[str, dict[str, Any]]]
+                  ) -> dict[str, dict[tuple[Any, ...], frozenset[str]]]:
+    """``{path: {(group, op, pass, subject): missing phrases}}``: headline rows whose anchor ran
+    in an older configuration than in the newest record that times that anchor for the op,
+    i.e. its cells lack a phrase that every cell of the anchor has there (e3nn-jax's grid
+    without ``fft=False``)."""
+    newest: dict[tuple[str, str], tuple[str, dict[str, Any]]] = {}
+    for path, rec in records:
+        for (_, op, _, _, subject) in cells(rec):
+            if is_anchor(op, subject):
+                seen = newest.get((op, subject))
+                if seen is None or measured_at(rec)[0] > measured_at(seen[1])[0]:
+                    newest[(op, subject)] = (path, rec)
+    required = {}
+    for (op, anchor), (_, rec) in newest.items():
+        configs = [anchor_config(r.get("note")) for k, r in cells(rec).items()
+                   if k[1] == op and k[4] == anchor]
+        required[(op, anchor)] = frozenset.intersection(*configs)
+    out: dict[str, dict[tuple[Any, ...], frozenset[str]]] = {path: {} for path, _ in records}
+    for path, rec in records:
+        index = cells(rec)
+        for row in headline(rec):
+            if not is_anchor(row["op"], row["anchor"]):  # the VSTP's reference: our dense CGTP
+                continue
+            need = required.get((row["op"], row["anchor"]), frozenset())
+            missing = frozenset().union(*(
+                need - anchor_config(index[(row["group"], row["op"], row["pass"], size,
+                                            row["anchor"])].get("note"))
+                for size in row["sizes"]))
+            if missing:
+                out[path][(row["group"], row["op"], row["pass"], row["subject"])] = missing
     return out
 
 

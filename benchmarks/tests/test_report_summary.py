@@ -215,3 +215,22 @@ def test_docs_page_command_writes_record_pages(tmp_path: Path,
     assert page.startswith("# Benchmark record ") and "- status: current" in page
     assert "![MIMO_cgtp](MIMO_cgtp.png)" in page and (path.parent / "MIMO_cgtp.png").exists()
     assert "| cgtp | tp_torch/fused | 2.00 s (x3) | 3.00 s (x4) |" in page
+
+
+def test_rows_against_an_older_anchor_configuration_are_marked() -> None:
+    """The newest record times e3nn/cgtp with ``fft=False`` in every cell (grid sizes aside):
+    an older record's rows against e3nn/cgtp without it are marked, on any machine."""
+    old, new = _record(TIMES), _record(TIMES, created="2026-02-01T00:00:00+00:00",
+                                       machine="m2")
+    for rec, note in ((old, "grid 7x9"), (new, "grid 3x5, fft=False")):
+        for r in rec["results"]:
+            if r["subject"] == "e3nn/cgtp":
+                r["note"] = note
+    paths = ["benchmarks/results/m/old/results.json", "benchmarks/results/m2/new/results.json"]
+    older = summary.older_anchors(list(zip(paths, (old, new), strict=True)))
+    assert older == {paths[0]: {("MIMO", "cgtp", "fwd", "tp_torch/fused"):
+                                frozenset({"fft=False"})}, paths[1]: {}}
+    page = claims.docs_page(list(zip(paths, (old, new), strict=True)))
+    assert "| m/old | MIMO | CGTP | tp_torch/fused vs e3nn/cgtp | L=1,2 | 3.5x (2-6.5) † |" in page
+    assert "| m2/new | MIMO | CGTP | tp_torch/fused vs e3nn/cgtp | L=1,2 | 3.5x (2-6.5) |" in page
+    assert "(e3nn/cgtp without: fft=False)" in page
