@@ -304,7 +304,7 @@ def docs(session: nox.Session) -> None:
     install_torch(session, oracles=False)  # torch==2.13.0 first, then tp-spec and tp-torch
     install_jax(session, oracles=False)  # jax, flax (tp_jax.flax, tp_jax.models) and tp-jax
     session.install("-r", str(ROOT / "docs" / "requirements.txt"))
-    session.run("sphinx-build", "-W", "-q", "-b", "html", "docs", "docs/_build/html")
+    session.run("sphinx-build", "-E", "-W", "-q", "-b", "html", "docs", "docs/_build/html")
     session.run("python", "-m", "pytest", "--doctest-modules", "spec/src",
                 "packages/tp-torch/src", "packages/tp-jax/src", "-q", "-p", "no:cacheprovider")
 

@@ -20,7 +20,8 @@ from tp_spec.plan import Tuning
 from tp_spec.plan.fused import ChannelwisePlan
 
 CASES = {
-    # degree-0 x1 block (outer products), degree-0 x2 block (scale paths), d_out = 1 paths
+    # degree-0 x1 block (outer products), degree-0 x2 block (scale paths), d_out = 1 paths;
+    # the tangent lays 0e + 1o side by side and 2e alone (test_cases_reach_every_layout)
     "mace_like": spec.cgtp("3x0e+3x1o+3x2e", "0e+1o+2e+3o", "3x0e+3x1o+3x2e+3x3o",
                            mode="uvu"),
     # x1 blocks of different multiplicities: one layout class per multiplicity
@@ -36,6 +37,15 @@ CASES = {
 B = 2
 #: no channel folding: these small multiplicities run the channelwise regime
 TUNING = Tuning(fold_max_channels=1)
+
+
+def test_cases_reach_every_layout():
+    def groups(name):
+        return tp_plan.plan(CASES[name], "fused", TUNING).tangent_blocks
+
+    assert groups("mace_like") == ((0, 1), (2,))  # one multiplicity in two groups
+    assert groups("mixed_mul") == ((0,), (1,), (2,))  # one group per multiplicity
+    assert groups("shared_out") == ((0, 1),)
 
 
 def _inputs(d, weights, seed):

@@ -1,10 +1,11 @@
 """The tangent of the channelwise product (:class:`tp_spec.plan.fused.ChannelwisePlan`), in
 the layout its reverse-mode transpose runs fastest in XLA.
 
-The x1 blocks of one multiplicity ``U`` ("a class") are laid side by side as
-``X (B, U, D1)`` (``D1`` the sum of their ``2l + 1``), every path of the class is a column
-range of one ``M = x2 @ K`` ``(B, D1, S)`` (``S`` the sum of the paths' ``2l_out + 1``; ``K``
-zero outside each path's x1 block and x2 block), and the class's products are
+The x1 blocks of one group of :attr:`~tp_spec.plan.fused.ChannelwisePlan.tangent_blocks`
+(one multiplicity ``U``: "a class") are laid side by side as ``X (B, U, D1)`` (``D1`` the
+sum of their ``2l + 1``), every path of the class is a column range of one ``M = x2 @ K``
+``(B, D1, S)`` (``S`` the sum of the paths' ``2l_out + 1``; ``K`` zero outside each path's
+x1 block and x2 block), and the class's products are
 ``Y = X @ M`` ``(B, U, S)``, times the weights broadcast to ``W (U, S)`` or ``(B, U, S)``
 (ones for unweighted paths). The tangent is
 
@@ -14,7 +15,8 @@ zero outside each path's x1 block and x2 block), and the class's products are
 blocks. Transposed by JAX this gives per class one concatenation of the output cotangent,
 two batched dots (x1 and ``M`` gradients) and one fused reduction (weight gradient): a block
 layout with few, larger dots, which on CPU beats one batched dot per x1 block in reverse mode
-(the per-block form stays the primal, where it is faster).
+while the zeros of ``K`` stay few (the plan's grouping; the per-block form stays the primal,
+where it is faster).
 """
 
 from __future__ import annotations
@@ -40,21 +42,16 @@ def _split(x: jax.Array, sizes: list[int], axis: int = -1) -> list[jax.Array]:
 
 
 def _classes(plan: ChannelwisePlan) -> list[tuple[int, list[int], list[int], np.ndarray]]:
-    """Per multiplicity ``U`` of the x1 blocks that have paths: ``(U, x1 blocks, paths,
+    """Per group of :attr:`ChannelwisePlan.tangent_blocks`: ``(U, x1 blocks, paths,
     K (dim2, D1 * S))``."""
     d = plan.descriptor
     off2 = np.concatenate([[0], np.cumsum([ir.dim for _, ir in d.irreps_in2])]).astype(int)
-    by_mul: dict[int, list[int]] = {}
-    for p in d.paths:
-        blocks = by_mul.setdefault(p.mul_in1, [])
-        if p.i_in1 not in blocks:
-            blocks.append(p.i_in1)
     out = []
-    for mul, blocks in by_mul.items():
-        blocks.sort()
+    for group in plan.tangent_blocks:
+        blocks = list(group)
         dims = [d.irreps_in1[i].ir.dim for i in blocks]
         row = dict(zip(blocks, np.concatenate([[0], np.cumsum(dims)]).astype(int), strict=False))
-        paths = [n for n, p in enumerate(d.paths) if p.mul_in1 == mul]
+        paths = [n for n, p in enumerate(d.paths) if p.i_in1 in row]
         cols = np.concatenate([[0], np.cumsum([d.paths[n].ir_out.dim for n in paths])]).astype(int)
         k = np.zeros((d.irreps_in2.dim, sum(dims), int(cols[-1])))
         for c, n in enumerate(paths):
@@ -62,7 +59,7 @@ def _classes(plan: ChannelwisePlan) -> list[tuple[int, list[int], list[int], np.
             kn = plan.k[n].reshape(-1, p.ir_in1.dim, p.ir_out.dim)
             k[off2[p.i_in2]:off2[p.i_in2] + kn.shape[0], row[p.i_in1]:row[p.i_in1] + p.ir_in1.dim,
               cols[c]:cols[c + 1]] = kn
-        out.append((mul, blocks, paths, k.reshape(k.shape[0], -1)))
+        out.append((d.irreps_in1[blocks[0]].mul, blocks, paths, k.reshape(k.shape[0], -1)))
     return out
 
 
