@@ -35,6 +35,28 @@ def test_same_output_as_e3nn_jax_linear(irreps_in, irreps_out, biases):
     np.testing.assert_allclose(np.asarray(got), np.asarray(want.array), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("gradient_normalization", ["element", 0.5, "path"])
+@pytest.mark.parametrize("irreps_in, irreps_out, biases", CASES[1:])
+def test_every_gradient_normalization(irreps_in, irreps_out, biases, gradient_normalization):
+    theirs = e3nn.flax.Linear(irreps_out, irreps_in=irreps_in, biases=biases,
+                              gradient_normalization=gradient_normalization)
+    x = e3nn.normal(irreps_in, jax.random.PRNGKey(0), (6,))
+    params = jax.tree_util.tree_map(
+        lambda a: a + jax.random.normal(jax.random.PRNGKey(2), a.shape),
+        theirs.init(jax.random.PRNGKey(1), x))
+    got = Linear(irreps_in, irreps_out, biases=biases).apply(
+        linear_params_from_e3nn_jax(params, irreps_in, irreps_out, biases=biases,
+                                    gradient_normalization=gradient_normalization), x.array)
+    np.testing.assert_allclose(np.asarray(got), np.asarray(theirs.apply(params, x).array),
+                               rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("bad", ["layer", 1.5, True])
+def test_bad_gradient_normalization_raises(bad):
+    with pytest.raises(ValueError, match="gradient_normalization"):
+        linear_params_from_e3nn_jax({"params": {}}, "2x0e", "2x0e", gradient_normalization=bad)
+
+
 def test_unexpected_parameter_raises():
     with pytest.raises(Exception, match="unexpected e3nn-jax Linear parameter"):
         linear_params_from_e3nn_jax({"params": {"kernel": np.zeros(2)}}, "2x0e", "2x0e")

@@ -156,16 +156,46 @@ def _merged_positions(blocks: list[tuple[int, int, Any]]) -> dict[int, tuple[int
     return out
 
 
+def _gradient_normalization(value: str | float | None) -> float:
+    """e3nn-jax's ``gradient_normalization`` as its number: ``"element"`` 0, ``"path"`` 1."""
+    if value is None:
+        try:
+            import e3nn_jax
+        except ImportError:
+            return 1.0
+        value = e3nn_jax.config("gradient_normalization")
+    named = {"element": 0.0, "path": 1.0}
+    if isinstance(value, str):
+        if value not in named:
+            raise ValueError(f"gradient_normalization must be 'element', 'path' or a number in "
+                             f"[0, 1], got {value!r}")
+        return named[value]
+    if isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
+        raise ValueError(f"gradient_normalization must be 'element', 'path' or a number in "
+                         f"[0, 1], got {value!r}")
+    return float(value)
+
+
 def linear_params_from_e3nn_jax(params: Any, irreps_in: Irreps | str, irreps_out: Irreps | str,
-                                *, biases: bool = False) -> dict[str, Any]:
+                                *, biases: bool = False,
+                                gradient_normalization: str | float | None = None
+                                ) -> dict[str, Any]:
     """The parameters of :class:`Linear` ``(irreps_in, irreps_out, biases=biases)`` that compute
-    what ``e3nn_jax.flax.Linear(irreps_out, irreps_in=irreps_in, biases=biases)`` computes with
-    ``params`` (its ``init``/``apply`` variables; e3nn-jax's defaults, which sort and merge the
-    input irreps and merge the output irreps internally) -> ``{"params": {...}}``."""
+    what ``e3nn_jax.flax.Linear(irreps_out, irreps_in=irreps_in, biases=biases,
+    gradient_normalization=gradient_normalization)`` computes with ``params`` (its
+    ``init``/``apply`` variables; e3nn-jax sorts and merges the input irreps and merges the
+    output irreps internally) -> ``{"params": {...}}``.
+
+    ``gradient_normalization``: ``"path"`` (1), ``"element"`` (0) or a number in ``[0, 1]``, as
+    e3nn-jax takes it; ``None``: e3nn-jax's configured default
+    (``e3nn_jax.config("gradient_normalization")``, ``"path"`` unless changed). e3nn-jax
+    scales a block's output by ``alpha ** g`` (``alpha = fan_in ** -0.5``); this layer by
+    ``alpha``, so each block's weights are multiplied by ``alpha ** (g - 1)``."""
     import re
 
     import numpy as np
 
+    g = _gradient_normalization(gradient_normalization)
     params = params.get("params", params)
     d = linear_descriptor(irreps_in, irreps_out, biases=biases)
     key = [(b.ir.l, b.ir.p) for b in d.irreps_in]
@@ -191,7 +221,8 @@ def linear_params_from_e3nn_jax(params: Any, irreps_in: Irreps | str, irreps_out
         if (a, b) not in blocks:
             raise ShapeError(f"e3nn-jax parameters lack the block w[{a},{b}] of "
                              f"{d.irreps_in[ins.i_in]} -> {d.irreps_out[ins.i_out]}")
-        weights[ins.weight_slice] = blocks[a, b][r:r + ins.mul_in, c:c + ins.mul_out].reshape(-1)
+        weights[ins.weight_slice] = (blocks[a, b][r:r + ins.mul_in, c:c + ins.mul_out]
+                                     * ins.alpha ** (g - 1.0)).reshape(-1)
     out: dict[str, Any] = {"weights": jnp.asarray(weights)} if d.weight_numel else {}
     if d.bias_numel:
         bias = np.zeros(d.bias_numel, dtype=weights.dtype)
