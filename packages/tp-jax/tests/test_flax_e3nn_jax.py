@@ -10,6 +10,7 @@ import pytest
 e3nn = pytest.importorskip("e3nn_jax")
 
 from tp_jax.flax import Linear, linear_params_from_e3nn_jax  # noqa: E402
+from tp_spec import InstructionError  # noqa: E402
 
 CASES = [
     ("4x0e+2x1o+1x2e", "3x0e+2x1o+1x2e", False),
@@ -51,9 +52,9 @@ def test_every_gradient_normalization(irreps_in, irreps_out, biases, gradient_no
                                rtol=1e-5, atol=1e-5)
 
 
-@pytest.mark.parametrize("bad", ["layer", 1.5, True])
+@pytest.mark.parametrize("bad", ["layer", 1.5, -0.1, True, [1.0]])
 def test_bad_gradient_normalization_raises(bad):
-    with pytest.raises(ValueError, match="gradient_normalization"):
+    with pytest.raises(InstructionError, match="gradient_normalization"):
         linear_params_from_e3nn_jax({"params": {}}, "2x0e", "2x0e", gradient_normalization=bad)
 
 

@@ -36,7 +36,7 @@ from typing import Any
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
-from tp_spec import Irreps, ShapeError, TensorProductDescriptor
+from tp_spec import InstructionError, Irreps, ShapeError, TensorProductDescriptor
 from tp_spec.linear import linear as linear_descriptor
 
 from ._api import tensor_product
@@ -165,15 +165,12 @@ def _gradient_normalization(value: str | float | None) -> float:
             return 1.0
         value = e3nn_jax.config("gradient_normalization")
     named = {"element": 0.0, "path": 1.0}
-    if isinstance(value, str):
-        if value not in named:
-            raise ValueError(f"gradient_normalization must be 'element', 'path' or a number in "
-                             f"[0, 1], got {value!r}")
+    if isinstance(value, str) and value in named:
         return named[value]
-    if isinstance(value, bool) or not 0.0 <= float(value) <= 1.0:
-        raise ValueError(f"gradient_normalization must be 'element', 'path' or a number in "
-                         f"[0, 1], got {value!r}")
-    return float(value)
+    if isinstance(value, int | float) and not isinstance(value, bool) and 0 <= value <= 1:
+        return float(value)
+    raise InstructionError(f"gradient_normalization must be 'element', 'path' or a number in "
+                           f"[0, 1], got {value!r}")
 
 
 def linear_params_from_e3nn_jax(params: Any, irreps_in: Irreps | str, irreps_out: Irreps | str,
