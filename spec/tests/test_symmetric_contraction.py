@@ -9,13 +9,18 @@ import pytest
 import tp_spec
 from tp_spec import symmetric_contraction as make
 from tp_spec.mace_basis import weights_from_mace
+from tp_spec.plan.symmetric_contraction import (
+    run_monomial_numpy,
+    run_suffix_numpy,
+    suffix_plan,
+    weights_first,
+)
 from tp_spec.symmetric_basis import symmetrized
 from tp_spec.symmetric_contraction import (
     apply,
     gaunt_apply,
     gaunt_apply_reference,
     gaunt_symmetric_contraction,
-    run_monomial_numpy,
     split_weights,
 )
 
@@ -75,6 +80,43 @@ def test_monomial_plan_matches_reference(irreps_in, irreps_out, corr):
     d = make(irreps_in, irreps_out, corr, 3)
     x, w, s = _inputs(d, n=5)
     np.testing.assert_allclose(run_monomial_numpy(d, x, w, s), apply(d, x, w, s), atol=1e-11)
+
+
+@pytest.mark.parametrize(
+    "irreps_in, irreps_out, corr",
+    [("3x0e+3x1o+3x2e+3x3o", "3x0e+3x1o+3x2e", 3), ("2x0e+2x1o", "2x1e+2x0e", 2),
+     ("2x1o", "2x0e+2x1e", 1), ("2x0e+2x1o", "2x0e+2x1o", 4)],
+)
+def test_suffix_plan_matches_reference(irreps_in, irreps_out, corr):
+    d = make(irreps_in, irreps_out, corr, 3)
+    x, w, s = _inputs(d, n=5)
+    np.testing.assert_allclose(run_suffix_numpy(d, x, w, s), apply(d, x, w, s), atol=1e-11)
+
+
+def test_suffix_plan_layout():
+    """The monomial suffixes and the top degree's zero rows, counted by hand for D = 4
+    (``1x0e+1x1o``), correlation 4: degrees 2 and 3 are built (the top, 4, is not); of the 4
+    monomials of degree 1 those from ``i`` on start at ``i``; of the 10 of degree 2 in
+    lexicographic order 4 start with 0, 3 with 1, 2 with 2, 1 with 3. A top row ``(j,) + m``
+    (``m`` one of the 20 monomials of degree 3) is lexicographic iff ``m`` starts at ``j`` or
+    later."""
+    d = make("1x0e+1x1o", "1x0e+1x1o", 4, 1)
+    p = suffix_plan(d)
+    assert [a.tolist() for a in p.suffix] == [[0, 1, 2, 3], [0, 4, 7, 9]]
+    assert (p.num_low, p.num_top) == (4 + 10 + 20, 20)
+    first = np.array([m[0] for m in itertools.combinations_with_replacement(range(4), 3)])
+    for top in p.top:
+        assert top.shape[:2] == (4, 20)
+        for j in range(4):
+            assert not np.any(top[j, first < j])
+    assert np.any(p.top[0][1, first == 1])  # 0e from four odd components: (1, 1, 1, 1) ...
+
+
+def test_weights_first_rule():
+    """Few species: the weights go into the coefficients first; many species and nodes: the
+    per-node weights (the coefficient product no longer grows with the species)."""
+    assert weights_first(make("8x0e+8x1o+8x2e", "8x0e+8x1o", 3, 1), 1000)
+    assert not weights_first(make("8x0e+8x1o+8x2e", "8x0e+8x1o", 3, 200), 1000)
 
 
 def test_mace_medium_path_counts():

@@ -12,6 +12,7 @@ import tp_spec
 from tp_jax.symmetric_contraction import gaunt_symmetric_contraction, symmetric_contraction
 
 sc = importlib.import_module("tp_spec.symmetric_contraction")
+plans = importlib.import_module("tp_spec.plan.symmetric_contraction")
 
 CASES = [
     ("3x0e+3x1o+3x2e", "3x0e+3x1o+3x2e", 3, 3),
@@ -40,6 +41,30 @@ def test_matches_reference(case):
     out32 = symmetric_contraction(d)(x.astype(np.float32), w.astype(np.float32), s)
     assert out32.dtype == jnp.float32
     np.testing.assert_allclose(np.asarray(out32), sc.apply(d, x, w, s), atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("first", [True, False], ids=["weights-first", "per-node-weights"])
+@pytest.mark.parametrize("case", CASES, ids=lambda c: f"{c[0]}-{c[2]}")
+def test_both_contraction_orders(case, first, monkeypatch):
+    """Both orders of :func:`tp_spec.plan.symmetric_contraction.weights_first`, forced, match the
+    reference in values and in the gradient of both inputs."""
+    monkeypatch.setattr(plans, "weights_first", lambda d, n: first)
+    d = tp_spec.symmetric_contraction(*case)
+    x, w, s = _inputs(d)
+    f = symmetric_contraction.__wrapped__(d)  # a fresh trace under the forced order
+    np.testing.assert_allclose(np.asarray(f(x, w, s)), sc.apply(d, x, w, s), atol=1e-11)
+    v = np.random.default_rng(2).normal(size=(x.shape[0], d.irreps_out.dim))
+    gx, gw = jax.grad(lambda x, w: jnp.sum(f(x, w, s) * v), argnums=(0, 1))(x, w)
+    eps = 1e-6
+    checks = [(x, gx, (1, 2))]
+    if d.weight_numel:
+        checks.append((w, gw, (d.num_species - 1, d.weight_numel - 1)))
+    for arr, g, idx in checks:
+        e = np.zeros_like(arr)
+        e[idx] = eps
+        args = [(x + e, w), (x - e, w)] if arr is x else [(x, w + e), (x, w - e)]
+        fd = (np.sum(sc.apply(d, *args[0], s) * v) - np.sum(sc.apply(d, *args[1], s) * v))
+        assert abs(float(g[idx]) - fd / (2 * eps)) < 1e-6
 
 
 def test_species_captured_by_an_outer_jit():

@@ -55,7 +55,6 @@ Gaunt coefficients (:func:`tp_spec.gaunt`) instead of a grid.
 from __future__ import annotations
 
 import functools
-import itertools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -67,7 +66,7 @@ from .errors import DTypeError, IndexRangeError, InstructionError, IrrepsError, 
 from .gaunt import gaunt
 from .irreps import Irrep, Irreps
 from .s2grid import S2Grid, from_grid, s2grid_for, to_grid
-from .symmetric_basis import independent_paths, symmetrized
+from .symmetric_basis import independent_paths
 from .validation import FLOAT_DTYPES, dtype_name
 
 __all__ = [
@@ -79,7 +78,6 @@ __all__ = [
     "gaunt_apply",
     "gaunt_apply_reference",
     "gaunt_symmetric_contraction",
-    "monomial_plan",
     "split_weights",
     "symmetric_contraction",
     "u_matrices",
@@ -319,122 +317,6 @@ def apply(d: SymmetricContractionDescriptor, x: Any, weights: Any, species: Any)
             b += np.einsum("nkMe,nek->nkM", t, W[i][nu - 1][s])
         outs.append(b.reshape(n, k * ir.dim))
     return np.concatenate(outs, axis=1)
-
-
-# ------------------------------------------------------------------- monomial form (backends)
-
-
-@dataclass(frozen=True, eq=False)
-class MonomialPlan:
-    """The contraction as symmetric monomials, for the backends.
-
-    With ``X (k, n, D)`` (``x[:, in_index].reshape(n, k, D)``, channels first), the full
-    lexicographic lists of monomials ``i_1 <= ... <= i_d`` of degree ``d < correlation`` are
-    ``P_1 = X`` and ``P_d = P_{d-1}[..., prefix[d]] * X[..., last[d]]``. Monomials are grouped by
-    parity; group ``g`` is the concatenation over its pieces ``(d, pre, last)`` of
-    ``P_{d-1}[..., pre] * X[..., last]`` (``X[..., last]`` for ``d = 1``). Output ``i`` is
-    ``B_i[c, M] = sum_{p < hi - lo} P_g[c, p + lo] * C_i[z, c, p, M]`` with
-    ``C_i[z] = einsum("pMe,zec->zcpM", coeff[i], cat_nu W[i][nu - 1])``; ``coeff[i]`` holds the
-    symmetrized ``U`` (the sum of ``U`` over the distinct orderings of each monomial).
-    ``out_index`` maps ``(n, k, sum dim L_i)`` (flat) to mul_ir.
-    """
-
-    in_index: np.ndarray
-    prefix: tuple[np.ndarray, ...]
-    last: tuple[np.ndarray, ...]
-    groups: tuple[tuple[tuple[int, np.ndarray, np.ndarray], ...], ...]
-    outputs: tuple[tuple[int, int, int], ...]  # (group, lo, hi) per output
-    coeff: tuple[np.ndarray, ...]
-    out_index: np.ndarray
-
-
-def _symmetrized_rows(U: np.ndarray, monos: list[tuple[int, ...]]) -> np.ndarray:
-    """``(len(monos), M, K)``: ``U`` summed over the distinct orderings of each monomial."""
-    S = symmetrized(U) * math.factorial(U.ndim - 2)
-    rows = np.stack([S[(slice(None), *m)] for m in monos])  # monos is not empty
-    counts = np.array(
-        [math.prod(math.factorial(m.count(j)) for j in set(m)) for m in monos], dtype=float
-    )
-    return rows / counts[:, None, None]
-
-
-@functools.lru_cache(maxsize=32)
-def monomial_plan(d: SymmetricContractionDescriptor) -> MonomialPlan:
-    """The :class:`MonomialPlan` of ``d`` (cached per descriptor)."""
-    D, k, corr = d.coupling.dim, d.mul, d.correlation
-    parity = np.concatenate([np.full(ir.dim, ir.p) for _, ir in d.coupling])
-    in_index = np.concatenate(
-        [np.arange(sl.start, sl.stop).reshape(k, ir.dim)
-         for sl, (_, ir) in zip(d.irreps_in.slices(), d.irreps_in, strict=True)], axis=1
-    ).reshape(-1)
-    monos = {deg: list(itertools.combinations_with_replacement(range(D), deg))
-             for deg in range(1, corr + 1)}
-    position = {deg: {m: j for j, m in enumerate(ms)} for deg, ms in monos.items()}
-    prefix, last = [np.zeros(0, np.int64), np.zeros(0, np.int64)], [np.zeros(0, np.int64)] * 2
-    for deg in range(2, corr):
-        prefix.append(np.array([position[deg - 1][m[:-1]] for m in monos[deg]], np.int64))
-        last.append(np.array([m[-1] for m in monos[deg]], np.int64))
-    groups, order = [], {}
-    for g, p in enumerate((1, -1)):
-        pieces, rows = [], []
-        for deg in range(1, corr + 1):
-            sel = [m for m in monos[deg] if np.prod(parity[list(m)]) == p]
-            pre = [0 if deg == 1 else position[deg - 1][m[:-1]] for m in sel]
-            pieces.append((deg, np.array(pre, np.int64), np.array([m[-1] for m in sel], np.int64)))
-            rows += [(deg, m) for m in sel]
-        groups.append(tuple(pieces))
-        order[p] = (g, rows)
-    outputs, coeff = [], []
-    for i, (_, ir) in enumerate(d.irreps_out):
-        g, rows = order[ir.p]
-        K = [u.shape[-1] for u in d.U[i]]
-        c = np.zeros((len(rows), ir.dim, sum(K)))
-        for nu in range(1, corr + 1):
-            sel = [j for j, (deg, _) in enumerate(rows) if deg == nu]
-            ms = [rows[j][1] for j in sel]
-            if K[nu - 1] and ms:
-                start = sum(K[: nu - 1])
-                c[sel, :, start : start + K[nu - 1]] = _symmetrized_rows(d.U[i][nu - 1], ms)
-        nz = np.flatnonzero(np.abs(c).sum(axis=(1, 2)) > 0)
-        lo, hi = (int(nz[0]), int(nz[-1]) + 1) if nz.size else (0, 0)
-        outputs.append((g, lo, hi))
-        coeff.append(_readonly(c[lo:hi]))
-    dims = [ir.dim for _, ir in d.irreps_out]
-    offsets = np.cumsum([0] + dims)
-    total = offsets[-1]
-    out_index = np.concatenate(
-        [(np.arange(k)[:, None] * total + offsets[i] + np.arange(dim)[None, :]).reshape(-1)
-         for i, dim in enumerate(dims)]
-    )
-    return MonomialPlan(
-        in_index=in_index, prefix=tuple(prefix), last=tuple(last), groups=tuple(groups),
-        outputs=tuple(outputs), coeff=tuple(coeff), out_index=out_index,
-    )
-
-
-def run_monomial_numpy(d: SymmetricContractionDescriptor, x: Any, weights: Any,
-                       species: Any) -> np.ndarray:
-    """:func:`apply` through :func:`monomial_plan` (the backends' algorithm, in NumPy)."""
-    x, w, s = check_inputs(d, x, weights, species)
-    p = monomial_plan(d)
-    n, k, D = x.shape[0], d.mul, d.coupling.dim
-    X = x[:, p.in_index].reshape(n, k, D).transpose(1, 0, 2)
-    full = [None, X]
-    for deg in range(2, d.correlation):
-        full.append(full[deg - 1][..., p.prefix[deg]] * X[..., p.last[deg]])
-    P = [
-        np.concatenate(
-            [X[..., last] if deg == 1 else full[deg - 1][..., pre] * X[..., last]
-             for deg, pre, last in pieces], axis=-1)
-        for pieces in p.groups
-    ]
-    W = split_weights(d, w)
-    outs = []
-    for i, (g, lo, hi) in enumerate(p.outputs):
-        wcat = np.concatenate(W[i], axis=1)  # (S, K, k)
-        C = np.einsum("pMe,zec->zcpM", p.coeff[i], wcat)
-        outs.append(np.einsum("cnp,ncpM->ncM", P[g][..., lo:hi], C[s]))
-    return np.concatenate(outs, axis=-1).reshape(n, -1)[:, p.out_index]
 
 
 # ------------------------------------------------------------------------------ Gaunt variant

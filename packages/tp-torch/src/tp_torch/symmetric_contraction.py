@@ -1,7 +1,7 @@
 """MACE's product basis (``SymmetricContraction``) and its Gaunt variant as torch modules.
 
 The math is :mod:`tp_spec.symmetric_contraction`. ``SymmetricContraction`` runs its
-:func:`~tp_spec.symmetric_contraction.monomial_plan`: the per-species weights are contracted
+:func:`~tp_spec.plan.symmetric_contraction.monomial_plan`: the per-species weights are contracted
 into the symmetrized ``U`` first (``C[z] (k, monomials, 2L+1)``, independent of the number of
 nodes), the symmetric monomials of each channel's features are built once (grouped by parity,
 each output reading only its parity's rows), and the nodes, sorted by species, go through one
@@ -25,6 +25,7 @@ from ._common import NotScriptable, no_autocast
 from ._constants import ConstantTables
 
 _sc = importlib.import_module("tp_spec.symmetric_contraction")
+_plans = importlib.import_module("tp_spec.plan.symmetric_contraction")
 
 __all__ = ["GauntSymmetricContraction", "SymmetricContraction"]
 
@@ -95,7 +96,7 @@ class SymmetricContraction(NotScriptable, ConstantTables):
             for S, K, k in shapes:
                 row.append(torch.nn.Parameter(torch.randn(S, K, k) / max(K, 1)))
             self.weights.append(row)
-        p = _sc.monomial_plan(d)
+        p = _plans.monomial_plan(d)
         self._plan = p
         self._m_total = sum(ir.dim for _, ir in d.irreps_out)
         #: monomials x channels x nodes per chunk (float32: 8 MiB at the default)
