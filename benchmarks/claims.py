@@ -423,14 +423,20 @@ def docs_page(records: list[tuple[str, dict[str, Any]]],
         from .training.product_basis import markdown as product_basis_markdown
         from .training.report import markdown as training_markdown
 
-        lines += ["## Training: MACE and NequIP", "",
+        lines += ["## Training: MACE, NequIP and a Flax model", "",
                   "`python -m benchmarks train` (docs: Using it in MACE and NequIP): the same "
                   "model on e3nn and on tp_torch, the same initial weights and batches, steps "
-                  "interleaved; and the paper's MACE product-basis experiment.", ""]
+                  "interleaved; the paper's MACE product-basis experiment; and the Flax "
+                  "MACE-style model on tp_jax and on e3nn-jax "
+                  "(`python -m benchmarks.training.flax_mace`).", ""]
         for path, rec in training:
             lines += [f"- record: `{path}`; created {rec['created']}; command "
                       f"`{rec['command']}`", ""]
-            if rec["kind"] == "product-basis":
+            if rec["kind"] == "flax-training":
+                from .training.flax_record import markdown as flax_markdown
+
+                lines += [flax_markdown(rec), ""]
+            elif rec["kind"] == "product-basis":
                 row = product_basis_claim(rec)
                 lines += [product_basis_markdown(rec), "", "| claim | paper | ours | verdict |",
                           "|---|---|---|---|",

@@ -337,7 +337,7 @@ def cmd_docs_page(args: argparse.Namespace) -> int:
     suites, training = [], []
     for name, p in records.items():
         raw = json.loads(p.read_text())
-        if raw.get("kind") in ("training", "product-basis"):  # python -m benchmarks train
+        if raw.get("kind") in ("training", "product-basis", "flax-training"):  # train records
             training.append((name, raw))
         else:
             suites.append((name, load(p)))

@@ -17,14 +17,19 @@ Training: optax adam on per-atom energy MSE + force MSE, jitted, one batch of
     python -m benchmarks.training.flax_mace --threads 1 --steps 20 --repeats 3
 
 runs both backends in one worker process (XLA flags set before jax is imported), interleaving
-blocks of ``steps`` steps, and prints the step times and the ratio.
+blocks of ``steps`` steps, and prints the step times and the ratio. ``--threads 1,0`` runs
+one worker per setting (0: XLA's default threading); ``--out FILE`` writes them as one
+record (``kind: "flax-training"``) that ``python -m benchmarks docs-page`` shows with the
+training records.
 """
 
 from __future__ import annotations
 
 import argparse
+import datetime
 import json
 import os
+import platform
 import subprocess
 import sys
 import time
@@ -38,6 +43,8 @@ import numpy as np
 from tp_jax.models import MACE, Graph, loss_fn
 from tp_jax.models.edges import RadialMLP
 
+from .flax_record import BACKENDS
+
 __all__ = ["CONFIG", "E3nnMACE", "compare", "make_dataset", "time_training"]
 
 CONFIG: dict[str, Any] = {
@@ -46,7 +53,6 @@ CONFIG: dict[str, Any] = {
     "repeat": (3, 3, 3), "num_configs": 4, "graphs_per_batch": 1, "rattle": 0.05,
     "strain": 0.01, "learning_rate": 1e-3, "force_weight": 10.0, "seed": 0,
 }
-BACKENDS = ("tp_jax", "e3nn-jax")
 _WORKER = "TP_BENCH_FLAX_MACE_WORKER"
 
 
@@ -303,12 +309,14 @@ def build_parser() -> argparse.ArgumentParser:
     """The command line of ``python -m benchmarks.training.flax_mace``."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.training.flax_mace",
                                  description=__doc__.split("\n\n")[0])
-    ap.add_argument("--threads", type=int, default=1,
-                    help="XLA CPU threads: 1, or 0 for XLA's default (every core)")
+    ap.add_argument("--threads", default="1",
+                    help="XLA CPU threads, comma-separated settings: 1, or 0 for XLA's "
+                         "default (every core); e.g. 1,0 (default 1)")
     ap.add_argument("--steps", type=int, default=20,
                     help="training steps per timed block (default 20)")
     ap.add_argument("--repeats", type=int, default=3,
                     help="timed blocks per backend, interleaved (default 3)")
+    ap.add_argument("--out", help="write the runs to this JSON record")
     ap.add_argument("--job", help=argparse.SUPPRESS)
     return ap
 
@@ -320,12 +328,34 @@ def main(argv: list[str] | None = None) -> None:
             raise RuntimeError("--job is the worker's entry; run without it")
         _worker_main(json.loads(a.job))
         return
-    res = compare(steps=a.steps, repeats=a.repeats, threads=a.threads or None)
-    for b in BACKENDS:
-        r = res[b]
-        print(f"{b:9s} step median {r['median_s'] * 1e3:8.1f} ms (q1 {r['q1_s'] * 1e3:.1f}, "
-              f"q3 {r['q3_s'] * 1e3:.1f}); loss {r['losses'][0]:.4g} -> {r['losses'][-1]:.4g}")
-    print(f"ratio e3nn-jax / tp_jax: {res['ratio']:.2f}x (threads: {a.threads or 'default'})")
+    settings = [int(t) for t in a.threads.split(",")]
+    runs = []
+    for threads in settings:
+        res = compare(steps=a.steps, repeats=a.repeats, threads=threads or None)
+        label = "default" if threads == 0 else str(threads)
+        for b in BACKENDS:
+            r = res[b]
+            print(f"{b:9s} step median {r['median_s'] * 1e3:8.1f} ms (q1 {r['q1_s'] * 1e3:.1f}, "
+                  f"q3 {r['q3_s'] * 1e3:.1f}); loss {r['losses'][0]:.4g} -> "
+                  f"{r['losses'][-1]:.4g}")
+        print(f"ratio e3nn-jax / tp_jax: {res['ratio']:.2f}x (threads: {label})")
+        runs.append({"threads": label, **res})
+    if a.out:
+        import jax
+
+        argv_s = " ".join(argv if argv is not None else sys.argv[1:])
+        record = {"kind": "flax-training", "model": "flax-mace",
+                  "command": f"python -m benchmarks.training.flax_mace {argv_s}".strip(),
+                  "created": datetime.datetime.now(datetime.timezone.utc).isoformat(
+                      timespec="seconds"),
+                  "machine": {"platform": platform.platform(), "cpus": os.cpu_count()},
+                  "versions": {"jax": jax.__version__, "e3nn_jax": e3nn.__version__},
+                  "config": {**CONFIG, "repeat": list(CONFIG["repeat"]),
+                             "radial_hidden": list(CONFIG["radial_hidden"])},
+                  "steps": a.steps, "repeats": a.repeats, "runs": runs}
+        with open(a.out, "w") as f:
+            json.dump(record, f, indent=1)
+        print(f"wrote {a.out}")
 
 
 if __name__ == "__main__":
