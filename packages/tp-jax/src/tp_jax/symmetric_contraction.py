@@ -12,10 +12,8 @@ shape under ``jit``):
 * coefficients first (``monomial_plan``; many species): the parity-grouped monomials times the
   symmetrized ``U`` in one species-independent GEMM, then each node's species weights.
 
-Both jit with any species mix. MACE-like shapes (``64x(0e+1o+2e+3o) -> 64x(0e+1o+2e)``,
-correlation 3, one species, 108 nodes, float32, one thread): forward / backward / the
-parameter gradient of a force loss 16 / 36 / 83 ms weights first, 61 / 196 / 270 ms
-coefficients first.
+Both jit with any species mix. Timings of both orders against e3nn-jax:
+``packages/tp-jax/scripts/bench_symmetric_contraction.py`` and docs/symmetric_contraction.md.
 
 >>> import tp_spec, jax.numpy as jnp
 >>> d = tp_spec.symmetric_contraction("4x0e+4x1o", "4x0e+4x1o", 3, 2)
