@@ -71,26 +71,17 @@ def test_reference_matches_brute_force(irreps_in, irreps_out, corr):
     np.testing.assert_allclose(apply(d, x, w, s), _brute(d, x, w, s), rtol=1e-12, atol=1e-12)
 
 
+@pytest.mark.parametrize("run", [run_monomial_numpy, run_suffix_numpy],
+                         ids=["monomial_plan", "suffix_plan"])
 @pytest.mark.parametrize(
     "irreps_in, irreps_out, corr",
     [("3x0e+3x1o+3x2e+3x3o", "3x0e+3x1o+3x2e", 3), ("2x0e+2x1o", "2x1e+2x0e", 2),
      ("2x1o", "2x0e+2x1e", 1), ("2x0e+2x1o", "2x0e+2x1o", 4)],
 )
-def test_monomial_plan_matches_reference(irreps_in, irreps_out, corr):
+def test_plan_matches_reference(irreps_in, irreps_out, corr, run):
     d = make(irreps_in, irreps_out, corr, 3)
     x, w, s = _inputs(d, n=5)
-    np.testing.assert_allclose(run_monomial_numpy(d, x, w, s), apply(d, x, w, s), atol=1e-11)
-
-
-@pytest.mark.parametrize(
-    "irreps_in, irreps_out, corr",
-    [("3x0e+3x1o+3x2e+3x3o", "3x0e+3x1o+3x2e", 3), ("2x0e+2x1o", "2x1e+2x0e", 2),
-     ("2x1o", "2x0e+2x1e", 1), ("2x0e+2x1o", "2x0e+2x1o", 4)],
-)
-def test_suffix_plan_matches_reference(irreps_in, irreps_out, corr):
-    d = make(irreps_in, irreps_out, corr, 3)
-    x, w, s = _inputs(d, n=5)
-    np.testing.assert_allclose(run_suffix_numpy(d, x, w, s), apply(d, x, w, s), atol=1e-11)
+    np.testing.assert_allclose(run(d, x, w, s), apply(d, x, w, s), atol=1e-11)
 
 
 def test_suffix_plan_layout():
@@ -114,9 +105,12 @@ def test_suffix_plan_layout():
 
 def test_weights_first_rule():
     """Few species: the weights go into the coefficients first; many species and nodes: the
-    per-node weights (the coefficient product no longer grows with the species)."""
+    per-node weights (the coefficient product no longer grows with the species). The rule
+    counts: it does not build the suffix plan (hundreds of MB at correlation 4) it may reject."""
+    suffix_plan.cache_clear()
     assert weights_first(make("8x0e+8x1o+8x2e", "8x0e+8x1o", 3, 1), 1000)
     assert not weights_first(make("8x0e+8x1o+8x2e", "8x0e+8x1o", 3, 200), 1000)
+    assert suffix_plan.cache_info().currsize == 0
 
 
 def test_mace_medium_path_counts():

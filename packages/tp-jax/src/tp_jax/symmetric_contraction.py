@@ -64,13 +64,12 @@ def symmetric_contraction(d: Any) -> Callable:
     p = _plans.monomial_plan(d)
     k, D = d.mul, d.coupling.dim
     shapes = [list(row) for row in d.weight_shapes]
-    suffix = _weights_first_runner(d)
 
     @jax.jit
     def run(x, weights, species):
         n = x.shape[0]
-        if _plans.weights_first(d, n):
-            return suffix(x, weights, species)
+        if _plans.weights_first(d, n):  # at trace time: n is static
+            return _weights_first_runner(d)(x, weights, species)
         X = x[:, p.in_index].reshape(n, k, D)
         full = [X, X]
         for deg in range(2, d.correlation):
@@ -102,6 +101,7 @@ def symmetric_contraction(d: Any) -> Callable:
     return f
 
 
+@functools.lru_cache(maxsize=64)
 def _weights_first_runner(d: Any) -> Callable:
     """``(x, weights, species) -> out`` through the ``suffix_plan`` of
     :mod:`tp_spec.plan.symmetric_contraction`, channels first and nodes last (``X (k, D, n)``:

@@ -231,10 +231,14 @@ def weights_first(d: SymmetricContractionDescriptor, n: int) -> bool:
     one with fewer multiply-adds. Per output ``i``, with ``R = sum_{d<c} N_d + D N_{c-1}``
     coefficient rows, the first costs ``num_species k R M_i (K_i + n)``, the second ``n k
     (P_i M_i K_i + M_i K_i)`` (``P_i`` the monomials of output ``i``'s parity group)."""
-    s, sp = suffix_plan(d), monomial_plan(d)
-    rows = s.num_low + d.coupling.dim * s.num_top
-    first = d.num_species * d.mul * sum(rows * c.shape[1] * (c.shape[2] + n) for c in s.lower)
-    second = n * d.mul * sum((c.shape[0] + 1) * c.shape[1] * c.shape[2] for c in sp.coeff)
+    D, corr = d.coupling.dim, d.correlation
+    count = [math.comb(D + deg - 1, deg) for deg in range(corr)]  # N_0 .. N_{c-1}
+    rows = sum(count[1:]) + D * count[-1]  # counted, so the rule never builds the suffix plan
+    first = d.num_species * d.mul * sum(
+        rows * ir.dim * (sum(u.shape[-1] for u in U) + n)
+        for (_, ir), U in zip(d.irreps_out, d.U, strict=True))
+    second = n * d.mul * sum((c.shape[0] + 1) * c.shape[1] * c.shape[2]
+                             for c in monomial_plan(d).coeff)
     return first <= second
 
 
