@@ -8,8 +8,10 @@ and output blocks per channel.
 
 ``grid``: the Legendre step per order ``m`` is a batched GEMM over ``m`` (the degrees padded to
 ``L + 1``, O(L^3)), the phi step a real DFT GEMM; pointwise products; then the transposed steps
-with quadrature weights; a large batch in ``jax.checkpoint``ed ``lax.map`` chunks of
-``GTPPlan.chunk_rows`` rows (each chunk's grids stay in cache). ``fourier``: the plan's dense
+with quadrature weights; a large batch in ``lax.map`` chunks of ``GTPPlan.chunk_rows`` rows
+(each chunk's grids stay in cache). Its derivatives are the product's own transposes, run as
+forward transforms with the transposed tables (:func:`_grid_core`, a
+:mod:`tp_jax._bilinear` primitive). ``fourier``: the plan's dense
 SH -> Fourier table as one real GEMM onto ``[Re | Im]`` of the spectrum, a 2D FFT
 convolution, the projection back as one real GEMM from ``[Re | Im]``.
 
@@ -19,13 +21,18 @@ class, so a non-finite input entry may reach every output of its sample (docs/nu
 
 from __future__ import annotations
 
+from functools import lru_cache
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from tp_spec.plan.gtp import FourierPlan, GridPlan, GTPPlan
 
+from ._bilinear import Bilinear, bilinear
 from ._channels import finish, with_zero_column
 from ._mtp import chunked
 from ._ops import const, einsum, ix
+from ._rows import col_take
 
 __all__ = ["RUNNERS", "assemble", "gather_classes", "products", "run_fourier", "run_grid",
            "scale_inputs"]
@@ -43,6 +50,14 @@ def gather_classes(x: jax.Array, index) -> list[jax.Array]:
     """``x (N, dim)`` -> per class ``x[:, index[k]]`` (``index``'s entry ``dim``: zero)."""
     xe = with_zero_column(x)
     return [xe[:, ix(i)] for i in index]
+
+
+def _gather_classes_t(x: jax.Array, index) -> list[jax.Array]:
+    """:func:`gather_classes` through ``col_take``, for the transposed product: its
+    transpose is a gather and a sum where JAX's transpose of an index gather is a
+    scatter-add."""
+    n, dim = x.shape
+    return [col_take(i.reshape(-1), dim)(x).reshape((n,) + i.shape) for i in index]
 
 
 def products(p: GTPPlan, f1: list[jax.Array], f2: list[jax.Array]) -> list[jax.Array]:
@@ -63,6 +78,15 @@ def assemble(p: GTPPlan, per_class: list[jax.Array], mult: jax.Array | None) -> 
         parts.append(jnp.zeros((n, 1), parts[0].dtype))
     cat = jnp.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
     return finish(cat[:, ix(p.out_index)], mult)
+
+
+def _assemble_t(p: GTPPlan, per_class: list[jax.Array]) -> jax.Array:
+    """:func:`assemble` (no multiplier) through ``col_take`` (see :func:`_gather_classes_t`;
+    index ``out_size``, an output no class reaches, is its zero column)."""
+    n = per_class[0].shape[0]
+    parts = [z.reshape(n, -1) for z in per_class]
+    cat = jnp.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+    return col_take(p.out_index, p.out_size)(cat)
 
 
 def _zero(p: GTPPlan, x1: jax.Array) -> jax.Array:
@@ -86,19 +110,82 @@ def _from_grid(g: jax.Array, pf: jax.Array, tf: jax.Array) -> jax.Array:
 
 def run_grid(p: GridPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None) -> jax.Array:
     """``grid``: flat inputs of the compute dtype -> ``(N, dim_out)``. A large batch runs
-    through ``lax.map`` in chunks of :meth:`GTPPlan.chunk_rows` rows, each chunk step
-    ``jax.checkpoint``ed (its grids stay in cache; reverse mode recomputes a chunk's grids
-    instead of keeping them for the whole batch as scan residuals)."""
+    through ``lax.map`` in chunks of :meth:`GTPPlan.chunk_rows` rows (its grids stay in cache;
+    reverse mode recomputes a chunk's grids instead of keeping them for the whole batch as
+    scan residuals)."""
     if not p.active:
         return _zero(p, x1)
     x1, x2, mult = scale_inputs(p, x1, x2, w)
     rows = p.chunk_rows(x1.shape[0])
 
-    def core(a: jax.Array, b: jax.Array) -> jax.Array:
-        return assemble(p, _grid_product(p, a, b), None)
-
-    out = core(x1, x2) if rows is None else chunked(jax.checkpoint(core), x1, x2, rows)
+    core = _grid_core(p)
+    out = core(x1, x2) if rows is None else chunked(core, x1, x2, rows)
     return finish(out, mult)
+
+
+@lru_cache(maxsize=64)
+def _grid_core(p: GridPlan):
+    """The bilinear grid product ``(x1, x2) -> y`` of one chunk (weights applied outside) as a
+    :func:`tp_jax._bilinear.bilinear` with explicit transposes (:func:`_grid_transpose`): the
+    transposed transforms run as forward transforms with the transposed tables, in the layouts
+    XLA runs the forward in, and the index gathers transpose to gathers, not scatter-adds.
+    Its residuals are the inputs: reverse mode recomputes their grids."""
+    d = p.descriptor
+    fns = Bilinear(
+        b=lambda a, b: assemble(p, _grid_product(p, a, b), None),
+        t1=lambda x2, ct: _grid_transpose(p, None, x2, ct)[0],
+        t2=lambda x1, ct: _grid_transpose(p, x1, None, ct)[1],
+        dim1=d.irreps_in1.dim, dim2=d.irreps_in2.dim, dim_out=d.irreps_out.dim)
+    return lambda a, b: bilinear(fns, a, b)
+
+
+def _grid_transpose(p: GridPlan, x1: jax.Array | None, x2: jax.Array | None, ct: jax.Array):
+    """The transposes of the grid product at ``ct (N, dim_out)``: ``(d <ct, B(x1, x2)> / d x1
+    (needs x2), ... / d x2 (needs x1))``, each None where the input it needs is None; the
+    output cotangent's grid ``F^T ct`` is computed once for both."""
+    dt, n = ct.dtype, ct.shape[0]
+    shapes = [jax.ShapeDtypeStruct(s, dt) for s in _out_class_shapes(p, n)]
+    ct_y = jax.linear_transpose(lambda *ys: _assemble_t(p, list(ys)), *shapes)(ct)
+    pf_t = const(np.ascontiguousarray(p.legendre_out.transpose(0, 2, 1)), dt)
+    tf_t = const(np.ascontiguousarray(p.phi_out.T), dt)
+    ct_h = [_to_grid(c, pf_t, tf_t) for c in ct_y]  # F^T ct, per output class
+    sides = ((p.index1, p.legendre1, p.phi1, p.descriptor.irreps_in1.dim, 0),
+             (p.index2, p.legendre2, p.phi2, p.descriptor.irreps_in2.dim, 1))
+    grids = [None if x is None else
+             [_to_grid(c, const(leg, dt), const(phi, dt)) for c in gather_classes(x, index)]
+             for x, (index, leg, phi, _, _) in zip((x1, x2), sides, strict=True)]
+    out = []
+    for side, (index, leg, phi, dim, pos) in enumerate(sides):
+        other = grids[1 - side]
+        if other is None:
+            out.append(None)
+            continue
+        ct_g: list[jax.Array | None] = [None] * len(index)
+        for pair in p.pairs:
+            term = ct_h[pair[2]] * other[pair[1 - pos]]
+            k = pair[pos]
+            ct_g[k] = term if ct_g[k] is None else ct_g[k] + term
+        pg_t = const(np.ascontiguousarray(leg.transpose(0, 2, 1)), dt)
+        tg_t = const(np.ascontiguousarray(phi.T), dt)
+        ct_c = []
+        for k, g in enumerate(ct_g):
+            c = index[k].shape[-1]
+            if g is None:
+                g = jnp.zeros(ct_h[0].shape[:-1] + (c,), dt)
+            elif g.shape[-1] != c:  # one x2 channel broadcast over the channels of x1
+                g = g.sum(axis=-1, keepdims=True)
+            ct_c.append(_from_grid(g, pg_t, tg_t))  # G^T
+        x_shape = jax.ShapeDtypeStruct((n, dim), dt)
+        out.append(jax.linear_transpose(lambda x, i=index: _gather_classes_t(x, i),
+                                        x_shape)(ct_c)[0])
+    return tuple(out)
+
+
+def _out_class_shapes(p: GridPlan, n: int) -> list[tuple[int, ...]]:
+    """The per-output-class result shapes of :func:`_grid_product` for ``n`` rows."""
+    lo = p.legendre_out.shape
+    chans = [p.descriptor.channels] * len(p.classes_out)
+    return [(n, lo[0], lo[2], c) for c in chans]
 
 
 def _grid_product(p: GridPlan, x1: jax.Array, x2: jax.Array) -> list[jax.Array]:
