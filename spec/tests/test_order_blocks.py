@@ -22,13 +22,15 @@ CASES = {
 }
 
 
+@pytest.mark.parametrize("split", [False, True], ids=["groups", "split"])
 @pytest.mark.parametrize("slack", [0.0, 0.35, 10.0])
 @pytest.mark.parametrize("case", sorted(CASES))
-def test_order_blocks_match_reference(case, slack):
+def test_order_blocks_match_reference(case, slack, split):
     d = CASES[case]()
     fused = plan(d, "fused", Tuning(jax_bucket_slack=slack))
     # an unweighted full product plans the outer regime, which carries the scalar plan JAX runs
-    ob = (fused.scalar if isinstance(fused, OuterPlan) else fused).order_blocks
+    scalar = fused.scalar if isinstance(fused, OuterPlan) else fused
+    ob = scalar.order_blocks_split if split else scalar.order_blocks
     rng = np.random.default_rng(0)
     x1 = rng.standard_normal((6, d.irreps_in1.dim))
     x2 = rng.standard_normal((6, d.irreps_in2.dim))
@@ -48,3 +50,16 @@ def test_buckets_bound_the_padding():
         pad = len(b) * max(sizes[i][0] for i in b) * max(sizes[i][1] for i in b)
         assert pad <= 1.35 * own
     assert buckets(sizes, 0.0) == [[0], [1], [2], [3], [4]]
+
+
+def _macs(ob) -> int:
+    return sum(b.n_groups * b.n_cols * b.n_rows for b in ob.buckets)
+
+
+def test_split_cuts_the_full_product_per_input_pair():
+    # full CGTP of 0e+1o+2e with itself: every path writes its own output, so each order group
+    # is block diagonal by input pair
+    full = plan(spec.cgtp(S2, S2, mode="full"), "fused").scalar
+    ob, cut = full.order_blocks, full.order_blocks_split
+    assert sum(b.n_groups for b in cut.buckets) > sum(b.n_groups for b in ob.buckets)
+    assert _macs(cut) < 0.5 * _macs(ob)

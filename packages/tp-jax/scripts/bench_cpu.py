@@ -9,6 +9,7 @@ Examples (from the repository root)::
 
     python packages/tp-jax/scripts/bench_cpu.py --op cgtp --L 3 4 6 --subjects \
         tp_jax/fused e3nn-jax/cgtp
+    python packages/tp-jax/scripts/bench_cpu.py --op cgtp --mode full --L 2 4 6 --pass fwd bwd
     python packages/tp-jax/scripts/bench_cpu.py --op gtp --L 1 2 3 10 --subjects \
         tp_jax/grid e3nn-jax/grid
     python packages/tp-jax/scripts/bench_cpu.py --op mtp --L 3 6 --subjects \
@@ -40,6 +41,8 @@ def main() -> None:
                     help="E3X: both parities up to L on the inputs and the output (MTP only; "
                          "the shape e3x FusedTensor(max_degree=L) computes; e3x/mtp is e3x "
                          "on the same descriptor through benchmarks.e3x_mtp)")
+    ap.add_argument("--mode", default="uvw", choices=("uvw", "full", "uuu"),
+                    help="CGTP connection mode (the paper suite's MIMO-full / MIMO-uuu)")
     ap.add_argument("--L", type=int, nargs="+", default=[3, 4, 6])
     ap.add_argument("--batch", type=int, default=10_000)
     ap.add_argument("--subjects", nargs="+", default=["tp_jax/fused", "e3nn-jax/cgtp"])
@@ -67,7 +70,9 @@ def main() -> None:
             both = "+".join(f"{Irrep(l, p)!r}" for l in range(L + 1) for p in (1, -1))
             wl = Workload("bench", "E3X", args.op, both, both, both, args.batch, L)
         else:
-            wl = paper_workloads((args.kind,), (L,), (args.op,), args.batch)[0]
+            wl = [w for w in paper_workloads((args.kind,), (L,), (args.op,), args.batch,
+                                             cgtp_modes=(args.mode,))
+                  if args.op != "cgtp" or w.mode == args.mode][0]
         base = _inputs(wl.descriptor, args.batch, False, 0)
         for pass_ in args.passes:
             calls, info = {}, {}

@@ -34,7 +34,7 @@ __all__ = ["Bilinear", "bilinear"]
 class Bilinear:
     """The three functions of one row-wise bilinear product (hashed by identity: a primitive
     parameter). ``b(x1 (N, dim1), x2 (N, dim2)) -> (N, dim_out)``; ``t1(x2, y) -> (N, dim1)``;
-    ``t2(x1, y) -> (N, dim2)``."""
+    ``t2(x1, y) -> (N, dim2)``; ``rows_axis`` 1: every array is transposed, ``(dim, N)``."""
 
     b: Callable[[jax.Array, jax.Array], jax.Array]
     t1: Callable[[jax.Array, jax.Array], jax.Array]
@@ -42,6 +42,7 @@ class Bilinear:
     dim1: int
     dim2: int
     dim_out: int
+    rows_axis: int = 0
 
 
 bilinear_p = Primitive("tp_jax_bilinear")
@@ -64,11 +65,16 @@ def _impl(a, b, *, fns: Bilinear, kind: str):
 def _abstract(a, b, *, fns: Bilinear, kind: str):
     _, out, (da, db) = _KINDS[kind]
     want = (getattr(fns, da), getattr(fns, db))
-    if a.ndim != 2 or b.ndim != 2 or a.shape[0] != b.shape[0] or (a.shape[1], b.shape[1]) != want \
+    r, f = fns.rows_axis, 1 - fns.rows_axis
+    if a.ndim != 2 or b.ndim != 2 or a.shape[r] != b.shape[r] or (a.shape[f], b.shape[f]) != want \
             or a.dtype != b.dtype:
-        raise ValueError(f"bilinear {kind}: expected (N, {want[0]}) and (N, {want[1]}) of one "
-                         f"dtype, got {a.dtype}{list(a.shape)} and {b.dtype}{list(b.shape)}")
-    return jax.core.ShapedArray((a.shape[0], getattr(fns, out)), a.dtype)
+        shapes = (f"(N, {want[0]}) and (N, {want[1]})" if r == 0 else
+                  f"({want[0]}, N) and ({want[1]}, N)")
+        raise ValueError(f"bilinear {kind}: expected {shapes} of one dtype, got "
+                         f"{a.dtype}{list(a.shape)} and {b.dtype}{list(b.shape)}")
+    shape = [0, 0]
+    shape[r], shape[f] = a.shape[r], getattr(fns, out)
+    return jax.core.ShapedArray(tuple(shape), a.dtype)
 
 
 # (kind, operand undefined) -> (kind of the transpose, its operands from (ct, a, b))
@@ -87,14 +93,19 @@ def _rule(side: int):
 
 
 def _batch(args, dims, *, fns: Bilinear, kind: str):
-    """A mapped axis joins the rows: ``(V, N, d) -> (V * N, d)``, unmapped operands repeated."""
+    """A mapped axis joins the rows: ``(V, N, d) -> (V * N, d)`` (``(d, V, N) -> (d, V * N)``
+    with ``rows_axis`` 1), unmapped operands repeated."""
     size = next(x.shape[d] for x, d in zip(args, dims, strict=True) if d is not None)
+    r = fns.rows_axis
     flat = []
     for x, d in zip(args, dims, strict=True):
         x = jnp.broadcast_to(x, (size,) + x.shape) if d is None else jnp.moveaxis(x, d, 0)
-        flat.append(x.reshape((-1,) + x.shape[2:]))
+        x = x if r == 0 else jnp.moveaxis(x, 0, 1)  # the mapped axis just before the rows
+        flat.append(x.reshape((-1,) + x.shape[2:]) if r == 0 else x.reshape(x.shape[0], -1))
     out = bilinear(fns, *flat, kind=kind)
-    return out.reshape((size, -1) + out.shape[1:]), 0
+    if r == 0:
+        return out.reshape((size, -1) + out.shape[1:]), 0
+    return out.reshape(out.shape[0], size, -1), 1
 
 
 bilinear_p.def_impl(_impl)

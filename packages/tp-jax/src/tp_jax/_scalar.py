@@ -11,6 +11,13 @@ fixed row gather is a ``row_take`` (:mod:`tp_jax._rows`) whose transpose is a ga
 reshape-sum, not a scatter-add, and the chunk step is ``jax.checkpoint``ed (the backward
 recomputes a chunk's products in cache instead of storing them for the batch).
 
+No weights (the full and elementwise CGTP): the chunk product is a :mod:`tp_jax._bilinear`
+primitive. Its forward runs the split order blocks
+(:attr:`~tp_spec.plan.fused.ScalarPlan.order_blocks_split`: each order group cut into its
+connected blocks, one per input pair when every path writes its own output; 5-30x fewer
+multiply-adds for the full CGTP), its transposes JAX's of the unsplit layout (fewer, larger
+GEMMs, faster in reverse mode), so neither derivative recomputes the forward.
+
 Per-sample weights: ``(x1 (x) x2) @ cg_stack``, then one small weighted sum per output block.
 
 Range: ``x1`` enters scaled by ``plan.x1_scale`` and the coupling constants by its inverse
@@ -31,6 +38,7 @@ import jax.numpy as jnp
 import numpy as np
 from tp_spec.plan.fused import ScalarPlan
 
+from ._bilinear import Bilinear, bilinear
 from ._fused_blocks import assemble
 from ._ops import const, einsum, ix
 from ._rows import row_take
@@ -39,11 +47,11 @@ __all__ = ["run_scalar"]
 
 
 @lru_cache(maxsize=64)
-def _takes(plan: ScalarPlan):
-    """The ``row_take`` maps of ``plan`` (built once per plan): per bucket ``(x1 rows, x2
-    rows)`` (``[i; j]`` for paired rows), per ``K`` layer the weight gather, and the output
-    gather."""
-    ob, d = plan.order_blocks, plan.descriptor
+def _takes(plan: ScalarPlan, split: bool = False):
+    """The ``row_take`` maps of ``plan``'s order blocks (``split``: the split layout; built
+    once per plan): per bucket ``(x1 rows, x2 rows)`` (``[i; j]`` for paired rows), per ``K``
+    layer the weight gather, and the output gather."""
+    ob, d = plan.order_blocks_split if split else plan.order_blocks, plan.descriptor
     z1, z2, numel = d.irreps_in1.dim, d.irreps_in2.dim, d.weight_numel
     rows = []
     for b in ob.buckets:
@@ -54,9 +62,9 @@ def _takes(plan: ScalarPlan):
     return rows, layers, row_take(ob.out_index, ob.out_size)
 
 
-def _k_flat(plan: ScalarPlan, w: jax.Array | None, layers, dt) -> jax.Array:
-    """The flat ``K`` of the order blocks with the shared weights ``w`` folded in."""
-    ob, inv = plan.order_blocks, 1.0 / plan.x1_scale
+def _k_flat(plan: ScalarPlan, ob, w: jax.Array | None, layers, dt) -> jax.Array:
+    """The flat ``K`` of the order blocks ``ob`` with the shared weights ``w`` folded in."""
+    inv = 1.0 / plan.x1_scale
     if ob.k_const is not None:
         return const(ob.k_const * inv, dt)
     numel = plan.descriptor.weight_numel
@@ -69,16 +77,16 @@ def _k_flat(plan: ScalarPlan, w: jax.Array | None, layers, dt) -> jax.Array:
     return kflat
 
 
-def _run_blocks(plan: ScalarPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
-    n, dt = x1.shape[0], x1.dtype
-    ob = plan.order_blocks
-    rows, layers, out_take = _takes(plan)
-    kflat = _k_flat(plan, w, layers, dt)
+def _body(plan: ScalarPlan, w: jax.Array | None, dt, split: bool = False):
+    """The product of one batch chunk, transposed: ``(d1, B), (d2, B) -> (dim_out, B)``
+    (``split``: the split order blocks)."""
+    ob = plan.order_blocks_split if split else plan.order_blocks
+    rows, layers, out_take = _takes(plan, split)
+    kflat = _k_flat(plan, ob, w, layers, dt)
     ks = [kflat[b.k_start:b.k_start + b.n_groups * b.n_cols * b.n_rows]
           .reshape(b.n_groups, b.n_cols, b.n_rows) for b in ob.buckets]
 
     def body(x1t: jax.Array, x2t: jax.Array) -> jax.Array:
-        """One batch chunk, transposed: ``(d1, B), (d2, B) -> (dim_out, B)``."""
         bsz = x1t.shape[1]
         parts = []
         for b, k, (take1, take2) in zip(ob.buckets, ks, rows, strict=True):
@@ -94,6 +102,44 @@ def _run_blocks(plan: ScalarPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | N
             return jnp.zeros((plan.descriptor.irreps_out.dim, bsz), dt)
         return out_take(jnp.concatenate(parts, axis=0) if len(parts) > 1 else parts[0])
 
+    return body
+
+
+@lru_cache(maxsize=128)
+def _unweighted(plan: ScalarPlan, dt) -> Bilinear:
+    """The unweighted chunk product (transposed layout) as a :mod:`tp_jax._bilinear`
+    primitive: the forward in the split order blocks (fewer multiply-adds), its transposes
+    JAX's of the unsplit layout (fewer, larger GEMMs), neither recomputing the forward."""
+    d = plan.descriptor
+    dims = (d.irreps_in1.dim, d.irreps_in2.dim, d.irreps_out.dim)
+    def fwd(x1t: jax.Array, x2t: jax.Array) -> jax.Array:  # the tables built per trace
+        return _body(plan, None, dt, split=True)(x1t, x2t)
+
+    def transpose(side: int, other: jax.Array, ct: jax.Array) -> jax.Array:
+        unsplit = _body(plan, None, dt)
+        shape = jax.ShapeDtypeStruct((dims[side], ct.shape[1]), ct.dtype)
+        f = (lambda x: unsplit(x, other)) if side == 0 else (lambda x: unsplit(other, x))
+        return jax.linear_transpose(f, shape)(ct)[0]
+
+    return Bilinear(b=fwd, t1=lambda x2, ct: transpose(0, x2, ct),
+                    t2=lambda x1, ct: transpose(1, x1, ct), dim1=dims[0], dim2=dims[1],
+                    dim_out=dims[2], rows_axis=1)
+
+
+def _run_blocks(plan: ScalarPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
+    n, dt = x1.shape[0], x1.dtype
+    if w is None and plan.descriptor.weight_numel == 0:
+        fns = _unweighted(plan, jnp.dtype(dt))
+
+        def body(a, b):
+            return bilinear(fns, a, b)
+        step_body = body  # its residuals are the chunk's inputs already
+    else:
+        body = _body(plan, w, dt)
+        # checkpoint: reverse mode recomputes a chunk's products (cheap, in cache) instead of
+        # stacking them for the whole batch as scan residuals (memory bound)
+        step_body = jax.checkpoint(body)
+
     chunk = plan.tuning.jax_scalar_chunk_rows
     if n <= chunk:
         return body(x1.T, x2.T).T
@@ -101,10 +147,7 @@ def _run_blocks(plan: ScalarPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | N
     pad = nc * chunk - n
     a = jnp.pad(x1, ((0, pad), (0, 0))).reshape(nc, chunk, -1).transpose(0, 2, 1)
     b = jnp.pad(x2, ((0, pad), (0, 0))).reshape(nc, chunk, -1).transpose(0, 2, 1)
-    # checkpoint: reverse mode recomputes a chunk's products (cheap, in cache) instead of
-    # stacking them for the whole batch as scan residuals (memory bound)
-    step = jax.checkpoint(lambda ab: body(*ab))
-    out = jax.lax.map(step, (a, b))  # (nc, dim_out, chunk)
+    out = jax.lax.map(lambda ab: step_body(*ab), (a, b))  # (nc, dim_out, chunk)
     return out.transpose(0, 2, 1).reshape(nc * chunk, -1)[:n]
 
 

@@ -126,6 +126,12 @@ class ScalarPlan(Plan):
         first use: only the executors that run it pay for it."""
         return build_order_blocks(self.descriptor, self.tuning.jax_bucket_slack)
 
+    @cached_property
+    def order_blocks_split(self) -> OrderBlocks:
+        """:attr:`order_blocks` with each order group cut into its connected blocks (one per
+        input pair where the paths write separate outputs, as in the full CGTP)."""
+        return build_order_blocks(self.descriptor, self.tuning.jax_bucket_slack, split=True)
+
 
 def build_scalar(d, tuning: Tuning) -> ScalarPlan:
     dim2, dimo = d.irreps_in2.dim, d.irreps_out.dim

@@ -104,16 +104,44 @@ def _entries(c: np.ndarray, p, o1: int, o2: int):
     return out
 
 
-def build_order_blocks(d, slack: float) -> OrderBlocks:
+def _components(entries):
+    """Each order group split into its connected blocks (rows and columns linked by a nonzero
+    entry): in a product whose paths write separate outputs (the full CGTP), an order group is
+    block diagonal by input pair, and its blocks are GEMMs of their own (fewer multiply-adds,
+    more and smaller GEMMs)."""
+    out = {}
+    for key, ent in entries.items():
+        parent: dict = {}
+        for r, c in ent:
+            ra, rb = _root(parent, ("r", r)), _root(parent, ("c", c))
+            if ra != rb:
+                parent[ra] = rb
+        comp: dict = {}
+        for (r, c), lst in ent.items():
+            comp.setdefault(_root(parent, ("c", c)), {})[(r, c)] = lst
+        for i, root in enumerate(sorted(comp, key=lambda x: x[1])):
+            out[key + (i,)] = comp[root]
+    return out
+
+
+def _root(parent: dict, a):
+    """Union-find root of ``a`` (path halving)."""
+    while parent.setdefault(a, a) != a:
+        parent[a] = parent[parent[a]]
+        a = parent[a]
+    return a
+
+
+def build_order_blocks(d, slack: float, split: bool = False) -> OrderBlocks:
     """The order-blocked layout of ``d`` (every block multiplicity 1); ``slack``: see
-    :func:`buckets`."""
+    :func:`buckets`; ``split``: each order group cut into its connected blocks
+    (:func:`_components`)."""
     o1, o2, oo = offsets(d.irreps_in1), offsets(d.irreps_in2), offsets(d.irreps_out)
     numel = d.weight_numel
     z1, z2 = d.irreps_in1.dim, d.irreps_in2.dim  # zero rows
     # output groups (|m3|, sign m3, l3 mod 2): entries[key][(row, col)] = [(value, w index)]
     entries: dict[tuple[int, int, int], dict[tuple, list[tuple[float, int]]]] = \
         defaultdict(lambda: defaultdict(list))
-    cols: dict[tuple[int, int, int], set[int]] = defaultdict(set)
     for p in d.paths:
         if p.mul_out == 0:
             continue
@@ -128,11 +156,12 @@ def build_order_blocks(d, slack: float) -> OrderBlocks:
                 else:
                     wi = p.weight_offset
                 col = oo[p.i_out] + w_ * p.ir_out.dim + l3 + m3
-                cols[key].add(col)
                 entries[key][(row, col)].append((v, wi))
+    if split:
+        entries = _components(entries)
     keys = sorted(entries)
     g_rows = [sorted({r for r, _ in entries[k]}) for k in keys]
-    g_cols = [sorted(cols[k]) for k in keys]
+    g_cols = [sorted({c for _, c in entries[k]}) for k in keys]
     out_index = np.full(d.irreps_out.dim, -1, dtype=np.int64)
     layers: list[tuple[list[int], list[float], list[int]]] = []
     bks = []
