@@ -17,7 +17,7 @@ import tp_torch
 from conftest import random_inputs, tensors
 from tp_spec import plan, reference
 from tp_spec.plan import Tuning
-from tp_torch import _bilinear, _mtp
+from tp_torch import _bilinear, _common, _mtp
 from tp_torch._bilinear import Term, bilinear, grad_terms
 
 #: one-channel descriptors: all four parity pairs ([P, Q]), the transpose regime (natural
@@ -200,4 +200,4 @@ def test_scratch_reuse_across_batch_sizes(rng):
         torch.testing.assert_close(out.double(), torch.as_tensor(ref), rtol=0,
                                    atol=(1e-12 if dtype == torch.float64 else 2e-5) *
                                    max(1.0, abs(ref).max()))
-    assert _bilinear._SCRATCH.bufs  # the buffers of this thread
+    assert _common._SCRATCH.bufs  # the buffers of this thread

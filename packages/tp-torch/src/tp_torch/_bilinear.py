@@ -30,11 +30,11 @@ autograd graph of the same kernel): forward 1.05-1.9x, backward 1.07-1.8x, doubl
 from __future__ import annotations
 
 import functools
-import math
-import threading
 from typing import NamedTuple
 
 import torch
+
+from ._common import scratch
 
 __all__ = ["Term", "bilinear", "grad_terms"]
 
@@ -86,8 +86,8 @@ def _embed(m: torch.Tensor, x: torch.Tensor, n: int, batch_last: bool, name: str
     """``x (rows, d)`` -> ``(s, n, n, rows)`` (batch-last) or ``(rows, s, n, n)``."""
     s, r = m.shape[0] // (n * n), x.shape[0]
     if batch_last:
-        return torch.mm(m, x.t(), out=_scratch(name, (s * n * n, r), x)).view(s, n, n, r)
-    return torch.mm(x, m.t(), out=_scratch(name, (r, s * n * n), x)).view(r, s, n, n)
+        return torch.mm(m, x.t(), out=scratch(name, (s * n * n, r), x)).view(s, n, n, r)
+    return torch.mm(x, m.t(), out=scratch(name, (r, s * n * n), x)).view(r, s, n, n)
 
 
 def _op(a: torch.Tensor, t: bool, batch_last: bool) -> torch.Tensor:
@@ -117,7 +117,7 @@ def _products(a: tuple[torch.Tensor, torch.Tensor], terms: tuple[Term, ...],
     """``Z`` of the embedded inputs ``a``: ``(s_o, n, n, rows)`` or ``(rows, s_o, n, n)``."""
     rows = a[0].shape[-1] if batch_last else a[0].shape[0]
     so = slots[2]
-    z = _scratch("z", (so, n, n, rows) if batch_last else (rows, so, n, n), a[0])
+    z = scratch("z", (so, n, n, rows) if batch_last else (rows, so, n, n), a[0])
     if _diagonal(terms, slots):
         t = terms[0]
         _mul_into(z, _op(a[t.lsrc], t.lt, batch_last), _op(a[t.rsrc], t.rt, batch_last), False,
@@ -136,23 +136,6 @@ def _products(a: tuple[torch.Tensor, torch.Tensor], terms: tuple[Term, ...],
         if not done[k]:
             slot(z, k).zero_()
     return z
-
-
-_SCRATCH = threading.local()
-
-
-def _scratch(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
-    """A contiguous ``shape`` buffer for a chunk's intermediates: on CPU one per name, dtype and
-    thread, reused by every chunk and call (a fresh buffer of a few hundred KB costs its page
-    faults again on every call, more than the products); elsewhere a new tensor."""
-    if like.device.type != "cpu":
-        return like.new_empty(shape)
-    pool = _SCRATCH.__dict__.setdefault("bufs", {})
-    numel = math.prod(shape)
-    buf = pool.get((name, like.dtype))
-    if buf is None or buf.numel() < numel:
-        buf = pool[(name, like.dtype)] = like.new_empty(numel)
-    return buf[:numel].view(shape)
 
 
 Job = tuple  # (left input, right input, terms, read-out matrix): one output of _run

@@ -10,6 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import math
+import threading
 from collections.abc import Callable
 from typing import Any
 
@@ -98,6 +100,23 @@ def aligned_empty(rows: int, cols: int, like: torch.Tensor, align: int) -> torch
     if like.device.type != "cpu" or cols % align == 0:
         return like.new_empty((rows, cols))
     return like.new_empty((rows, -(-cols // align) * align))[:, :cols]
+
+
+_SCRATCH = threading.local()
+
+
+def scratch(name: str, shape: tuple[int, ...], like: torch.Tensor) -> torch.Tensor:
+    """A contiguous ``shape`` buffer for a chunk's intermediates: on CPU one per name, dtype and
+    thread, reused by every chunk and call (a fresh buffer of a few hundred KB costs its page
+    faults again on every call, more than the products); elsewhere a new tensor."""
+    if like.device.type != "cpu":
+        return like.new_empty(shape)
+    pool = _SCRATCH.__dict__.setdefault("bufs", {})
+    numel = math.prod(shape)
+    buf = pool.get((name, like.dtype))
+    if buf is None or buf.numel() < numel:
+        buf = pool[(name, like.dtype)] = like.new_empty(numel)
+    return buf[:numel].view(shape)
 
 
 def chunk_rows(x: torch.Tensor, row_entries: int, entries: int, min_rows: int) -> int | None:

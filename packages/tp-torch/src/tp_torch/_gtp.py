@@ -20,7 +20,7 @@ import numpy as np
 import torch
 from tp_spec.plan.gtp import FourierPlan, GridPlan, permute_flat_index
 
-from ._common import FunctionProductKernel
+from ._common import FunctionProductKernel, chunk_rows, plain_autograd, scratch
 
 __all__ = ["EXECUTORS", "FourierExecutor", "GTPKernel", "GridExecutor"]
 
@@ -45,6 +45,61 @@ def _pad_rows(xt: torch.Tensor) -> torch.Tensor:
     return torch.cat([xt, xt.new_zeros((1,) + tuple(xt.shape[1:]))], dim=0)
 
 
+def _inverse(index: np.ndarray, size: int, missing: int) -> np.ndarray:
+    """For a gather ``y = x_padded[index]`` that reads each of the ``size`` rows of ``x`` at
+    most once: ``inverse`` with ``x_grad = y_grad_padded[inverse]`` (``missing``: the zero row
+    appended to ``y_grad``, for a row of ``x`` never read)."""
+    inv = np.full(size, missing, dtype=np.int64)
+    hit = index < size
+    if np.unique(index[hit]).size != int(hit.sum()):
+        raise ValueError("a gather reads one row twice: its transpose is not a gather")
+    inv[index[hit]] = np.nonzero(hit)[0]
+    return inv
+
+
+class _GridProduct(torch.autograd.Function):
+    """The grid product over the whole batch, in chunks of ``rows`` rows whose intermediates
+    live in per-thread scratch buffers (a fresh buffer of a few hundred KB costs its page
+    faults on every chunk; :func:`tp_torch._common.scratch`), each chunk's result written into
+    the output. The backward is the product's own transposes
+    (:meth:`GridExecutor._chunk_backward`: the cotangent to the grid through the projection's
+    transposed tables, times the other input's recomputed grid, back through the input's
+    transposed tables; the gathers' transposes are gathers). It saves the inputs only. Under
+    ``create_graph`` the gradients are the torch-op product's (differentiable again)."""
+
+    @staticmethod
+    def forward(ctx, x1: torch.Tensor, x2: torch.Tensor, ex: GridExecutor, rows: int
+                ) -> torch.Tensor:
+        ctx.save_for_backward(x1, x2)
+        ctx.ex, ctx.rows = ex, rows
+        out = x1.new_empty((x1.shape[0], ex.d.irreps_out.dim))
+        for r0 in range(0, x1.shape[0], rows):
+            r1 = min(r0 + rows, x1.shape[0])
+            ex._chunk_forward(x1[r0:r1], x2[r0:r1], out[r0:r1])
+        return out
+
+    @staticmethod
+    def backward(ctx, g: torch.Tensor):
+        x1, x2 = ctx.saved_tensors
+        ex, rows = ctx.ex, ctx.rows
+        need = ctx.needs_input_grad[:2]
+        if torch.is_grad_enabled():  # create_graph: torch ops, differentiable again
+            with torch.enable_grad():  # on the saved inputs: the graph reaches the caller's
+                y = torch.cat([ex._product(x1[r0:r0 + rows], x2[r0:r0 + rows])
+                               for r0 in range(0, x1.shape[0], rows)])
+                wrt = [t for t, n in zip((x1, x2), need, strict=True) if n]
+                got = iter(torch.autograd.grad(y, wrt, g, create_graph=True))
+            return (next(got) if need[0] else None), (next(got) if need[1] else None), None, None
+        g = g.contiguous()
+        outs = (x1.new_empty(x1.shape) if need[0] else None,
+                x2.new_empty(x2.shape) if need[1] else None)
+        for r0 in range(0, g.shape[0], rows):
+            r1 = min(r0 + rows, g.shape[0])
+            ex._chunk_backward(x1[r0:r1], x2[r0:r1], g[r0:r1],
+                               tuple(None if o is None else o[r0:r1] for o in outs))
+        return outs[0], outs[1], None, None
+
+
 class GridExecutor(GTPKernel):
     """``grid`` (:class:`GridPlan`): per-m Legendre matmuls + real DFT over phi, batch-last:
     the plan's ``(class, m, l, channel)`` layout is held as ``(m, l, class, channel)`` so
@@ -52,6 +107,8 @@ class GridExecutor(GTPKernel):
 
     def __init__(self, plan: GridPlan) -> None:
         super().__init__(plan)
+        #: run the CPU product as one :class:`_GridProduct` (False: torch ops per chunk)
+        self.one_form = True
         if not self.active:
             return
         self.n_theta, self.n_phi = plan.n_theta, plan.n_phi
@@ -67,7 +124,138 @@ class GridExecutor(GTPKernel):
         self.add_index("g2", t(plan.index2, (1, 2, 0, 3)).reshape(-1))
         # output feature -> row of Z (M_o, Lo+1, ncls_o, C) or the zero row
         shape = (self.nclso, 2 * self.Lo + 1, self.Lo + 1, self.C)
-        self.add_index("go", permute_flat_index(plan.out_index, shape, (1, 2, 0, 3)))
+        go = np.asarray(permute_flat_index(plan.out_index, shape, (1, 2, 0, 3)))
+        self.add_index("go", go)
+        # the transposed product (:class:`_GridProduct`): the tables transposed, and each
+        # gather's transpose as a gather (every map reads a row at most once)
+        self.add_const("pl1", plan.legendre1)  # (M, L+1, nt)
+        self.add_const("ph1", plan.phi1)  # (M, nphi)
+        self.add_const("pl2", plan.legendre2)
+        self.add_const("ph2", plan.phi2)
+        self.add_const("plo", plan.legendre_out)  # (M_o, nt, Lo+1)
+        self.add_const("pho", plan.phi_out)  # (nphi, M_o)
+        g1, g2 = (np.asarray(t(i, (1, 2, 0, 3)).reshape(-1)) for i in (plan.index1, plan.index2))
+        self.add_index("g1_t", _inverse(g1, self.d.irreps_in1.dim, g1.size))
+        self.add_index("g2_t", _inverse(g2, self.d.irreps_in2.dim, g2.size))
+        self.add_index("go_t", _inverse(go, int(np.prod(shape)), self.d.irreps_out.dim))
+
+    def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None
+                ) -> torch.Tensor:
+        rows = None
+        if self.one_form and self.active and x1.device.type == "cpu" \
+                and not (torch.compiler.is_compiling() or torch.jit.is_tracing()) \
+                and not plain_autograd(x1, x2, w):
+            t = self.plan.tuning
+            rows = chunk_rows(x1, self.plan.row_entries, t.function_chunk_entries,
+                              t.function_chunk_min_rows) or max(x1.shape[0], 1)
+        if rows is None:  # torch ops, autograd records each (GPU, compile, torch.func)
+            return super().forward(x1, x2, w)
+        weighted = self.weighted and w is not None
+        if weighted:
+            x1, x2 = self._scale(x1, w, self.widx1), self._scale(x2, w, self.widx2)
+        out = _GridProduct.apply(x1, x2, self, rows)
+        return self._scale(out, w, self.widx3) if weighted else out
+
+    # ------------------------------------------------------------- chunked, in scratch buffers
+    def _grid_into(self, x: torch.Tensor, side: int) -> torch.Tensor:
+        """Rows ``x (b, dim)`` of input ``side`` -> its grid ``(nphi, nt, ncls * ch * b)``
+        (scratch)."""
+        b, dim = x.shape
+        g = self.g1 if side == 0 else self.g2
+        plt = self.const("plt1" if side == 0 else "plt2", x.dtype)  # (M, nt, L+1)
+        t = self.const("t1" if side == 0 else "t2", x.dtype)  # (nphi, M)
+        m_, nt, lp1 = plt.shape
+        xt = scratch(f"gx{side}", (dim + 1, b), x)
+        xt[:dim].copy_(x.t())
+        xt[dim].zero_()
+        coeff = scratch(f"gc{side}", (g.shape[0], b), x)
+        torch.index_select(xt, 0, g, out=coeff)
+        r = g.shape[0] // (m_ * lp1) * b
+        a = scratch(f"ga{side}", (m_, nt, r), x)
+        torch.bmm(plt, coeff.view(m_, lp1, r), out=a)
+        f = scratch(f"gf{side}", (t.shape[0], nt * r), x)
+        torch.mm(t, a.view(m_, nt * r), out=f)
+        return f.view(t.shape[0], nt, r)
+
+    def _chunk_forward(self, x1: torch.Tensor, x2: torch.Tensor, out: torch.Tensor) -> None:
+        b, dt = x1.shape[0], x1.dtype
+        nphi, nt = self.n_phi, self.n_theta
+        f1 = self._grid_into(x1, 0).view(nphi, nt, self.ncls1, self.C, b)
+        f2 = self._grid_into(x2, 1).view(nphi, nt, self.ncls2, self.C2, b)
+        h = scratch("gh", (nphi, nt, self.nclso, self.C, b), x1)
+        done = set()
+        for k1, k2, ko in self.pairs:
+            if ko in done:
+                h[:, :, ko].addcmul_(f1[:, :, k1], f2[:, :, k2])
+            else:
+                torch.mul(f1[:, :, k1], f2[:, :, k2], out=h[:, :, ko])
+                done.add(ko)
+        for ko in set(range(self.nclso)) - done:
+            h[:, :, ko].zero_()
+        tft, pft = self.const("tft", dt), self.const("pft", dt)
+        r = self.nclso * self.C * b
+        bm = scratch("gbm", (tft.shape[0], nt * r), x1)
+        torch.mm(tft, h.view(nphi, nt * r), out=bm)
+        rows = pft.shape[0] * pft.shape[1] * self.nclso * self.C
+        zp = scratch("gz", (rows + 1, b), x1)
+        torch.bmm(pft, bm.view(tft.shape[0], nt, r), out=zp[:rows].view(pft.shape[0],
+                                                                         pft.shape[1], r))
+        zp[rows].zero_()
+        y = scratch("gy", (self.go.shape[0], b), x1)
+        torch.index_select(zp, 0, self.go, out=y)
+        out.copy_(y.t())
+
+    def _chunk_backward(self, x1: torch.Tensor, x2: torch.Tensor, g: torch.Tensor,
+                        outs: tuple[torch.Tensor | None, torch.Tensor | None]) -> None:
+        """The transposes at the cotangent rows ``g (b, dim_out)``: ``F^T g`` on the grid, times
+        the other input's grid, ``G^T`` back; into ``outs`` (the rows of the x1 and x2
+        gradients, None where not needed)."""
+        b, dt = g.shape[0], g.dtype
+        nphi, nt = self.n_phi, self.n_theta
+        dout = g.shape[1]
+        gt = scratch("tg", (dout + 1, b), g)
+        gt[:dout].copy_(g.t())
+        gt[dout].zero_()
+        plo, pho = self.const("plo", dt), self.const("pho", dt)  # (Mo, nt, Lo+1), (nphi, Mo)
+        r = self.nclso * self.C * b
+        zc = scratch("tz", (self.go_t.shape[0], b), g)
+        torch.index_select(gt, 0, self.go_t, out=zc)
+        bm = scratch("tbm", (plo.shape[0], nt, r), g)
+        torch.bmm(plo, zc.view(plo.shape[0], plo.shape[2], r), out=bm)
+        h = scratch("th", (nphi, nt * r), g)
+        torch.mm(pho, bm.view(plo.shape[0], nt * r), out=h)
+        h = h.view(nphi, nt, self.nclso, self.C, b)
+        grids = (self._grid_into(x1, 0).view(nphi, nt, self.ncls1, self.C, b)
+                 if outs[1] is not None else None,
+                 self._grid_into(x2, 1).view(nphi, nt, self.ncls2, self.C2, b)
+                 if outs[0] is not None else None)
+        for side in (0, 1):
+            if outs[side] is None:
+                continue
+            other = grids[1 - side]
+            ncls, ch = (self.ncls1, self.C) if side == 0 else (self.ncls2, self.C2)
+            ctf = scratch("tf", (nphi, nt, ncls, ch, b), g)
+            ctf.zero_()
+            for pair in self.pairs:
+                hk, ok = h[:, :, pair[2]], other[:, :, pair[1 - side]]
+                if hk.shape[2] == ch:  # in place: a fresh term would fault its pages again
+                    ctf[:, :, pair[side]].addcmul_(hk, ok)
+                else:  # one x2 channel broadcast over the channels of x1: summed over them
+                    ctf[:, :, pair[side]] += (hk * ok).sum(dim=2, keepdim=True)
+            pl = self.const("pl1" if side == 0 else "pl2", dt)  # (M, L+1, nt)
+            ph = self.const("ph1" if side == 0 else "ph2", dt)  # (M, nphi)
+            rr = ncls * ch * b
+            a = scratch("ta", (ph.shape[0], nt * rr), g)
+            torch.mm(ph, ctf.view(nphi, nt * rr), out=a)
+            rows = pl.shape[0] * pl.shape[1] * ncls * ch
+            cp = scratch("tc", (rows + 1, b), g)
+            torch.bmm(pl, a.view(ph.shape[0], nt, rr), out=cp[:rows].view(pl.shape[0],
+                                                                          pl.shape[1], rr))
+            cp[rows].zero_()
+            idx = self.g1_t if side == 0 else self.g2_t
+            y = scratch("ty", (idx.shape[0], b), g)
+            torch.index_select(cp, 0, idx, out=y)
+            outs[side].copy_(y.t())
 
     def _to_grid(self, x: torch.Tensor, g: torch.Tensor, plt: torch.Tensor, t: torch.Tensor):
         """``x: (B, dim)`` -> grid values ``(n_phi, n_theta, ncls * ch * B)``."""
