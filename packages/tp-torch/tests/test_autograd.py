@@ -231,3 +231,23 @@ def test_function_product_chunks(name, method, rng, monkeypatch):
     build = _module.build_kernel
     monkeypatch.setattr(_module, "build_kernel", lambda d, m, dev, t=None: build(d, m, dev, tuning))
     _check_chunked(name, method, 23, rng)
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_grid_chunks_over_threads(threads, rng, monkeypatch):
+    """The grid GTP's chunk loop (``_GridProduct``) at one torch thread and split over two
+    Python threads: the same forward and gradients as the reference, and torch's thread count
+    restored afterwards."""
+    from tp_spec import plan as tp_plan
+    from tp_torch import _module
+
+    tuning = tp_plan.Tuning(function_chunk_entries=1, function_chunk_min_rows=7)
+    build = _module.build_kernel
+    monkeypatch.setattr(_module, "build_kernel", lambda d, m, dev, t=None: build(d, m, dev, tuning))
+    before = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        _check_chunked("gtp_all_pairs", "grid", 23, rng)
+        assert torch.get_num_threads() == threads
+    finally:
+        torch.set_num_threads(before)
