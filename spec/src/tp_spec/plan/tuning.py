@@ -130,8 +130,11 @@ class Tuning:
     batch_last_max_n3: int = 400
 
     #: JAX ``fused`` scalar regime: batch rows per ``lax.map`` chunk (one chunk's intermediates
-    #: stay in the L2 cache).
-    jax_scalar_chunk_rows: int = 256
+    #: stay in the L2 cache). MIMO, batch 10,000, one thread, interleaved in one process,
+    #: forward+backward ms at 128 / 256 rows: uvw L = 2 9.9 / 12.8, L = 6 421 / 541; full L = 3
+    #: 35 / 44, L = 6 571 / 628 (full L = 6 forward 174 / 239, its 2,401 outputs per row); the
+    #: other sizes within 7%.
+    jax_scalar_chunk_rows: int = 128
     #: Order-blocked scalar layout (``ScalarPlan.order_blocks``, run by tp_jax): a bucket's padded
     #: batched GEMM may cost this much more than its order groups' own GEMMs.
     jax_bucket_slack: float = 0.35
