@@ -180,21 +180,35 @@ class FunctionProductKernel(Kernel):
     def _scale(x: torch.Tensor, w: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return x * (w.index_select(0, idx) if w.dim() == 1 else w.index_select(1, idx))
 
+    #: whether :meth:`_one_form` runs the product (set by an executor that has one)
+    one_form = False
+
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
         if not self.active:
             return x1.new_zeros((x1.shape[0], self.d.irreps_out.dim))
+        # torch.func transforms, forward mode, compile and tracing: torch ops, which each of
+        # them differentiates, batches or traces itself
+        form = self.one_form and not plain_autograd(x1, x2, w) and not (
+            torch.compiler.is_compiling() or torch.jit.is_tracing())
         weighted = self.weighted and w is not None
         if weighted:
             x1, x2 = self._scale(x1, w, self.widx1), self._scale(x2, w, self.widx2)
         t = self.plan.tuning
         rows = chunk_rows(x1, self.plan.row_entries, t.function_chunk_entries,
                           t.function_chunk_min_rows)
-        if rows is None:
+        out = self._one_form(x1, x2, rows) if form else None
+        if out is None and rows is None:
             out = self._product(x1, x2)
-        else:  # split, not slices: the backward concatenates the chunks' gradients once
+        elif out is None:  # split, not slices: the backward concatenates the chunk gradients
             out = torch.cat([self._product(a, c)
                              for a, c in zip(x1.split(rows), x2.split(rows), strict=True)])
         return self._scale(out, w, self.widx3) if weighted else out
+
+    def _one_form(self, x1: torch.Tensor, x2: torch.Tensor, rows: int | None
+                  ) -> torch.Tensor | None:
+        """The product of weighted inputs as one autograd Function over the batch, in chunks of
+        ``rows`` rows (None: one piece), or None where this call runs :meth:`_product`."""
+        return None
 
     def _product(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         """The product of weighted inputs ``(B, dim1)``, ``(B, dim2)`` -> ``(B, dim_out)``."""

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 from tp_spec.plan.gtp import FourierPlan, GridPlan, permute_flat_index
 
-from ._common import FunctionProductKernel, chunk_rows, plain_autograd, scratch
+from ._common import FunctionProductKernel, scratch
 
 __all__ = ["EXECUTORS", "FourierExecutor", "GTPKernel", "GridExecutor"]
 
@@ -131,10 +131,11 @@ class GridExecutor(GTPKernel):
     the plan's ``(class, m, l, channel)`` layout is held as ``(m, l, class, channel)`` so
     that each step is one matmul over columns ``class * channel * B``."""
 
+    #: run the CPU product as one :class:`_GridProduct` (False: torch ops per chunk)
+    one_form = True
+
     def __init__(self, plan: GridPlan) -> None:
         super().__init__(plan)
-        #: run the CPU product as one :class:`_GridProduct` (False: torch ops per chunk)
-        self.one_form = True
         if not self.active:
             return
         self.n_theta, self.n_phi = plan.n_theta, plan.n_phi
@@ -165,22 +166,11 @@ class GridExecutor(GTPKernel):
         self.add_index("g2_t", _inverse(g2, self.d.irreps_in2.dim, g2.size))
         self.add_index("go_t", _inverse(go, int(np.prod(shape)), self.d.irreps_out.dim))
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None
-                ) -> torch.Tensor:
-        rows = None
-        if self.one_form and self.active and x1.device.type == "cpu" \
-                and not (torch.compiler.is_compiling() or torch.jit.is_tracing()) \
-                and not plain_autograd(x1, x2, w):
-            t = self.plan.tuning
-            rows = chunk_rows(x1, self.plan.row_entries, t.function_chunk_entries,
-                              t.function_chunk_min_rows) or max(x1.shape[0], 1)
-        if rows is None:  # torch ops, autograd records each (GPU, compile, torch.func)
-            return super().forward(x1, x2, w)
-        weighted = self.weighted and w is not None
-        if weighted:
-            x1, x2 = self._scale(x1, w, self.widx1), self._scale(x2, w, self.widx2)
-        out = _GridProduct.apply(x1, x2, self, rows)
-        return self._scale(out, w, self.widx3) if weighted else out
+    def _one_form(self, x1: torch.Tensor, x2: torch.Tensor, rows: int | None
+                  ) -> torch.Tensor | None:
+        if x1.device.type != "cpu":  # the chunk loop and its scratch buffers are for CPU
+            return None
+        return _GridProduct.apply(x1, x2, self, rows or max(x1.shape[0], 1))
 
     # ------------------------------------------------------------- chunked, in scratch buffers
     def _grid_into(self, x: torch.Tensor, side: int) -> torch.Tensor:

@@ -30,7 +30,7 @@ from tp_spec.plan.mtp import DenseMTPPlan, MTPPlan, SparseMTPPlan
 
 from ._bilinear import Term, bilinear
 from ._bmm import matprod
-from ._common import FunctionProductKernel, chunk_rows, plain_autograd
+from ._common import FunctionProductKernel
 
 __all__ = ["EXECUTORS", "MTPDense", "MTPSparse"]
 
@@ -203,19 +203,10 @@ class MTPSparse(_MTPBase):
             read = rows[:, :-1] if plan.out_index is None else rows[:, plan.out_index]
         self.add_const("fmo", read)
 
-    def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
-        if not (self.active and self.one_form) or plain_autograd(x1, x2, w) or (
-                torch.compiler.is_compiling() or torch.jit.is_tracing()):
-            return super().forward(x1, x2, w)
-        weighted = self.weighted and w is not None
-        if weighted:
-            x1, x2 = self._scale(x1, w, self.widx1), self._scale(x2, w, self.widx2)
-        t, dt = self.plan.tuning, x1.dtype
-        rows = chunk_rows(x1, self.plan.row_entries, t.function_chunk_entries,
-                          t.function_chunk_min_rows)
+    def _one_form(self, x1: torch.Tensor, x2: torch.Tensor, rows: int | None) -> torch.Tensor:
+        dt = x1.dtype
         mats = (self.const("fm1", dt), self.const("fm2", dt), self.const("fmo", dt))
-        out = bilinear(x1, x2, mats, self.terms, self.n, self.batch_last, rows)
-        return self._scale(out, w, self.widx3) if weighted else out
+        return bilinear(x1, x2, mats, self.terms, self.n, self.batch_last, rows)
 
     def _product(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:
         if not self.tr:

@@ -24,6 +24,7 @@ import numpy as np
 from ..symmetric_basis import symmetrized
 from ..symmetric_contraction import (
     SymmetricContractionDescriptor,
+    _readonly,
     channels_last,
     check_inputs,
     split_weights,
@@ -39,12 +40,6 @@ __all__ = [
     "suffix_plan",
     "weights_first",
 ]
-
-
-def _readonly(a: np.ndarray) -> np.ndarray:
-    a = np.ascontiguousarray(a, dtype=np.float64)
-    a.flags.writeable = False
-    return a
 
 
 @dataclass(frozen=True, eq=False)
