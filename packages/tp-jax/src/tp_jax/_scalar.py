@@ -31,7 +31,7 @@ sample; docs/numerics.md). The folded regime runs this per channel, with the sam
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
@@ -112,6 +112,7 @@ def _unweighted(plan: ScalarPlan, dt) -> Bilinear:
     JAX's of the unsplit layout (fewer, larger GEMMs), neither recomputing the forward."""
     d = plan.descriptor
     dims = (d.irreps_in1.dim, d.irreps_in2.dim, d.irreps_out.dim)
+
     def fwd(x1t: jax.Array, x2t: jax.Array) -> jax.Array:  # the tables built per trace
         return _body(plan, None, dt, split=True)(x1t, x2t)
 
@@ -129,11 +130,8 @@ def _unweighted(plan: ScalarPlan, dt) -> Bilinear:
 def _run_blocks(plan: ScalarPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
     n, dt = x1.shape[0], x1.dtype
     if w is None and plan.descriptor.weight_numel == 0:
-        fns = _unweighted(plan, jnp.dtype(dt))
-
-        def body(a, b):
-            return bilinear(fns, a, b)
-        step_body = body  # its residuals are the chunk's inputs already
+        body = step_body = partial(bilinear, _unweighted(plan, jnp.dtype(dt)))  # residuals:
+        # the chunk's inputs already, no checkpoint needed
     else:
         body = _body(plan, w, dt)
         # checkpoint: reverse mode recomputes a chunk's products (cheap, in cache) instead of
