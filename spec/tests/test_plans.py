@@ -170,24 +170,3 @@ def test_execute_validates_shapes_before_running():
     with pytest.raises(spec.ShapeError):
         plan.execute(p, np.zeros((2, d.irreps_in1.dim + 1)), np.zeros((2, d.irreps_in2.dim)),
                      np.zeros(d.weight_numel))
-
-
-def test_channelwise_tangent_blocks_share_a_contraction_while_its_zeros_stay_few():
-    # MACE-large's product: 128x(0e + 1o + 2e) x (0e + 1o + 2e + 3o) -> 0e, 1o, 2e, 3o. Output
-    # columns per x1 block (sum of 2l_out + 1 over its paths): 0e 16, 1o 24, 2e 31; entries used
-    # (d1 times those): 16, 72, 155. 0e + 1o: dense 4 x 40 = 160 <= 2 x 88; with 2e:
-    # 9 x 71 = 639 > 2 x 243.
-    d = spec.cgtp("128x0e + 128x1o + 128x2e", "0e + 1o + 2e + 3o", "0e + 1o + 2e + 3o",
-                  mode="uvu")
-    assert plan.plan(d, "fused").tangent_blocks == ((0, 1), (2,))
-    assert plan.plan(d, "fused", Tuning(tangent_max_waste=3.0)).tangent_blocks == ((0, 1, 2),)
-    assert plan.plan(d, "fused", Tuning(tangent_max_waste=1.0)).tangent_blocks == (
-        (0,), (1,), (2,))
-    assert plan.plan(d, "fused", Tuning(tangent_small_entries=639)).tangent_blocks == (
-        (0, 1, 2),)
-    # NequIP aspirin: 8 x 22 = 176 dense entries, one group whatever the waste (3.5).
-    d = spec.cgtp("64x0o + 64x0e + 64x1o + 64x1e", "0e + 1o", "0o + 0e + 1o + 1e", mode="uvu")
-    assert plan.plan(d, "fused").tangent_blocks == ((0, 1, 2, 3),)
-    # Each multiplicity is its own group.
-    d = spec.cgtp("6x0e + 5x1o", "0e + 1o", mode="uvu")
-    assert plan.plan(d, "fused").tangent_blocks == ((0,), (1,))

@@ -1,27 +1,46 @@
 """The ``fused`` CGTP runner of the ``"channelwise"`` regime
 (:class:`tp_spec.plan.fused.ChannelwisePlan`: every path ``uvu`` with ``mul_in2 == 1``, the
-MACE/NequIP shape).
+MACE/NequIP shape), as a :mod:`tp_jax._multilinear` primitive: the product and its transposes
+written out, so every derivative order runs these functions and none is JAX's transpose of
+another.
 
-Per x1 block ``M = x2 @ K_g`` ``(B, d1, S)`` (every path of the block that is not a scale
-path); a path's product ``(B, m1, d1) @ M[..., c0:c1]`` is read as the columns ``c0:c1`` of one
-batched product ``(B, m1, d1) @ M`` per block (in XLA one batched dot per block runs faster
-than one per path: NequIP shape, batch 2,000, shared weights, forward + backward 43 ms against
-51 ms, double backward 23 ms against 92 ms; per-edge weights in the MACE-like convolution,
-1,000 nodes x 30,000 edges, one thread, forward / forward + backward / force training 549 /
-1752 / 3895 ms against 482 / 1485 / 3608 ms), times its weights into its output block (shared:
-expanded to the block; per sample: ``(B, m1, 1)``); a scale path (degree-0 x2 block) is the
-flat multiply ``c x2_j x1``. The plan's zero padding of the contraction (``kp > d1``, for
-torch's matmul dispatch) is dropped: only the first ``d1`` rows of ``K_g`` are used.
+**Product** (:func:`_product`, per x1 block). ``M = x2 @ K_g`` ``(B, d1, S)`` (every path of
+the block that is not a scale path); a path's product ``(B, m1, d1) @ M[..., c0:c1]`` is read
+as the columns ``c0:c1`` of one batched product ``(B, m1, d1) @ M`` per block (in XLA one
+batched dot per block runs faster than one per path), times its weights into its output block
+(shared: expanded to the block; per sample: ``(B, m1, 1)``); a scale path (degree-0 x2 block)
+is the flat multiply ``c x2_j x1``. The plan's zero padding of the contraction (``kp > d1``,
+for torch's matmul dispatch) is dropped: only the first ``d1`` rows of ``K_g`` are used.
+
+**Transposes** (:class:`_Transposes`), path by path in the blocks' own ``(B, U, d)`` layout,
+with ``M_p = (x2 @ K)[:, cols_p]`` ``(B, d1, d3)`` (``K`` every path's CG block, one GEMM):
+
+* x1: ``w_p (ct_p @ M_p^T)`` summed into the path's x1 block, each ``@`` a sum of ``d3``
+  broadcast products (one fused loop; a batched dot of these small per-row matrices, one call
+  per row, ran 4x slower in XLA on CPU);
+* weights: ``sum_i x1_p (ct_p @ M_p^T)`` over ``i`` (and the rows for shared weights): the same
+  ``ct_p @ M_p^T``, shared with the x1 gradient where both are asked for;
+* x2: per x1 block one batched ``X^T @ [w_p ct_p ...]`` over its paths' weighted cotangents
+  side by side (one dot per path ran 2x slower), cut into the paths' ``(d1, d3)`` and
+  contracted with ``K^T``.
+
+Unweighted paths among weighted ones make the product affine in the weights; it is linear in
+``[w, 1]``, the primitive's weight slot (the 1: every unweighted path's weight), whose last
+gradient entry is the unweighted paths' products against the cotangent.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 from tp_spec.plan.fused import ChannelwisePlan
 
-from ._channelwise_tangent import channelwise_tangent
 from ._fused_blocks import add_block, assemble, block
+from ._multilinear import Multilinear, Slot, multilinear
 from ._ops import const, einsum, ix
 
 __all__ = ["run_channelwise"]
@@ -29,34 +48,21 @@ __all__ = ["run_channelwise"]
 
 def run_channelwise(plan: ChannelwisePlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
     """``x1 (B, dim1)``, ``x2 (B, dim2)``, ``w`` None / ``(numel,)`` / ``(B, numel)`` ->
-    ``(B, dim_out)``: :func:`_product`, differentiated through
-    :func:`tp_jax._channelwise_tangent.channelwise_tangent` (a ``jax.custom_jvp``: forward
-    mode runs that tangent, reverse mode its transpose). Per-sample weights are differentiated
-    through :func:`_product` itself (there the tangent's layout is slower in reverse mode)."""
-    if w is not None and w.ndim == 2:
-        return _product(plan, x1, x2, w)
-
-    @jax.custom_jvp
-    def f(a: jax.Array, c: jax.Array, *ws: jax.Array) -> jax.Array:
-        return _product(plan, a, c, ws[0] if ws else None)
-
-    def f_jvp(primals: tuple, tangents: tuple) -> tuple[jax.Array, jax.Array]:
-        a, c, *ws = primals
-        ta, tc, *tws = tangents
-        out = f(*primals)
-        wv, tw = (ws[0], tws[0]) if ws else (None, None)
-        return out, channelwise_tangent(plan, a, c, wv, ta, tc, tw)
-
-    f.defjvp(f_jvp, symbolic_zeros=True)
-    return f(x1, x2) if w is None else f(x1, x2, w)
+    ``(B, dim_out)``. The product is affine in ``w`` where unweighted paths are present; it is
+    linear in ``[w, 1]`` (the 1: the weight of every unweighted path), the primitive's slot."""
+    if w is None:
+        return multilinear(_primitive(plan, jnp.dtype(x1.dtype), None), x1, x2)
+    fns = _primitive(plan, jnp.dtype(x1.dtype), "shared" if w.ndim == 1 else "per_sample")
+    return multilinear(fns, x1, x2, jnp.concatenate([w, jnp.ones(w.shape[:-1] + (1,), w.dtype)],
+                                                    axis=-1))
 
 
 def _product(plan: ChannelwisePlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
-    """The product: ``(B, dim1)``, ``(B, dim2)``, weights -> ``(B, dim_out)``."""
+    """The product: ``(B, dim1)``, ``(B, dim2)``, ``[w, 1]`` ``(numel + 1,)`` or
+    ``(B, numel + 1)`` (or None) -> ``(B, dim_out)``."""
     per_sample = w is not None and w.ndim == 2
     d, b, dt = plan.descriptor, x1.shape[0], x1.dtype
-    wexp = (None if w is None or per_sample
-            else jnp.concatenate([w, jnp.ones((1,), dt)])[ix(plan.widx)])
+    wexp = None if w is None or per_sample else w[ix(plan.widx)]
     blocks: dict[int, jax.Array] = {}
     for (i1, mul1, kp, s_tot, cols), kg in zip(plan.groups, plan.kg, strict=True):
         d1 = d.irreps_in1[i1].ir.dim
@@ -75,9 +81,159 @@ def _product(plan: ChannelwisePlan, x1: jax.Array, x2: jax.Array, w: jax.Array |
             else:
                 y = y_all[:, :, c0:c1].reshape(b, size)
             if per_sample:
-                if p.has_weight:
-                    y = (y.reshape(b, mul1, -1) * w[:, p.weight_slice, None]).reshape(b, size)
+                wp = (w[:, p.weight_slice, None] if p.has_weight and p.weight_numel
+                      else w[:, -1:, None])
+                y = (y.reshape(b, mul1, -1) * wp).reshape(b, size)
             elif wexp is not None:
                 y = y * wexp[w0:w0 + size]
             add_block(blocks, p.i_out, y)
     return assemble(d, blocks, b, dt)
+
+
+@dataclass(frozen=True)
+class _Path:
+    """One path's static layout: ``mul`` (``U``), ``d1``, ``d3``; the columns of its x1 block
+    ``x1``, its output block ``out``, its weights ``w`` in ``[w, 1]`` (None: unweighted, the 1)
+    and of its ``M (B, d1 * d3)`` in ``x2 @ K``, ``m``; ``i1``: its x1 block."""
+
+    mul: int
+    d1: int
+    d3: int
+    x1: slice
+    out: slice
+    w: slice | None
+    m: slice
+    i1: int
+
+
+class _Transposes:
+    """The product's transposes path by path (module docstring) at one dtype: ``k
+    (dim2, sum d1 d3)`` every path's CG block, so that ``M = x2 @ k`` holds every path's
+    ``(d1, d3)`` matrix per row."""
+
+    def __init__(self, plan: ChannelwisePlan, dt) -> None:
+        d = self.descriptor = plan.descriptor
+        self.dt, self.numel = dt, d.weight_numel
+        off2 = [s.start for s in d.irreps_in2.slices()]
+        sizes = [p.ir_in1.dim * p.ir_out.dim for p in d.paths]
+        starts = np.cumsum([0, *sizes]).tolist()
+        k = np.zeros((d.irreps_in2.dim, starts[-1]))
+        self.paths: list[_Path] = []
+        for n, p in enumerate(d.paths):
+            kn = plan.k[n]  # (d2, d1 * d3)
+            k[off2[p.i_in2]:off2[p.i_in2] + kn.shape[0], starts[n]:starts[n + 1]] = kn
+            weighted = p.has_weight and p.weight_numel
+            self.paths.append(_Path(p.mul_in1, p.ir_in1.dim, p.ir_out.dim,
+                                    d.irreps_in1.slices()[p.i_in1],
+                                    d.irreps_out.slices()[p.i_out],
+                                    p.weight_slice if weighted else None,
+                                    slice(starts[n], starts[n + 1]), p.i_in1))
+        self.k = k
+
+    def _m(self, x2: jax.Array) -> jax.Array:
+        return einsum("bj,jk->bk", x2, const(self.k, self.dt))
+
+    @staticmethod
+    def _blk(x: jax.Array, cols: slice, mul: int, dim: int) -> jax.Array:
+        """Columns ``cols`` of ``x`` as ``(B, mul, dim)``."""
+        return x[:, cols].reshape(x.shape[0], mul, dim)
+
+    @staticmethod
+    def _mat(m: jax.Array, q: _Path) -> jax.Array:
+        return m[:, q.m].reshape(m.shape[0], q.d1, q.d3)
+
+    def _w(self, w: jax.Array | None, q: _Path) -> jax.Array | None:
+        """The path's weights, broadcastable to ``(B, U, 1)``."""
+        if w is None:
+            return None
+        piece = w[..., q.w] if q.w is not None else w[..., -1:]
+        return piece[..., None] if w.ndim == 2 else piece[:, None]
+
+    def _g(self, ct: jax.Array, w: jax.Array | None, q: _Path) -> jax.Array:
+        """The path's output cotangent times its weights ``(B, U, d3)``."""
+        g = self._blk(ct, q.out, q.mul, q.d3)
+        wq = self._w(w, q)
+        return g if wq is None else g * wq
+
+    @staticmethod
+    def _apply(x: jax.Array, m: jax.Array) -> jax.Array:
+        """``x (B, U, d1) @ m (B, d1, d3)`` per row as a sum of ``d1`` broadcast products (one
+        fused loop in XLA; a batched dot of these small matrices runs 4x slower on CPU)."""
+        out = x[:, :, 0:1] * m[:, None, 0, :]
+        for i in range(1, m.shape[1]):
+            out = out + x[:, :, i:i + 1] * m[:, None, i, :]
+        return out
+
+    def _h(self, ct: jax.Array, m: jax.Array, q: _Path) -> jax.Array:
+        """``ct_p @ M_p^T`` ``(B, U, d1)``: the path's unweighted x1 gradient (shared by the x1
+        and weight gradients)."""
+        return self._apply(self._blk(ct, q.out, q.mul, q.d3), jnp.swapaxes(self._mat(m, q), 1, 2))
+
+    def grad_x1(self, x2: jax.Array, w: jax.Array | None, ct: jax.Array) -> jax.Array:
+        m, blocks = self._m(x2), {}
+        for q in self.paths:
+            h, wq = self._h(ct, m, q), self._w(w, q)
+            add_block(blocks, q.i1, h if wq is None else h * wq)
+        return assemble(self.descriptor, blocks, ct.shape[0], self.dt, in1=True)
+
+    def grad_x2(self, x1: jax.Array, w: jax.Array | None, ct: jax.Array) -> jax.Array:
+        """Per x1 block one batched ``X^T @ [G_p ...]`` over its paths' weighted cotangents
+        (one dot per path runs 2x slower), cut into the paths' ``(d1, d3)``, then ``@ K^T``."""
+        b = ct.shape[0]
+        dm: dict[int, jax.Array] = {}
+        by_block: dict[int, list[int]] = {}
+        for n, q in enumerate(self.paths):
+            by_block.setdefault(q.i1, []).append(n)
+        for ns in by_block.values():
+            qs = [self.paths[n] for n in ns]
+            gs = [self._g(ct, w, q) for q in qs]
+            g = jnp.concatenate(gs, axis=2) if len(gs) > 1 else gs[0]
+            t = einsum("bui,bus->bis", self._blk(x1, qs[0].x1, qs[0].mul, qs[0].d1), g)
+            cols = np.cumsum([0] + [q.d3 for q in qs]).tolist()
+            for c, n in enumerate(ns):
+                dm[n] = t[:, :, cols[c]:cols[c + 1]].reshape(b, -1)
+        parts = [dm[n] for n in range(len(self.paths))]
+        flat = jnp.concatenate(parts, axis=1) if len(parts) > 1 else parts[0]
+        return einsum("bk,jk->bj", flat, const(self.k, self.dt))
+
+    def grad_w(self, x1: jax.Array, x2: jax.Array, ct: jax.Array, per_sample: bool
+               ) -> jax.Array:
+        """The gradient of ``[w, 1]``: ``(numel + 1,)`` or ``(B, numel + 1)`` (the last entry:
+        the unweighted paths' products against the cotangent)."""
+        b, m = ct.shape[0], self._m(x2)
+        lead = (b,) if per_sample else ()
+        pieces: dict[int, jax.Array] = {}
+        last = jnp.zeros(lead, self.dt)
+        for q in self.paths:
+            g = (self._blk(x1, q.x1, q.mul, q.d1) * self._h(ct, m, q)).sum(axis=2)  # (B, U)
+            g = g if per_sample else g.sum(axis=0)
+            if q.w is None:
+                last = last + g.sum(axis=-1)
+            else:
+                pieces[q.w.start] = g
+        parts, pos = [], 0
+        for start in sorted(pieces):
+            if start > pos:
+                parts.append(jnp.zeros(lead + (start - pos,), self.dt))
+            parts.append(pieces[start])
+            pos = start + pieces[start].shape[-1]
+        if pos < self.numel:
+            parts.append(jnp.zeros(lead + (self.numel - pos,), self.dt))
+        return jnp.concatenate([*parts, last[..., None]], axis=-1)
+
+
+@lru_cache(maxsize=128)
+def _primitive(plan: ChannelwisePlan, dt, weights: str | None) -> Multilinear:
+    """The product as a :mod:`tp_jax._multilinear` primitive: slots ``x1, x2[, w], out``;
+    ``weights`` None, ``"shared"`` or ``"per_sample"``."""
+    d, t = plan.descriptor, _Transposes(plan, dt)
+    slots = [Slot(d.irreps_in1.dim), Slot(d.irreps_in2.dim)]
+    if weights is None:
+        fns = (lambda x2, ct: t.grad_x1(x2, None, ct), lambda x1, ct: t.grad_x2(x1, None, ct),
+               lambda x1, x2: _product(plan, x1, x2, None))
+    else:
+        per_sample = weights == "per_sample"
+        slots.append(Slot(d.weight_numel + 1, 0 if per_sample else None))
+        fns = (t.grad_x1, t.grad_x2, lambda x1, x2, ct: t.grad_w(x1, x2, ct, per_sample),
+               lambda x1, x2, w: _product(plan, x1, x2, w))
+    return Multilinear(fns=fns, slots=(*slots, Slot(d.irreps_out.dim)))

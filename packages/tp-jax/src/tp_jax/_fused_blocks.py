@@ -33,10 +33,12 @@ def path_weight(p: tp_spec.Path, w: jax.Array | None, dtype) -> tuple[jax.Array,
     return blk.reshape((w.shape[0],) + shape), True
 
 
-def assemble(d: CGTPDescriptor, blocks: dict[int, jax.Array], n: int, dtype) -> jax.Array:
-    """Concatenate per-output-block results ``(N, mul, 2l+1)`` into ``(N, irreps_out.dim)``."""
+def assemble(d: CGTPDescriptor, blocks: dict[int, jax.Array], n: int, dtype, in1: bool = False
+             ) -> jax.Array:
+    """Concatenate per-output-block results ``(N, mul, 2l+1)`` into ``(N, irreps_out.dim)``
+    (``in1``: per-x1-block results into ``(N, irreps_in1.dim)``); missing blocks are zero."""
     parts = []
-    for i, (mul, ir) in enumerate(d.irreps_out):
+    for i, (mul, ir) in enumerate(d.irreps_in1 if in1 else d.irreps_out):
         if mul * ir.dim == 0:
             continue
         blk = blocks.get(i)

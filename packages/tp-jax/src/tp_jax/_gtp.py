@@ -11,7 +11,7 @@ and output blocks per channel.
 with quadrature weights; a large batch in ``lax.map`` chunks of ``GTPPlan.chunk_rows`` rows
 (each chunk's grids stay in cache). Its derivatives are the product's own transposes, run as
 forward transforms with the transposed tables (:func:`_grid_core`, a
-:mod:`tp_jax._bilinear` primitive). ``fourier``: the plan's dense
+:mod:`tp_jax._multilinear` primitive). ``fourier``: the plan's dense
 SH -> Fourier table as one real GEMM onto ``[Re | Im]`` of the spectrum, a 2D FFT
 convolution, the projection back as one real GEMM from ``[Re | Im]``.
 
@@ -21,16 +21,16 @@ class, so a non-finite input entry may reach every output of its sample (docs/nu
 
 from __future__ import annotations
 
-from functools import lru_cache
+from functools import lru_cache, partial
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from tp_spec.plan.gtp import FourierPlan, GridPlan, GTPPlan
 
-from ._bilinear import Bilinear, bilinear
 from ._channels import finish, with_zero_column
 from ._mtp import chunked
+from ._multilinear import Multilinear, Slot, multilinear
 from ._ops import const, einsum, ix
 from ._rows import col_take
 
@@ -126,17 +126,17 @@ def run_grid(p: GridPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None) -> 
 @lru_cache(maxsize=64)
 def _grid_core(p: GridPlan):
     """The bilinear grid product ``(x1, x2) -> y`` of one chunk (weights applied outside) as a
-    :func:`tp_jax._bilinear.bilinear` with explicit transposes (:func:`_grid_transpose`): the
+    :func:`tp_jax._multilinear.multilinear` with explicit transposes (:func:`_grid_transpose`): the
     transposed transforms run as forward transforms with the transposed tables, in the layouts
     XLA runs the forward in, and the index gathers transpose to gathers, not scatter-adds.
     Its residuals are the inputs: reverse mode recomputes their grids."""
     d = p.descriptor
-    fns = Bilinear(
-        b=lambda a, b: assemble(p, _grid_product(p, a, b), None),
-        t1=lambda x2, ct: _grid_transpose(p, None, x2, ct)[0],
-        t2=lambda x1, ct: _grid_transpose(p, x1, None, ct)[1],
-        dim1=d.irreps_in1.dim, dim2=d.irreps_in2.dim, dim_out=d.irreps_out.dim)
-    return lambda a, b: bilinear(fns, a, b)
+    fns = Multilinear(
+        fns=(lambda x2, ct: _grid_transpose(p, None, x2, ct)[0],
+             lambda x1, ct: _grid_transpose(p, x1, None, ct)[1],
+             lambda a, b: assemble(p, _grid_product(p, a, b), None)),
+        slots=(Slot(d.irreps_in1.dim), Slot(d.irreps_in2.dim), Slot(d.irreps_out.dim)))
+    return partial(multilinear, fns)
 
 
 def _grid_transpose(p: GridPlan, x1: jax.Array | None, x2: jax.Array | None, ct: jax.Array):

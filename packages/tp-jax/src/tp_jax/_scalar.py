@@ -11,7 +11,7 @@ fixed row gather is a ``row_take`` (:mod:`tp_jax._rows`) whose transpose is a ga
 reshape-sum, not a scatter-add, and the chunk step is ``jax.checkpoint``ed (the backward
 recomputes a chunk's products in cache instead of storing them for the batch).
 
-No weights (the full and elementwise CGTP): the chunk product is a :mod:`tp_jax._bilinear`
+No weights (the full and elementwise CGTP): the chunk product is a :mod:`tp_jax._multilinear`
 primitive. Its forward runs the split order blocks
 (:attr:`~tp_spec.plan.fused.ScalarPlan.order_blocks_split`: each order group cut into its
 connected blocks, one per input pair when every path writes its own output; 5-30x fewer
@@ -38,8 +38,8 @@ import jax.numpy as jnp
 import numpy as np
 from tp_spec.plan.fused import ScalarPlan
 
-from ._bilinear import Bilinear, bilinear
 from ._fused_blocks import assemble
+from ._multilinear import Multilinear, Slot, multilinear
 from ._ops import const, einsum, ix
 from ._rows import row_take
 
@@ -106,8 +106,8 @@ def _body(plan: ScalarPlan, w: jax.Array | None, dt, split: bool = False):
 
 
 @lru_cache(maxsize=128)
-def _unweighted(plan: ScalarPlan, dt) -> Bilinear:
-    """The unweighted chunk product (transposed layout) as a :mod:`tp_jax._bilinear`
+def _unweighted(plan: ScalarPlan, dt) -> Multilinear:
+    """The unweighted chunk product (transposed layout) as a :mod:`tp_jax._multilinear`
     primitive: the forward in the split order blocks (fewer multiply-adds), its transposes
     JAX's of the unsplit layout (fewer, larger GEMMs), neither recomputing the forward."""
     d = plan.descriptor
@@ -122,15 +122,15 @@ def _unweighted(plan: ScalarPlan, dt) -> Bilinear:
         f = (lambda x: unsplit(x, other)) if side == 0 else (lambda x: unsplit(other, x))
         return jax.linear_transpose(f, shape)(ct)[0]
 
-    return Bilinear(b=fwd, t1=lambda x2, ct: transpose(0, x2, ct),
-                    t2=lambda x1, ct: transpose(1, x1, ct), dim1=dims[0], dim2=dims[1],
-                    dim_out=dims[2], rows_axis=1)
+    return Multilinear(fns=(lambda x2, ct: transpose(0, x2, ct),
+                            lambda x1, ct: transpose(1, x1, ct), fwd),
+                       slots=tuple(Slot(n, rows_axis=1) for n in dims))
 
 
 def _run_blocks(plan: ScalarPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
     n, dt = x1.shape[0], x1.dtype
     if w is None and plan.descriptor.weight_numel == 0:
-        body = step_body = partial(bilinear, _unweighted(plan, jnp.dtype(dt)))  # residuals:
+        body = step_body = partial(multilinear, _unweighted(plan, jnp.dtype(dt)))  # residuals:
         # the chunk's inputs already, no checkpoint needed
     else:
         body = _body(plan, w, dt)

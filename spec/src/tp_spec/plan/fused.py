@@ -271,10 +271,7 @@ class ChannelwisePlan(Plan):
     the padded x1 block ``(m1, kp)``); ``[w, 1][widx]`` (unweighted paths read the 1).
     ``scale``: path -> ``(x2 column, CG factor)`` for paths with a degree-0 x2 block
     (``y = c x2_j x1``); ``scale_cols``: their x2 columns in ``groups``/``cols`` order;
-    ``wpos``: the weight indices of the weighted paths sorted by weight offset.
-    ``tangent_blocks``: the x1 blocks (each tuple one multiplicity, in irreps order) whose
-    blocks a layout-changing executor lays side by side in one contraction (see
-    :func:`tangent_blocks`)."""
+    ``wpos``: the weight indices of the weighted paths sorted by weight offset."""
 
     k: tuple[np.ndarray, ...]
     groups: tuple[tuple[int, int, int, int, tuple[tuple[int, int, int, int, int, int], ...]],
@@ -285,42 +282,6 @@ class ChannelwisePlan(Plan):
     scale: dict[int, tuple[int, float]]
     scale_cols: np.ndarray
     wpos: np.ndarray
-    tangent_blocks: tuple[tuple[int, ...], ...]
-
-
-def tangent_blocks(d, tuning: Tuning) -> tuple[tuple[int, ...], ...]:
-    """The x1 blocks with paths, grouped to share one contraction: per multiplicity, the blocks
-    in irreps order, all in one group when their dense ``(sum d1) x (sum d3)`` has at most
-    ``tuning.tangent_small_entries`` entries, else consecutive blocks merged while the group's
-    dense entries stay within ``tuning.tangent_max_waste`` times those its paths use
-    (``d1 * d3`` per path)."""
-    by_mul: dict[int, list[int]] = defaultdict(list)
-    s: dict[int, int] = defaultdict(int)
-    used: dict[int, int] = defaultdict(int)
-    for p in d.paths:
-        if p.i_in1 not in by_mul[p.mul_in1]:
-            by_mul[p.mul_in1].append(p.i_in1)
-        s[p.i_in1] += p.ir_out.dim
-        used[p.i_in1] += p.ir_in1.dim * p.ir_out.dim
-
-    def dense(blocks: list[int]) -> int:
-        return sum(d.irreps_in1[i].ir.dim for i in blocks) * sum(s[i] for i in blocks)
-
-    out: list[tuple[int, ...]] = []
-    for blocks in by_mul.values():
-        blocks.sort()
-        if dense(blocks) <= tuning.tangent_small_entries:
-            out.append(tuple(blocks))
-            continue
-        group: list[int] = []
-        for i in blocks:
-            if group and dense(group + [i]) > tuning.tangent_max_waste * sum(
-                    used[j] for j in group + [i]):
-                out.append(tuple(group))
-                group = []
-            group.append(i)
-        out.append(tuple(group))
-    return tuple(out)
 
 
 def build_channelwise(d, tuning: Tuning) -> ChannelwisePlan:
@@ -379,8 +340,7 @@ def build_channelwise(d, tuning: Tuning) -> ChannelwisePlan:
     return ChannelwisePlan(
         d, "fused", tuning, k, tuple(groups), tuple(kgs),
         np.concatenate(widx_l).astype(np.int64), np.concatenate(widxk_l).astype(np.int64),
-        scale, scale_cols, np.concatenate([t for _, t in wpos_l]) if wpos_l else _I64,
-        tangent_blocks(d, tuning))
+        scale, scale_cols, np.concatenate([t for _, t in wpos_l]) if wpos_l else _I64)
 
 
 def run_channelwise_numpy(plan: ChannelwisePlan, x1, x2, w):

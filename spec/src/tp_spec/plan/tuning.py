@@ -110,18 +110,6 @@ class Tuning:
     #: 512 214 / 886, 2,048 242 / 1090, unchunked 289 / 1255.
     conv_kernel_chunk_edges: int = 512
 
-    #: Channelwise tangent (JAX reverse mode): x1 blocks of one multiplicity are laid side by
-    #: side and share one contraction while its dense ``(sum d1) x (sum of the paths' 2l + 1)``
-    #: holds at most this many times the entries the paths use ...
-    tangent_max_waste: float = 2.0
-    #: ... or while all blocks of the multiplicity hold at most this many dense entries (then
-    #: fewer, larger dots win over the zeros). One thread, batch 2,000, fwd+bwd / double
-    #: backward against e3nn-jax in one run: NequIP benzene (8 blocks, waste 6.8 when all side
-    #: by side) 0.75 / 0.77x all side by side, 1.87 / 1.96x in pairs; MACE-large 1.52 / 1.66x,
-    #: 1.78 / 1.89x; NequIP aspirin (176 entries) 1.91 / 1.52x all side by side, 1.45 / 1.30x
-    #: in pairs.
-    tangent_small_entries: int = 256
-
     #: MTP ``sparse``: the transpose regime (one matrix read per output instead of two) from
     #: this matrix size ``n = 2 lt + 1`` (below, its concatenation and gather cost more).
     mtp_transpose_min_n: int = 7

@@ -1,0 +1,124 @@
+"""``tp_jax._multilinear``: the primitive's derivatives, through its hand-written functions,
+against JAX's own derivatives of the plain product, in every order users call (grad, jvp,
+forward over reverse, reverse over reverse) and under vmap; a bilinear product with row-wise
+slots and a trilinear one whose weights are shared by the rows."""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from tp_jax._multilinear import Multilinear, Slot, multilinear
+
+# y[n, k] = sum_ijl C[i, j, l, k] a[n, i] b[n, j] w[l]   (float64: conftest)
+_RNG = np.random.default_rng(3)
+C = jnp.asarray(_RNG.standard_normal((3, 4, 2, 5)))
+
+
+def plain2(a, b):
+    return jnp.einsum("ijk,ni,nj->nk", C[:, :, 0], a, b)
+
+
+def plain3(a, b, w):
+    return jnp.einsum("ijlk,ni,nj,l->nk", C, a, b, w)
+
+
+# the transposes written by hand, as a caller of ``multilinear`` writes them
+BI = Multilinear(fns=(lambda b, y: jnp.einsum("ijk,nj,nk->ni", C[:, :, 0], b, y),
+                      lambda a, y: jnp.einsum("ijk,ni,nk->nj", C[:, :, 0], a, y),
+                      plain2),
+                 slots=(Slot(3), Slot(4), Slot(5)))
+TRI = Multilinear(fns=(lambda b, w, y: jnp.einsum("ijlk,nj,l,nk->ni", C, b, w, y),
+                       lambda a, w, y: jnp.einsum("ijlk,ni,l,nk->nj", C, a, w, y),
+                       lambda a, b, y: jnp.einsum("ijlk,ni,nj,nk->l", C, a, b, y),
+                       plain3),
+                  slots=(Slot(3), Slot(4), Slot(2, rows_axis=None), Slot(5)))
+
+
+def prim2(a, b):
+    return multilinear(BI, a, b)
+
+
+def prim3(a, b, w):
+    return multilinear(TRI, a, b, w)
+
+
+CASES = {"bilinear": (prim2, plain2, 2), "trilinear": (prim3, plain3, 3)}
+
+
+def _inputs(n_args, n=6, seed=0):
+    r = np.random.default_rng(seed)
+    xs = [jnp.asarray(r.standard_normal((n, 3))), jnp.asarray(r.standard_normal((n, 4))),
+          jnp.asarray(r.standard_normal(2))]
+    return xs[:n_args], jnp.asarray(r.standard_normal((n, 5)))
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_value_and_first_derivatives(case):
+    prim, plain, k = CASES[case]
+    xs, c = _inputs(k)
+    np.testing.assert_allclose(prim(*xs), plain(*xs), rtol=1e-13)
+    loss = {f: (lambda *a, f=f: jnp.sum(c * f(*a))) for f in (prim, plain)}
+    for argnums in [*range(k), tuple(range(k))]:
+        got = jax.grad(loss[prim], argnums)(*xs)
+        want = jax.grad(loss[plain], argnums)(*xs)
+        for g, w in zip(jax.tree.leaves(got), jax.tree.leaves(want), strict=True):
+            np.testing.assert_allclose(g, w, rtol=1e-12)
+    ts, _ = _inputs(k, seed=1)
+    np.testing.assert_allclose(jax.jvp(prim, xs, ts)[1], jax.jvp(plain, xs, ts)[1], rtol=1e-12)
+
+
+@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("order", ["fwd_over_rev", "rev_over_rev"])
+def test_second_derivatives(case, order):
+    """The double backward of training with forces: d/dx of <v, d<c, f>/d(all inputs)>."""
+    prim, plain, k = CASES[case]
+    xs, c = _inputs(k)
+    vs, _ = _inputs(k, seed=2)
+    outs = []
+    for f in (prim, plain):
+        def grads(*a, f=f):
+            return jax.grad(lambda *b: jnp.sum(c * f(*b)), tuple(range(k)))(*a)
+        if order == "fwd_over_rev":
+            outs.append(jax.jvp(grads, xs, vs)[1])
+        else:
+            outs.append(jax.grad(lambda *a, f=f: sum(jnp.sum(g * v) for g, v in zip(
+                grads(*a, f=f), vs, strict=True)), tuple(range(k)))(*xs))
+    for g, w in zip(jax.tree.leaves(outs[0]), jax.tree.leaves(outs[1]), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-11)
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_vmap(case):
+    """Mapped row-wise operands join the rows; a mapped shared operand, or a shared result
+    (the weight gradient per mapped index), runs once per index."""
+    prim, plain, k = CASES[case]
+    xs, c = _inputs(k)
+    stack = jnp.stack([xs[0], 2 * xs[0]])
+    axes = (0,) + (None,) * (k - 1)
+    np.testing.assert_allclose(jax.vmap(prim, axes)(stack, *xs[1:]),
+                               jax.vmap(plain, axes)(stack, *xs[1:]), rtol=1e-13)
+    if k == 3:
+        ws = jnp.stack([xs[2], -xs[2], 3 * xs[2]])
+        np.testing.assert_allclose(jax.vmap(prim, (None, None, 0))(*xs[:2], ws),
+                                   jax.vmap(plain, (None, None, 0))(*xs[:2], ws), rtol=1e-13)
+        per = {f: jax.vmap(jax.grad(lambda a, f=f: jnp.sum(c * f(a, *xs[1:])) ** 2))
+               for f in (prim, plain)}
+        np.testing.assert_allclose(per[prim](stack), per[plain](stack), rtol=1e-12)
+        wgrad = {f: jax.vmap(jax.grad(lambda w, a, f=f: jnp.sum(c * f(a, xs[1], w)) ** 2),
+                             (None, 0)) for f in (prim, plain)}
+        np.testing.assert_allclose(wgrad[prim](xs[2], stack), wgrad[plain](xs[2], stack),
+                                   rtol=1e-12)
+
+
+def test_shape_errors():
+    (a, b), _ = _inputs(2)
+    with pytest.raises(ValueError, match=r"expected \(N, 3\) and \(N, 4\)"):
+        prim2(a, a[:, :3].repeat(2, axis=1)[:, :5])
+    with pytest.raises(ValueError, match="of one dtype"):
+        prim2(a, b.astype(jnp.float32))
+    with pytest.raises(ValueError, match=r"\(N, 3\) and \(N, 4\) and \(2,\)"):
+        prim3(a, b, jnp.ones((6, 2)))
+    with pytest.raises(ValueError, match="output slot must be row-wise"):
+        Multilinear(fns=BI.fns, slots=(Slot(3), Slot(4), Slot(5, rows_axis=None)))
