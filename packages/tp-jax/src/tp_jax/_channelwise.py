@@ -21,7 +21,7 @@ with ``M_p = (x2 @ K)[:, cols_p]`` ``(B, d1, d3)`` (``K`` every path's CG block,
 * weights: ``sum_i x1_p (ct_p @ M_p^T)`` over ``i`` (and the rows for shared weights): the same
   ``ct_p @ M_p^T``, shared with the x1 gradient where both are asked for;
 * x2: per x1 block one batched ``X^T @ [w_p ct_p ...]`` over its paths' weighted cotangents
-  side by side (one dot per path ran 2x slower), cut into the paths' ``(d1, d3)`` and
+  side by side (one dot per path ran 1.1-1.7x slower), cut into the paths' ``(d1, d3)`` and
   contracted with ``K^T``.
 
 Unweighted paths among weighted ones make the product affine in the weights; it is linear in
@@ -178,7 +178,8 @@ class _Transposes:
 
     def grad_x2(self, x1: jax.Array, w: jax.Array | None, ct: jax.Array) -> jax.Array:
         """Per x1 block one batched ``X^T @ [G_p ...]`` over its paths' weighted cotangents
-        (one dot per path runs 2x slower), cut into the paths' ``(d1, d3)``, then ``@ K^T``."""
+        (one dot per path runs 1.1-1.7x slower), cut into the paths' ``(d1, d3)``, then
+        ``@ K^T``."""
         b = ct.shape[0]
         dm: dict[int, jax.Array] = {}
         by_block: dict[int, list[int]] = {}
