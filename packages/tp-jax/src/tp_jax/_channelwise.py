@@ -13,7 +13,7 @@ is the flat multiply ``c x2_j x1``. The plan's zero padding of the contraction (
 for torch's matmul dispatch) is dropped: only the first ``d1`` rows of ``K_g`` are used.
 
 **Transposes** (:class:`_Transposes`), path by path in the blocks' own ``(B, U, d)`` layout,
-with ``M_p = (x2 @ K)[:, cols_p]`` ``(B, d1, d3)`` (``K`` every path's CG block, one GEMM):
+with ``M_p = (x2 @ K)[:, cols_p]`` ``(B, d1, d3)`` (``K``: the plan's ``k_paths``, one GEMM):
 
 * x1: ``w_p (ct_p @ M_p^T)`` summed into the path's x1 block, each ``@`` a sum of ``d3``
   broadcast products (one fused loop; a batched dot of these small per-row matrices, one call
@@ -107,28 +107,18 @@ class _Path:
 
 
 class _Transposes:
-    """The product's transposes path by path (module docstring) at one dtype: ``k
-    (dim2, sum d1 d3)`` every path's CG block, so that ``M = x2 @ k`` holds every path's
-    ``(d1, d3)`` matrix per row."""
+    """The product's transposes path by path (module docstring) at one dtype; ``M = x2 @ k``
+    (the plan's ``k_paths``) holds every path's ``(d1, d3)`` matrix per row."""
 
     def __init__(self, plan: ChannelwisePlan, dt) -> None:
         d = self.descriptor = plan.descriptor
-        self.dt, self.numel = dt, d.weight_numel
-        off2 = [s.start for s in d.irreps_in2.slices()]
-        sizes = [p.ir_in1.dim * p.ir_out.dim for p in d.paths]
-        starts = np.cumsum([0, *sizes]).tolist()
-        k = np.zeros((d.irreps_in2.dim, starts[-1]))
-        self.paths: list[_Path] = []
-        for n, p in enumerate(d.paths):
-            kn = plan.k[n]  # (d2, d1 * d3)
-            k[off2[p.i_in2]:off2[p.i_in2] + kn.shape[0], starts[n]:starts[n + 1]] = kn
-            weighted = p.has_weight and p.weight_numel
-            self.paths.append(_Path(p.mul_in1, p.ir_in1.dim, p.ir_out.dim,
-                                    d.irreps_in1.slices()[p.i_in1],
-                                    d.irreps_out.slices()[p.i_out],
-                                    p.weight_slice if weighted else None,
-                                    slice(starts[n], starts[n + 1]), p.i_in1))
-        self.k = k
+        self.dt, self.numel, self.k = dt, d.weight_numel, plan.k_paths
+        self.paths = [
+            _Path(p.mul_in1, p.ir_in1.dim, p.ir_out.dim, d.irreps_in1.slices()[p.i_in1],
+                  d.irreps_out.slices()[p.i_out],
+                  p.weight_slice if p.has_weight and p.weight_numel else None,
+                  slice(int(plan.k_cols[n]), int(plan.k_cols[n + 1])), p.i_in1)
+            for n, p in enumerate(d.paths)]
 
     def _m(self, x2: jax.Array) -> jax.Array:
         return einsum("bj,jk->bk", x2, const(self.k, self.dt))

@@ -271,7 +271,10 @@ class ChannelwisePlan(Plan):
     the padded x1 block ``(m1, kp)``); ``[w, 1][widx]`` (unweighted paths read the 1).
     ``scale``: path -> ``(x2 column, CG factor)`` for paths with a degree-0 x2 block
     (``y = c x2_j x1``); ``scale_cols``: their x2 columns in ``groups``/``cols`` order;
-    ``wpos``: the weight indices of the weighted paths sorted by weight offset."""
+    ``wpos``: the weight indices of the weighted paths sorted by weight offset.
+    ``k_paths (dim2, sum d1 d3)``: every path's ``k[n]`` side by side at its x2 block's rows
+    (zero elsewhere), so that one ``x2 @ k_paths`` holds every path's ``(d1, d3)`` matrix per
+    row, path ``n`` in the columns ``k_cols[n]:k_cols[n + 1]``."""
 
     k: tuple[np.ndarray, ...]
     groups: tuple[tuple[int, int, int, int, tuple[tuple[int, int, int, int, int, int], ...]],
@@ -282,6 +285,8 @@ class ChannelwisePlan(Plan):
     scale: dict[int, tuple[int, float]]
     scale_cols: np.ndarray
     wpos: np.ndarray
+    k_paths: np.ndarray
+    k_cols: np.ndarray
 
 
 def build_channelwise(d, tuning: Tuning) -> ChannelwisePlan:
@@ -290,6 +295,10 @@ def build_channelwise(d, tuning: Tuning) -> ChannelwisePlan:
     cgs = [folded_cg(p) for p in d.paths]
     # K[j, (i, k)] so that (x2 @ K).view(B, d1, d3) = sum_j C[i, j, k] x2[j]
     k = tuple(np.transpose(c, (1, 0, 2)).reshape(c.shape[1], -1) for c in cgs)
+    k_cols = np.cumsum([0] + [kn.shape[1] for kn in k]).astype(np.int64)
+    k_paths = np.zeros((dim2, int(k_cols[-1])))
+    for n, (p, kn) in enumerate(zip(d.paths, k, strict=True)):
+        k_paths[off2[p.i_in2]:off2[p.i_in2] + kn.shape[0], k_cols[n]:k_cols[n + 1]] = kn
     by_x1: dict[int, list[int]] = defaultdict(list)
     for n, p in enumerate(d.paths):
         by_x1[p.i_in1].append(n)
@@ -340,17 +349,19 @@ def build_channelwise(d, tuning: Tuning) -> ChannelwisePlan:
     return ChannelwisePlan(
         d, "fused", tuning, k, tuple(groups), tuple(kgs),
         np.concatenate(widx_l).astype(np.int64), np.concatenate(widxk_l).astype(np.int64),
-        scale, scale_cols, np.concatenate([t for _, t in wpos_l]) if wpos_l else _I64)
+        scale, scale_cols, np.concatenate([t for _, t in wpos_l]) if wpos_l else _I64,
+        k_paths, k_cols)
 
 
 def run_channelwise_numpy(plan: ChannelwisePlan, x1, x2, w):
     d, b = plan.descriptor, x1.shape[0]
-    off1, off2, offo = offsets(d.irreps_in1), offsets(d.irreps_in2), offsets(d.irreps_out)
+    off1, offo = offsets(d.irreps_in1), offsets(d.irreps_out)
     out = np.zeros((b, d.irreps_out.dim))
     if w is not None and w.ndim == 2:
+        m_all = x2 @ plan.k_paths
         for n, p in enumerate(d.paths):
             d1, d3 = p.ir_in1.dim, p.ir_out.dim
-            m = (x2[:, off2[p.i_in2]:off2[p.i_in2] + p.ir_in2.dim] @ plan.k[n]).reshape(b, d1, d3)
+            m = m_all[:, plan.k_cols[n]:plan.k_cols[n + 1]].reshape(b, d1, d3)
             u = block(x1, d.irreps_in1, p.i_in1)
             if p.has_weight:
                 u = u * w[:, p.weight_slice].reshape(b, p.mul_in1, 1)
