@@ -121,13 +121,13 @@ def install_torch(session: nox.Session, oracles: bool = True) -> None:
     session.install(TORCH)  # first: everything after must reuse this torch
     extra = ["e3nn", "cuequivariance", "cuequivariance-torch"] if oracles else []
     session.install(*TEST_TOOLS, *extra)
-    _local(session, "spec", "packages/tp-torch", "conformance")
+    _local(session, "spec", "packages/tp-kernels", "packages/tp-torch", "conformance")
 
 
 def install_jax(session: nox.Session, oracles: bool = True) -> None:
     extra = ["e3nn-jax", "cuequivariance", "cuequivariance-jax"] if oracles else []
     session.install("jax", "flax", "optax", "ase", *TEST_TOOLS, *extra)  # tp_jax.flax/.models
-    _local(session, "spec", "packages/tp-jax", "conformance")
+    _local(session, "spec", "packages/tp-kernels", "packages/tp-jax", "conformance")
 
 
 # ----------------------------------------------------------------------------- sessions
@@ -161,6 +161,7 @@ def torch(session: nox.Session) -> None:
     install_torch(session)
     session.install("-r", str(ROOT / "benchmarks" / "requirements.txt"))
     _spec_tests(session)
+    _package_tests(session, "tp-kernels")
     _package_tests(session, "tp-torch")
     _pytest(session, "benchmarks/tests", "-q", "-p", "no:cacheprovider", "-n", "auto")
     _conformance(session, "torch", ["numpy", "tp_torch", *TORCH_ORACLES])
@@ -187,7 +188,7 @@ def mace(session: nox.Session) -> None:
     its own environment)."""
     session.install(TORCH)  # first: mace-torch must reuse this torch
     session.install(MACE, *TEST_TOOLS, "numba")
-    _local(session, "spec", "packages/tp-torch")
+    _local(session, "spec", "packages/tp-kernels", "packages/tp-torch")
     # e3nn 0.4.4 loads its constants with torch.load, which torch >= 2.6 refuses by default
     tests = ROOT / "packages" / "tp-torch" / "tests"
     # the e3nn conversions also against e3nn 0.4.4 (other Wigner 3j signs than e3nn >= 0.5)
@@ -205,7 +206,7 @@ def nequip(session: nox.Session) -> None:
     environment): ``packages/tp-torch/tests/nequip``."""
     session.install(TORCH)  # first: nequip must reuse this torch
     session.install(NEQUIP, *TEST_TOOLS, "ase")
-    _local(session, "spec", "packages/tp-torch")
+    _local(session, "spec", "packages/tp-kernels", "packages/tp-torch")
     _pytest(session, str(ROOT / "packages" / "tp-torch" / "tests" / "nequip"),
             str(ROOT / "benchmarks" / "tests" / "test_train_nequip.py"), "-q",
             "-p", "no:cacheprovider")
@@ -241,7 +242,7 @@ def train_mace(session: nox.Session) -> None:
     # cuequivariance-torch, where a user installs it, adds a third backend; its naive CPU path
     # is far too slow for this session (MACE medium: about a minute per step)
     session.install(MACE, "numba", "matplotlib")
-    _local(session, "spec", "packages/tp-torch")
+    _local(session, "spec", "packages/tp-kernels", "packages/tp-torch")
     _train(session, "mace", ("small", "medium"))
 
 
@@ -250,7 +251,7 @@ def train_nequip(session: nox.Session) -> None:
     """NequIP medium (``nox -s train``)."""
     session.install(TORCH)  # first: nequip must reuse this torch
     session.install(NEQUIP, "ase", "matplotlib")
-    _local(session, "spec", "packages/tp-torch")
+    _local(session, "spec", "packages/tp-kernels", "packages/tp-torch")
     _train(session, "nequip", ("medium",))
 
 
@@ -297,7 +298,7 @@ for _label in _CONFORMANCE:
 
 @nox.session
 def docs(session: nox.Session) -> None:
-    """Sphinx HTML (warnings are errors) and the doctests of the documented modules of the three
+    """Sphinx HTML (warnings are errors) and the doctests of the documented modules of the four
     packages (run by pytest, with each module's own namespace). autodoc imports tp_torch and
     tp_jax (CPU torch, jax, flax); the optional libraries of the integrations are mocked in
     ``docs/conf.py``."""
@@ -306,7 +307,8 @@ def docs(session: nox.Session) -> None:
     session.install("-r", str(ROOT / "docs" / "requirements.txt"))
     session.run("sphinx-build", "-E", "-W", "-q", "-b", "html", "docs", "docs/_build/html")
     session.run("python", "-m", "pytest", "--doctest-modules", "spec/src",
-                "packages/tp-torch/src", "packages/tp-jax/src", "-q", "-p", "no:cacheprovider")
+                "packages/tp-kernels/src", "packages/tp-torch/src", "packages/tp-jax/src",
+                "-q", "-p", "no:cacheprovider")
 
 
 @nox.session
@@ -319,6 +321,6 @@ def bench(session: nox.Session) -> None:
                     "cuequivariance-torch")
     if (ROOT / "benchmarks" / "requirements.txt").is_file():
         session.install("-r", str(ROOT / "benchmarks" / "requirements.txt"))
-    _local(session, "spec", "packages/tp-torch", "packages/tp-jax")
+    _local(session, "spec", "packages/tp-kernels", "packages/tp-torch", "packages/tp-jax")
     session.install("-e", str(ROOT))  # the harness itself: the `tp-bench` command
     session.run("python", "-m", "benchmarks", "run", *session.posargs)

@@ -141,10 +141,11 @@ else
 fi
 # The repository's own packages, used in place unless the python already has them
 # (the nox environments here do; the GPU machine does not).
-if ! "$TORCH_PY" -c "import tp_spec, tp_torch, tp_conformance" 2>/dev/null; then
+if ! "$TORCH_PY" -c "import tp_spec, tp_kernels, tp_torch, tp_conformance" 2>/dev/null; then
   mkdir -p "$SITE"
   while read -r p; do pythonpath+=("$p"); done < <(
-    "$PY" gpu/dist_info.py "$SITE" spec packages/tp-torch packages/tp-jax conformance)
+    "$PY" gpu/dist_info.py "$SITE" spec packages/tp-kernels packages/tp-torch packages/tp-jax \
+      conformance)
   pythonpath+=("$SITE")
 fi
 if [ ${#pythonpath[@]} -gt 0 ]; then

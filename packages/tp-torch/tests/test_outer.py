@@ -11,7 +11,7 @@ import tp_spec as spec
 import tp_torch
 from tp_spec import reference
 from tp_spec.plan import Tuning
-from tp_torch import _kernel_source
+from tp_torch import _cpu_kernels
 
 S2 = "0e + 1o + 2e"
 CASES = {
@@ -23,13 +23,13 @@ CASES = {
 #: every batch split over threads, two rows at least per thread
 THREADED = Tuning(kernel_thread_min_rows=2)
 
-needs_numba = pytest.mark.skipif(not _kernel_source.available(), reason="needs Numba")
+needs_numba = pytest.mark.skipif(not _cpu_kernels.available(), reason="needs Numba")
 
 
 @pytest.fixture(params=["kernel", "torch-ops"])
 def path(request, monkeypatch):
     if request.param == "kernel":
-        if not _kernel_source.available():
+        if not _cpu_kernels.available():
             pytest.skip("needs Numba")
     else:
         monkeypatch.setenv("TP_TORCH_CPU_KERNELS", "0")

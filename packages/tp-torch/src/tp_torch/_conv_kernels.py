@@ -1,4 +1,4 @@
-"""The convolution on CPU through the compiled indexed kernels (:mod:`tp_torch._kernel_source`):
+"""The convolution on CPU through the compiled indexed kernels (:mod:`tp_kernels.source`):
 each message is added into its receiver's row as it is computed; no ``(n_edges, dim_out)``
 array exists.
 
@@ -24,11 +24,11 @@ from typing import Any
 
 import numpy as np
 import torch
+from tp_kernels.source import kernel_table
 from tp_spec.plan import DEFAULT_TUNING, Tuning
 from tp_spec.validation import check_index_range
 
 from ._cpu_kernels import ChannelwiseKernels, num_threads, run_parts, weight_rows
-from ._kernel_source import kernel_table
 
 __all__ = ["BoundConv", "ConvGraph", "ConvKernels", "edge_orders"]
 
@@ -100,7 +100,7 @@ class ConvGraph:
 
 class ConvKernels:
     """The indexed kernels of a channelwise descriptor ``d``
-    (:func:`tp_torch._kernel_source.supports` must hold); :meth:`bind` a graph to run them."""
+    (:func:`tp_kernels.source.supports` must hold); :meth:`bind` a graph to run them."""
 
     def __init__(self, d: Any, tuning: Tuning = DEFAULT_TUNING) -> None:
         self.cw = ChannelwiseKernels(d, tuning)  # the path table

@@ -24,8 +24,7 @@ from tp_spec.plan.outer import OuterPlan
 
 from ._cgtp_blocks import CGTPKernel, add_block, assemble
 from ._common import plain_autograd
-from ._cpu_kernels import num_threads, run_parts
-from ._kernel_source import available
+from ._cpu_kernels import available, num_threads, run_parts
 
 __all__ = ["OuterExecutor"]
 

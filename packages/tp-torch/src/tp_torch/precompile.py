@@ -21,8 +21,10 @@ from typing import Any
 
 import torch
 import tp_spec
+from tp_kernels import cache as _kernel_cache
+from tp_kernels import source as _kernel_source
 
-from . import _kernel_cache, _kernel_source
+from . import _cpu_kernels
 
 __all__ = ["main", "precompile"]
 
@@ -73,7 +75,7 @@ def precompile(descriptors_or_modules: Any | Iterable[Any],
     Descriptors the kernels do not run (not channelwise) are skipped. Returns ``{"kernels":
     functions ready, "skipped": items without kernels, "cache_dir": the cache directory or
     None (unusable: compiled in memory, this process only), "seconds": wall time}``."""
-    if not _kernel_source.available():
+    if not _cpu_kernels.available():
         raise RuntimeError("the compiled CPU kernels are off (Numba missing or "
                            "TP_TORCH_CPU_KERNELS=0): nothing to precompile")
     bad = [d for d in dtypes if d not in ("float32", "float64")]
@@ -105,7 +107,7 @@ def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(
         prog="python -m tp_torch precompile",
         description="Compile tp_torch's CPU kernels into the on-disk cache "
-                    "($TP_TORCH_CACHE_DIR, else ~/.cache/tp_torch) ahead of time. Run it as "
+                    "($TP_KERNELS_CACHE_DIR, else ~/.cache/tp_kernels) ahead of time. Run it as "
                     "the user that will run the model: a cache owned by another user is not "
                     "loaded.")
     for name, (a, b, c) in PRESETS.items():
@@ -121,7 +123,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--conv", action="store_true",
                    help="also the indexed kernels of TensorProductConv")
     p.add_argument("--cache-dir", metavar="DIR",
-                   help="the cache directory (sets TP_TORCH_CACHE_DIR for this run)")
+                   help="the cache directory (sets TP_KERNELS_CACHE_DIR for this run)")
     return p
 
 
@@ -142,7 +144,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not descs:
         parser.error("nothing to compile: give --mace-medium, --mace-large or --irreps")
     if args.cache_dir:
-        os.environ["TP_TORCH_CACHE_DIR"] = args.cache_dir
+        os.environ["TP_KERNELS_CACHE_DIR"] = args.cache_dir
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     res = precompile(descs, tuple(args.dtype or ("float32", "float64")), conv=args.conv)
     where = res["cache_dir"] or "nowhere (the cache directory is unusable; see the warning)"

@@ -1,8 +1,8 @@
-"""The compiled CPU kernels' cache (:mod:`tp_torch._kernel_cache`): one compile per kernel and
-cache directory (log line, helper processes, other processes load it), ``precompile``, and
-what is refused: files and directories another user can write, files that differ from the
-hashes this user recorded (corrupt or planted pickles), planted sources. Every test uses its
-own ``TP_TORCH_CACHE_DIR`` and small paths."""
+"""The compiled CPU kernels' cache (:mod:`tp_kernels.cache`): one compile per kernel and
+cache directory (log line, helper processes, other processes load it), and what is refused:
+files and directories another user can write, files that differ from the hashes this user
+recorded (corrupt or planted pickles), planted sources. Every test uses its own
+``TP_KERNELS_CACHE_DIR`` and small paths."""
 
 from __future__ import annotations
 
@@ -18,11 +18,9 @@ import textwrap
 
 import numpy as np
 import pytest
-import torch
-import tp_spec
-import tp_torch
+from tp_kernels import cache as _kernel_cache
+from tp_kernels import source as _kernel_source
 from tp_spec import clebsch_gordan
-from tp_torch import _kernel_cache, _kernel_source
 
 pytestmark = pytest.mark.skipif(not _kernel_source._numba_importable(), reason="Numba missing")
 
@@ -34,18 +32,14 @@ PATH = (1, 1, 1)
 def fresh(monkeypatch, tmp_path):
     """An empty cache directory, and this process's loaded kernels and warnings forgotten (a
     new process, as far as the cache is concerned)."""
-    monkeypatch.setenv("TP_TORCH_CACHE_DIR", str(tmp_path / "cache"))
-    monkeypatch.delenv("TP_TORCH_CPU_KERNELS", raising=False)
-    saved = dict(_kernel_source._MODULES)
-    forget()
+    monkeypatch.setenv("TP_KERNELS_CACHE_DIR", str(tmp_path / "cache"))
+    saved = _kernel_source.forget()
     yield tmp_path / "cache"
-    forget()
-    _kernel_source._MODULES.update(saved)
+    _kernel_source.restore(saved)
 
 
 def forget():
-    _kernel_source._MODULES.clear()
-    _kernel_cache.warned.clear()
+    _kernel_source.forget()
 
 
 def compiles(caplog):
@@ -75,8 +69,8 @@ def template(tmp_path_factory):
     """A cache holding the forward of ``PATH`` (float32), compiled once for the tests that
     copy it and tamper with the copy."""
     root = tmp_path_factory.mktemp("template") / "cache"
-    old = os.environ.get("TP_TORCH_CACHE_DIR")
-    os.environ["TP_TORCH_CACHE_DIR"] = str(root)
+    old = os.environ.get("TP_KERNELS_CACHE_DIR")
+    os.environ["TP_KERNELS_CACHE_DIR"] = str(root)
     saved = dict(_kernel_source._MODULES)
     forget()
     try:
@@ -85,9 +79,9 @@ def template(tmp_path_factory):
         forget()
         _kernel_source._MODULES.update(saved)
         if old is None:
-            del os.environ["TP_TORCH_CACHE_DIR"]
+            del os.environ["TP_KERNELS_CACHE_DIR"]
         else:
-            os.environ["TP_TORCH_CACHE_DIR"] = old
+            os.environ["TP_KERNELS_CACHE_DIR"] = old
     return root
 
 
@@ -119,7 +113,7 @@ def plant_pickle(path, marker):
 # -- compile once, log once, load elsewhere -------------------------------------------------
 
 def test_compile_logs_once_then_loads_from_disk(fresh, caplog):
-    caplog.set_level(logging.INFO, logger="tp_torch")
+    caplog.set_level(logging.INFO, logger="tp_kernels")
     (fwd,) = _kernel_source.kernel_table([PATH], "float32", ("fwd",))[0]
     msgs = compiles(caplog)
     assert len(msgs) == 1 and "compiling 1 CPU kernels" in msgs[0]
@@ -140,8 +134,8 @@ def test_compile_logs_once_then_loads_from_disk(fresh, caplog):
 
 def test_helper_processes_fill_the_cache(fresh, monkeypatch, caplog):
     """Two forwards with one helper process: the helper's kernel is recorded and loaded."""
-    caplog.set_level(logging.INFO, logger="tp_torch")
-    monkeypatch.setenv("TP_TORCH_COMPILE_WORKERS", "1")
+    caplog.set_level(logging.INFO, logger="tp_kernels")
+    monkeypatch.setenv("TP_KERNELS_COMPILE_WORKERS", "1")
     monkeypatch.setattr(_kernel_cache, "_MIN_JOBS_PER_WORKER", 1)
     paths = [(0, 1, 1), (1, 0, 1)]
     table = _kernel_source.kernel_table(paths, "float32", ("fwd",))
@@ -163,10 +157,10 @@ def test_two_processes_compile_once(fresh, tmp_path):
     code = textwrap.dedent("""
         import logging, sys
         logging.basicConfig(level=logging.WARNING, format="%(message)s")
-        from tp_torch import _kernel_source
+        from tp_kernels import source as _kernel_source
         _kernel_source.kernel_table([(0, 0, 0)], "float64", ("fwd",))
     """)
-    env = {**os.environ, "TP_TORCH_COMPILE_WORKERS": "0"}
+    env = {**os.environ, "TP_KERNELS_COMPILE_WORKERS": "0"}
     procs = [subprocess.Popen([sys.executable, "-c", code], env=env, stderr=subprocess.PIPE,
                               text=True) for _ in range(2)]
     errs = [p.communicate(timeout=120)[1] for p in procs]
@@ -174,71 +168,28 @@ def test_two_processes_compile_once(fresh, tmp_path):
     assert sum("compiling 1 CPU kernels" in e for e in errs) == 1, errs
 
 
-def test_precompile_then_the_module_loads_every_kernel(fresh, caplog):
-    """``precompile`` a module; a new process's forward and backward compile nothing, and every
-    kernel was compiled for exactly the argument types the executors pass."""
-    caplog.set_level(logging.INFO, logger="tp_torch")
-    d = tp_spec.cgtp("2x0e", "0e+1o", "0e+1o", mode="uvu")
-    tp = tp_torch.TensorProduct(d, "fused")
-    res = tp_torch.precompile(tp, dtypes=("float64",))
-    assert res["kernels"] == 2 * len(d.paths) and res["cache_dir"] == str(fresh / "cpu_kernels")
-    assert len(compiles(caplog)) == 1
-    forget()
-    caplog.clear()
-    x1 = torch.randn(4, d.irreps_in1.dim, dtype=torch.float64, requires_grad=True)
-    x2 = torch.randn(4, d.irreps_in2.dim, dtype=torch.float64, requires_grad=True)
-    w = torch.randn(4, d.weight_numel, dtype=torch.float64, requires_grad=True)
-    tp(x1, x2, w).square().sum().backward()
-    assert compiles(caplog) == []
-    for p in d.paths:
-        m = module(p.lll, "float64")
-        assert m.ready == {"fwd", "bwd"}
-        assert len(m.mod.fwd.signatures) == 1 and len(m.mod.bwd.signatures) == 1
-
-
-def test_precompile_rejects_bad_input(fresh):
-    d = tp_spec.cgtp("2x0e", "0e", "0e", mode="uvu")
-    with pytest.raises(ValueError, match="float16"):
-        tp_torch.precompile(d, dtypes=("float16",))
-    with pytest.raises(TypeError, match="descriptors or torch modules"):
-        tp_torch.precompile(["2x0e"])
+def test_kernel_table_rejects_bad_input():
     with pytest.raises(ValueError, match="float32 or float64"):
         _kernel_source.kernel_table([PATH], "float16")
     with pytest.raises(ValueError, match="unknown kernel kinds"):
         _kernel_source.kernel_table([PATH], "float32", ("fwdd",))
 
 
-def test_precompile_command_line(capsys):
-    from tp_torch.precompile import main
-
-    with pytest.raises(SystemExit) as e:
-        main(["--help"])
-    assert e.value.code == 0
-    text = capsys.readouterr().out
-    for opt in ("--mace-medium", "--mace-large", "--irreps", "--dtype", "--conv",
-                "--cache-dir"):
-        assert opt in text
-    with pytest.raises(SystemExit) as e:
-        main([])
-    assert e.value.code == 2 and "nothing to compile" in capsys.readouterr().err
-    with pytest.raises(SystemExit):
-        main(["--irreps", "2x0e", "0e", "not-irreps"])
-    assert "--irreps 2x0e 0e not-irreps" in capsys.readouterr().err
-
-
 def test_compile_workers_variable_is_checked(monkeypatch):
-    monkeypatch.setenv("TP_TORCH_COMPILE_WORKERS", "many")
-    with pytest.raises(ValueError, match="TP_TORCH_COMPILE_WORKERS"):
+    monkeypatch.setenv("TP_KERNELS_COMPILE_WORKERS", "many")
+    with pytest.raises(ValueError, match="TP_KERNELS_COMPILE_WORKERS"):
         _kernel_cache.workers()
-    monkeypatch.setenv("TP_TORCH_COMPILE_WORKERS", "3")
+    monkeypatch.setenv("TP_KERNELS_COMPILE_WORKERS", "3")
     assert _kernel_cache.workers() == 3
 
 
 def test_kernels_switch_is_read_at_every_call(monkeypatch):
     monkeypatch.setenv("TP_TORCH_CPU_KERNELS", "0")
-    assert not _kernel_source.available()
-    monkeypatch.setenv("TP_TORCH_CPU_KERNELS", "1")
+    assert not _kernel_source.available("TP_TORCH_CPU_KERNELS")
+    assert _kernel_source.available("TP_JAX_CPU_KERNELS")  # each backend's own switch
     assert _kernel_source.available()
+    monkeypatch.setenv("TP_TORCH_CPU_KERNELS", "1")
+    assert _kernel_source.available("TP_TORCH_CPU_KERNELS")
 
 
 # -- what is refused -----------------------------------------------------------------------
@@ -247,7 +198,7 @@ def test_kernels_switch_is_read_at_every_call(monkeypatch):
 def test_planted_pickle_is_refused(copied, tmp_path, caplog, tamper):
     """A pickle planted as the forward's index: never unpickled, deleted, the kernel
     rebuilt, one warning."""
-    caplog.set_level(logging.INFO, logger="tp_torch")
+    caplog.set_level(logging.INFO, logger="tp_kernels")
     (nbi,) = [p for p in numba_files(copied) if p.suffix == ".nbi"]
     marker = tmp_path / "ran"
     plant_pickle(nbi, marker)
@@ -268,7 +219,7 @@ def test_planted_pickle_is_refused(copied, tmp_path, caplog, tamper):
 def test_corrupt_cache_file_is_rebuilt_once(copied, caplog, suffix):
     """A truncated index or data file: one warning, rebuilt, and later calls (other
     processes) load the rebuilt file without any warning."""
-    caplog.set_level(logging.INFO, logger="tp_torch")
+    caplog.set_level(logging.INFO, logger="tp_kernels")
     (f,) = [p for p in numba_files(copied) if p.suffix == suffix]
     f.write_bytes(f.read_bytes()[:7])
     (fwd,) = _kernel_source.kernel_table([PATH], "float32", ("fwd",))[0]
@@ -302,7 +253,7 @@ def test_planted_source_is_never_executed(copied, tmp_path):
 def test_unsafe_cache_directory_compiles_in_memory(copied, tmp_path, caplog, unsafe):
     """A cache directory another user owns or can write (a shared cache): nothing in it is
     loaded (a planted index would run), no PermissionError, one warning, kernels in memory."""
-    caplog.set_level(logging.INFO, logger="tp_torch")
+    caplog.set_level(logging.INFO, logger="tp_kernels")
     (nbi,) = [p for p in numba_files(copied) if p.suffix == ".nbi"]
     marker = tmp_path / "ran"
     plant_pickle(nbi, marker)

@@ -1,8 +1,8 @@
 """The on-disk cache of the compiled CPU kernels: where it is, when it is safe to load, and the
 compilation of many kernels at once (worker processes that fill Numba's cache).
 
-Layout: ``$TP_TORCH_CACHE_DIR/cpu_kernels`` (else ``$XDG_CACHE_HOME/tp_torch/cpu_kernels`` or
-``~/.cache/tp_torch/cpu_kernels``) holds one generated source ``<name>.py`` per kernel module,
+Layout: ``$TP_KERNELS_CACHE_DIR/cpu_kernels`` (else ``$XDG_CACHE_HOME/tp_kernels/cpu_kernels``
+or ``~/.cache/tp_kernels/cpu_kernels``) holds one generated source ``<name>.py`` per kernel module,
 Numba's index and machine code (``__pycache__/<name>.<fn>-<line>.py3X.nbi`` / ``.nbc``) and
 ``<name>.sha256``, the SHA-256 of each of those Numba files as this process's user wrote them.
 
@@ -18,7 +18,7 @@ written for Numba's cache key (its ``stat``) and the module is executed from the
 text.
 
 This module imports only the standard library and NumPy at import time: the worker processes
-load it by path (``python -c``) without importing torch or tp_torch.
+load it by path (``python -c``) without importing a framework or this package.
 """
 
 from __future__ import annotations
@@ -45,7 +45,7 @@ import numpy as np
 __all__ = ["KernelModule", "cache_dir", "compile_modules", "dir_lock", "timed_compile", "warn_once",
            "warned"]
 
-log = logging.getLogger("tp_torch")
+log = logging.getLogger("tp_kernels")
 
 #: the reasons already warned about (one warning per reason and process)
 warned: set[str] = set()
@@ -61,11 +61,11 @@ def warn_once(key: str, msg: str, *args: Any) -> None:
 
 
 def _root() -> Path:
-    base = os.environ.get("TP_TORCH_CACHE_DIR")
+    base = os.environ.get("TP_KERNELS_CACHE_DIR")
     if base:
         return Path(base)
     xdg = os.environ.get("XDG_CACHE_HOME")
-    return (Path(xdg) if xdg else Path.home() / ".cache") / "tp_torch"
+    return (Path(xdg) if xdg else Path.home() / ".cache") / "tp_kernels"
 
 
 def _unsafe_reason(path: Path, *, own: bool) -> str | None:
@@ -91,7 +91,7 @@ def cache_dir() -> tuple[Path | None, str | None]:
     """``(directory, None)`` where the kernels may be cached, else ``(None, reason)``.
 
     Creates the kernel directory (mode 0700) and its ``__pycache__``; read per call, so a change
-    of ``TP_TORCH_CACHE_DIR`` applies to the kernels compiled after it."""
+    of ``TP_KERNELS_CACHE_DIR`` applies to the kernels compiled after it."""
     kdir = _root() / "cpu_kernels"
     try:
         kdir.mkdir(parents=True, exist_ok=True, mode=0o700)
@@ -147,7 +147,7 @@ class KernelModule:
     def __init__(self, name: str, src: str, dims: tuple[int, int, int], dtype: str,
                  kdir: Path | None) -> None:
         self.name, self.src, self.dims, self.dtype, self.kdir = name, src, dims, dtype, kdir
-        self.modname = f"tp_torch_cpu_kernels_{name}"
+        self.modname = f"tp_kernels_cpu_{name}"
         self.ready: set[str] = set()
         self.mod: ModuleType | None = None
 
@@ -175,7 +175,7 @@ class KernelModule:
         except (OSError, ValueError):
             data = None
         if not isinstance(data, dict):
-            warn_once(f"manifest:{m}", "tp_torch: ignoring the kernel cache manifest %s (%s)",
+            warn_once(f"manifest:{m}", "tp_kernels: ignoring the kernel cache manifest %s (%s)",
                        m, reason or "unreadable")
             return {}
         return data
@@ -197,7 +197,7 @@ class KernelModule:
         path = self.path
         if (os.path.lexists(path) and (_unsafe_reason(path, own=True) is not None
                                        or path.read_bytes() != self.src.encode())):
-            warn_once(f"src:{path}", "tp_torch: replacing the kernel source %s (%s)", path,
+            warn_once(f"src:{path}", "tp_kernels: replacing the kernel source %s (%s)", path,
                        _unsafe_reason(path, own=True) or "unexpected content")
             try:
                 path.unlink()
@@ -215,7 +215,7 @@ class KernelModule:
                 reason = ("not recorded by this user" if p.name not in manifest else
                           "content differs from the recorded hash (corrupt or replaced)")
             if reason is not None:  # the module's files go together (index -> data files)
-                warn_once(f"nb:{p}", "tp_torch: refusing the kernel cache file %s (%s); "
+                warn_once(f"nb:{p}", "tp_kernels: refusing the kernel cache file %s (%s); "
                            "rebuilding the kernels of %s", p, reason, self.name)
                 try:
                     for q in files:
@@ -273,7 +273,7 @@ class KernelModule:
 
 
 def dummy_args(kind: str, dims: tuple[int, int, int], dtype: str) -> tuple[Any, ...]:
-    """Arguments of the types :mod:`tp_torch._cpu_kernels` / :mod:`tp_torch._conv_kernels` pass
+    """Arguments of the types :mod:`tp_kernels.channelwise` and tp_torch's convolution pass
     (C-contiguous 2-D arrays, Python ints and bools, a NumPy scalar coefficient, int64 index
     arrays), on one sample of multiplicity 1."""
     t = np.dtype(dtype).type
@@ -301,17 +301,17 @@ def _cost(job: tuple[KernelModule, str]) -> float:
 
 
 def workers() -> int:
-    """Helper processes for a compile: ``TP_TORCH_COMPILE_WORKERS``, else one less than the
+    """Helper processes for a compile: ``TP_KERNELS_COMPILE_WORKERS``, else one less than the
     CPUs this process may use (at most 7)."""
-    env = os.environ.get("TP_TORCH_COMPILE_WORKERS", "").strip()
+    env = os.environ.get("TP_KERNELS_COMPILE_WORKERS", "").strip()
     if env:
         try:
             n = int(env)
         except ValueError:
-            raise ValueError(f"TP_TORCH_COMPILE_WORKERS must be an integer, not {env!r}") \
+            raise ValueError(f"TP_KERNELS_COMPILE_WORKERS must be an integer, not {env!r}") \
                 from None
         if n < 0:
-            raise ValueError(f"TP_TORCH_COMPILE_WORKERS must be >= 0, not {n}")
+            raise ValueError(f"TP_KERNELS_COMPILE_WORKERS must be >= 0, not {n}")
         return n
     return max(0, min(7, len(os.sched_getaffinity(0)) - 1))
 
@@ -321,7 +321,7 @@ _MIN_JOBS_PER_WORKER = 3
 
 _WORKER_CODE = (
     "import importlib.util, sys\n"
-    "spec = importlib.util.spec_from_file_location('tp_torch_kernel_cache_worker', sys.argv[1])\n"
+    "spec = importlib.util.spec_from_file_location('tp_kernels_cache_worker', sys.argv[1])\n"
     "m = importlib.util.module_from_spec(spec)\n"
     "spec.loader.exec_module(m)\n"
     "m._worker_main()\n"
@@ -373,7 +373,7 @@ def compile_modules(jobs: list[tuple[KernelModule, str]]) -> None:
     for p, err in procs:
         if p.wait() != 0:  # what it did not compile, this process compiles below
             err.seek(0)
-            log.info("tp_torch: a kernel compile helper failed (%s): %s", p.returncode,
+            log.info("tp_kernels: a kernel compile helper failed (%s): %s", p.returncode,
                      err.read()[-2000:].decode(errors="replace"))
         err.close()
     # the helpers' functions: recorded, checked, then loaded from the cache
@@ -394,8 +394,8 @@ def timed_compile(jobs: list[tuple[KernelModule, str]], what: str) -> None:
     if not todo:
         return
     kdir = todo[0][0].kdir
-    log.warning("tp_torch: compiling %d CPU kernels for %s (first use; %s)", len(todo), what,
+    log.warning("tp_kernels: compiling %d CPU kernels for %s (first use; %s)", len(todo), what,
                 f"cached in {kdir}" if kdir is not None else "not cached: in memory")
     t0 = time.perf_counter()
     compile_modules(todo)
-    log.info("tp_torch: compiled %d CPU kernels in %.1f s", len(todo), time.perf_counter() - t0)
+    log.info("tp_kernels: compiled %d CPU kernels in %.1f s", len(todo), time.perf_counter() - t0)
