@@ -6,6 +6,9 @@ The product is linear in ``x1`` and in ``x2`` and affine in the weights (unweigh
 not read them), so every reference derivative here is exact: a gradient entry is the loss at a
 basis vector minus the loss at zero, a directional derivative the function at the direction
 minus the function at zero.
+
+Every test runs both CPU lowerings (``lowering``): the compiled kernels of :mod:`tp_kernels`
+through XLA's FFI (the CPU default) and the XLA code (``TP_JAX_CPU_KERNELS=0``; what GPUs run).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 import tp_jax
+import tp_kernels
 import tp_spec as spec
 from tp_spec import plan as tp_plan
 from tp_spec.plan import Tuning
@@ -95,6 +99,28 @@ def _check(a, b, what):
     a, b = np.asarray(a), np.asarray(b)
     scale = max(1.0, float(np.max(np.abs(b))))
     np.testing.assert_allclose(a, b, atol=1e-11 * scale, rtol=0, err_msg=what)
+
+
+@pytest.fixture(params=["kernels", "xla"], autouse=True)
+def lowering(request, monkeypatch):
+    """The CPU lowering the products of a test are traced with."""
+    if request.param == "kernels" and not tp_kernels.available():
+        pytest.skip("Numba missing")
+    monkeypatch.setenv("TP_JAX_CPU_KERNELS", "1" if request.param == "kernels" else "0")
+    jax.clear_caches()
+    yield request.param
+    jax.clear_caches()
+
+
+def test_lowering_is_the_one_asked_for(lowering):
+    """The compiled CPU program holds the kernels' FFI calls exactly when they are on, and the
+    two lowerings agree."""
+    d = CASES["shared_out"]
+    x1, x2, w = (jnp.asarray(a) for a in _inputs(d, "per_sample", 5))
+    f = jax.jit(tp_jax.tensor_product(d, "fused", tuning=TUNING))
+    hlo = f.lower(x1, x2, w).compile().as_text()
+    assert ("tp_jax_cw_" in hlo) == (lowering == "kernels")
+    _check(f(x1, x2, w), _ref(d, [np.asarray(a) for a in (x1, x2, w)]), "forward")
 
 
 def test_cases_are_channelwise():

@@ -1,7 +1,8 @@
 """``tp_jax._multilinear``: the primitive's derivatives, through its hand-written functions,
 against JAX's own derivatives of the plain product, in every order users call (grad, jvp,
 forward over reverse, reverse over reverse) and under vmap; a bilinear product with row-wise
-slots and a trilinear one whose weights are shared by the rows."""
+slots and a trilinear one whose weights are shared by the rows, each also with a joint
+transpose (every cotangent a backward pass asks for in one call)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,22 @@ TRI = Multilinear(fns=(lambda b, w, y: jnp.einsum("ijlk,nj,l,nk->ni", C, b, w, y
                   slots=(Slot(3), Slot(4), Slot(2, rows_axis=None), Slot(5)))
 
 
+#: the ``need`` of every joint call traced
+JOINT_CALLS: list[tuple[bool, ...]] = []
+
+
+def _joint(m: Multilinear):
+    """The joint transpose of ``m``: its transposes, written once more as one function."""
+    def joint(*operands, need):
+        JOINT_CALLS.append(need)
+        return tuple(m.fns[i](*[x for k, x in enumerate(operands) if k != i])
+                     for i in range(len(need)) if need[i])
+    return Multilinear(fns=m.fns, slots=m.slots, joint=joint)
+
+
+BI_JOINT, TRI_JOINT = _joint(BI), _joint(TRI)
+
+
 def prim2(a, b):
     return multilinear(BI, a, b)
 
@@ -44,7 +61,21 @@ def prim3(a, b, w):
     return multilinear(TRI, a, b, w)
 
 
-CASES = {"bilinear": (prim2, plain2, 2), "trilinear": (prim3, plain3, 3)}
+CASES = {"bilinear": (prim2, plain2, 2), "trilinear": (prim3, plain3, 3),
+         "bilinear_joint": (lambda a, b: multilinear(BI_JOINT, a, b), plain2, 2),
+         "trilinear_joint": (lambda a, b, w: multilinear(TRI_JOINT, a, b, w), plain3, 3)}
+
+
+def test_joint_transpose_serves_a_backward_pass():
+    """A gradient in several inputs is one joint call; in one input, the plain transpose."""
+    prim = CASES["trilinear_joint"][0]
+    xs, c = _inputs(3)
+    JOINT_CALLS.clear()
+    jax.grad(lambda *a: jnp.sum(c * prim(*a)), (0, 2))(*xs)
+    assert JOINT_CALLS == [(True, False, True)]
+    JOINT_CALLS.clear()
+    jax.grad(lambda *a: jnp.sum(c * prim(*a)), 1)(*xs)
+    assert JOINT_CALLS == []
 
 
 def _inputs(n_args, n=6, seed=0):
@@ -99,6 +130,10 @@ def test_vmap(case):
     axes = (0,) + (None,) * (k - 1)
     np.testing.assert_allclose(jax.vmap(prim, axes)(stack, *xs[1:]),
                                jax.vmap(plain, axes)(stack, *xs[1:]), rtol=1e-13)
+    both = {f: jax.vmap(jax.grad(lambda a, b, f=f: jnp.sum(c * f(a, b, *xs[2:])) ** 2, (0, 1)),
+                        (0, None)) for f in (prim, plain)}  # two cotangents: a joint call
+    for g, w in zip(both[prim](stack, xs[1]), both[plain](stack, xs[1]), strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-12)
     if k == 3:
         ws = jnp.stack([xs[2], -xs[2], 3 * xs[2]])
         np.testing.assert_allclose(jax.vmap(prim, (None, None, 0))(*xs[:2], ws),

@@ -27,18 +27,30 @@ with ``M_p = (x2 @ K)[:, cols_p]`` ``(B, d1, d3)`` (``K``: the plan's ``k_paths`
 Unweighted paths among weighted ones make the product affine in the weights; it is linear in
 ``[w, 1]``, the primitive's weight slot (the 1: every unweighted path's weight), whose last
 gradient entry is the unweighted paths' products against the cotangent.
+
+**On CPU** (float32 / float64, Numba present, ``TP_JAX_CPU_KERNELS`` not 0 when traced) each of
+these four functions is instead one XLA FFI call (:mod:`tp_jax._cpu_ffi`) of the compiled
+kernels that tp_torch runs (:class:`tp_kernels.ChannelwiseKernels`: one pass over the rows per
+path, chunks in cache, XLA's intra-op thread count); the XLA code above is the GPU's (and the
+fallback's), chosen per platform when the program is lowered. A backward pass that asks for
+several gradients runs them as one kernel call (the primitive's joint transpose), as tp_torch's
+backward does.
 """
 
 from __future__ import annotations
 
+import hashlib
+import itertools
 from dataclasses import dataclass
 from functools import lru_cache
 
 import jax
 import jax.numpy as jnp
 import numpy as np
+import tp_kernels
 from tp_spec.plan.fused import ChannelwisePlan
 
+from . import _cpu_ffi
 from ._fused_blocks import add_block, assemble, block
 from ._multilinear import Multilinear, Slot, multilinear
 from ._ops import const, einsum, ix
@@ -50,9 +62,10 @@ def run_channelwise(plan: ChannelwisePlan, x1: jax.Array, x2: jax.Array, w: jax.
     """``x1 (B, dim1)``, ``x2 (B, dim2)``, ``w`` None / ``(numel,)`` / ``(B, numel)`` ->
     ``(B, dim_out)``. The product is affine in ``w`` where unweighted paths are present; it is
     linear in ``[w, 1]`` (the 1: the weight of every unweighted path), the primitive's slot."""
+    dt, cpu = jnp.dtype(x1.dtype), _use_cpu_kernels(plan, x1.dtype)
     if w is None:
-        return multilinear(_primitive(plan, jnp.dtype(x1.dtype), None), x1, x2)
-    fns = _primitive(plan, jnp.dtype(x1.dtype), "shared" if w.ndim == 1 else "per_sample")
+        return multilinear(_primitive(plan, dt, None, cpu), x1, x2)
+    fns = _primitive(plan, dt, "shared" if w.ndim == 1 else "per_sample", cpu)
     return multilinear(fns, x1, x2, jnp.concatenate([w, jnp.ones(w.shape[:-1] + (1,), w.dtype)],
                                                     axis=-1))
 
@@ -213,10 +226,128 @@ class _Transposes:
         return jnp.concatenate([*parts, last[..., None]], axis=-1)
 
 
+def _use_cpu_kernels(plan: ChannelwisePlan, dtype) -> bool:
+    """Whether the CPU lowering runs the compiled kernels (read when traced)."""
+    return (jnp.dtype(dtype) in (jnp.float32, jnp.float64)
+            and tp_kernels.available("TP_JAX_CPU_KERNELS")
+            and tp_kernels.supports(plan.descriptor))
+
+
+class _Kernels:
+    """The product's four functions as FFI calls of the compiled CPU kernels (module doc): the
+    same signatures as :func:`_product` and :class:`_Transposes`, ``w`` being ``[w, 1]``.
+
+    A kernel reads only the operands the result depends on (x1's gradient never reads x1, x2's
+    never uses x2's values, the weights' never reads the weights), so each call passes its
+    result array in the place of the operand it lacks."""
+
+    def __init__(self, plan: ChannelwisePlan, dt, weights: str | None) -> None:
+        d = plan.descriptor
+        k = tp_kernels.ChannelwiseKernels(d)
+        k.prepare(dt)  # compile (or load) now, not inside the program
+        self.dt, self.d, self.weighted = dt, d, weights is not None
+        tag = hashlib.sha1(f"{k.key()}|{dt}|{weights}".encode()).hexdigest()[:16]
+        scaled = self.weighted
+
+        def threads() -> int:
+            return _cpu_ffi.num_threads()
+
+        if self.weighted:
+            def fwd(x1, x2, w, out):
+                k.forward(x1, x2, w, threads(), out=out, scaled=scaled)
+
+            def bwd1(x2, w, ct, g1):
+                k.backward(g1, x2, w, ct, (True, False, False), threads(),
+                           out=(g1, None, None), scaled=scaled)
+
+            def bwd2(x1, w, ct, g2):
+                k.backward(x1, g2, w, ct, (False, True, False), threads(),
+                           out=(None, g2, None), scaled=scaled)
+
+            def bwdw(x1, x2, ct, gw):
+                k.backward(x1, x2, gw, ct, (False, False, True), threads(),
+                           out=(None, None, gw), scaled=scaled)
+
+            self.names = {n: _cpu_ffi.register(f"tp_jax_cw_{tag}_{n}", f) for n, f in
+                          (("fwd", fwd), ("x1", bwd1), ("x2", bwd2), ("w", bwdw))}
+            inputs = 3
+        else:
+            def fwd0(x1, x2, out):
+                k.forward(x1, x2, None, threads(), out=out)
+
+            def bwd10(x2, ct, g1):
+                k.backward(g1, x2, None, ct, (True, False, False), threads(),
+                           out=(g1, None, None))
+
+            def bwd20(x1, ct, g2):
+                k.backward(x1, g2, None, ct, (False, True, False), threads(),
+                           out=(None, g2, None))
+
+            self.names = {n: _cpu_ffi.register(f"tp_jax_cw_{tag}_{n}", f) for n, f in
+                          (("fwd", fwd0), ("x1", bwd10), ("x2", bwd20))}
+            inputs = 2
+
+        def joint_fn(need: tuple[bool, ...]):
+            """Every gradient in ``need`` in one pass over the rows (tp_torch's backward)."""
+            def fn(*arrays):
+                ops, outs = arrays[:inputs + 1], iter(arrays[inputs + 1:])
+                x1, x2, *w, ct = ops
+                res = tuple(next(outs) if n else None for n in (*need, False)[:3])
+                k.backward(x1, x2, w[0] if w else None, ct, (*need, False)[:3], threads(),
+                           out=res, scaled=scaled)
+            return fn
+
+        for need in itertools.product((False, True), repeat=inputs):
+            if sum(need) > 1:
+                tail = "".join("1" if v else "0" for v in need)
+                self.names[need] = _cpu_ffi.register(f"tp_jax_cw_{tag}_joint{tail}",
+                                                     joint_fn(need))
+
+    def _call(self, name: str, shape: tuple[int, ...], *ops: jax.Array) -> jax.Array:
+        (out,) = _cpu_ffi.call(self.names[name], [jax.ShapeDtypeStruct(shape, self.dt)],
+                               *(jnp.asarray(o, self.dt) for o in ops))
+        return out
+
+    def product(self, x1, x2, w=None):
+        ops = (x1, x2) if w is None else (x1, x2, w)
+        return self._call("fwd", (x1.shape[0], self.d.irreps_out.dim), *ops)
+
+    def grad_x1(self, x2, w, ct):
+        ops = (x2, ct) if w is None else (x2, w, ct)
+        return self._call("x1", (ct.shape[0], self.d.irreps_in1.dim), *ops)
+
+    def grad_x2(self, x1, w, ct):
+        ops = (x1, ct) if w is None else (x1, w, ct)
+        return self._call("x2", (ct.shape[0], self.d.irreps_in2.dim), *ops)
+
+    def grad_w(self, x1, x2, ct, per_sample):
+        n = self.d.weight_numel + 1
+        return self._call("w", (ct.shape[0], n) if per_sample else (n,), x1, x2, ct)
+
+    def joint(self, *operands, need, per_sample=False):
+        """``operands``: ``x1, x2[, w], ct``; the gradients flagged in ``need``, one call."""
+        b = operands[-1].shape[0]
+        n = self.d.weight_numel + 1
+        shapes = [(b, self.d.irreps_in1.dim), (b, self.d.irreps_in2.dim),
+                  (b, n) if per_sample else (n,)]
+        res = [jax.ShapeDtypeStruct(shapes[i], self.dt) for i, f in enumerate(need) if f]
+        return tuple(_cpu_ffi.call(self.names[tuple(need)], res,
+                                   *(jnp.asarray(o, self.dt) for o in operands)))
+
+
+def _on_cpu(kernel, xla):
+    """``kernel`` where the program is lowered for the CPU, ``xla`` elsewhere."""
+    def fn(*ops):
+        return jax.lax.platform_dependent(*ops, cpu=kernel, default=xla)
+    return fn
+
+
 @lru_cache(maxsize=128)
-def _primitive(plan: ChannelwisePlan, dt, weights: str | None) -> Multilinear:
+def _primitive(plan: ChannelwisePlan, dt, weights: str | None, cpu_kernels: bool
+               ) -> Multilinear:
     """The product as a :mod:`tp_jax._multilinear` primitive: slots ``x1, x2[, w], out``;
-    ``weights`` None, ``"shared"`` or ``"per_sample"``."""
+    ``weights`` None, ``"shared"`` or ``"per_sample"``; ``cpu_kernels``: on CPU, the compiled
+    kernels."""
     d, t = plan.descriptor, _Transposes(plan, dt)
     slots = [Slot(d.irreps_in1.dim), Slot(d.irreps_in2.dim)]
     if weights is None:
@@ -227,4 +358,24 @@ def _primitive(plan: ChannelwisePlan, dt, weights: str | None) -> Multilinear:
         slots.append(Slot(d.weight_numel + 1, 0 if per_sample else None))
         fns = (t.grad_x1, t.grad_x2, lambda x1, x2, ct: t.grad_w(x1, x2, ct, per_sample),
                lambda x1, x2, w: _product(plan, x1, x2, w))
-    return Multilinear(fns=fns, slots=(*slots, Slot(d.irreps_out.dim)))
+    if not cpu_kernels:
+        return Multilinear(fns=fns, slots=(*slots, Slot(d.irreps_out.dim)))
+    kern = _Kernels(plan, dt, weights)
+    per_sample = weights == "per_sample"
+    if weights is None:
+        kfns = (lambda x2, ct: kern.grad_x1(x2, None, ct),
+                lambda x1, ct: kern.grad_x2(x1, None, ct), kern.product)
+    else:
+        kfns = (kern.grad_x1, kern.grad_x2,
+                lambda x1, x2, ct: kern.grad_w(x1, x2, ct, per_sample), kern.product)
+
+    def joint(*operands, need):
+        """The gradients in ``need``: one kernel call on CPU, the transposes elsewhere."""
+        def xla(*ops):
+            return tuple(fns[i](*[x for k, x in enumerate(ops) if k != i])
+                         for i in range(len(need)) if need[i])
+        return _on_cpu(lambda *ops: kern.joint(*ops, need=need, per_sample=per_sample),
+                       xla)(*operands)
+
+    return Multilinear(fns=tuple(_on_cpu(kf, f) for kf, f in zip(kfns, fns, strict=True)),
+                       slots=(*slots, Slot(d.irreps_out.dim)), joint=joint)

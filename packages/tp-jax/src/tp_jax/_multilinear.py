@@ -16,6 +16,13 @@ transposes, scatter-adds and slow concatenations). Built with JAX's public exten
 
 A slot is *row-wise* (``(N, dim)``, or ``(dim, N)`` with ``rows_axis`` 1: one row per sample)
 or *shared* (``(dim,)``: weights shared by all rows, whose transpose sums over the rows).
+
+**Joint transposes.** A backward pass asks for the cotangents of several inputs of the product
+at once. Where ``joint`` is given (one call computing any subset of the product's transposes:
+a compiled kernel reads each row once for all of them), the product's jvp with several nonzero
+tangents is one ``multilinear_sum`` (the sum of the product at each tangent, linear in the
+tangents together), whose transpose is one ``multilinear_joint`` call; their own derivatives
+are those of the separate functions, so every order stays exact.
 """
 
 from __future__ import annotations
@@ -58,6 +65,9 @@ class Multilinear:
 
     fns: tuple[Callable[..., jax.Array], ...]
     slots: tuple[Slot, ...]
+    #: ``joint(*inputs, ct, need=...) -> tuple``: the product's transposes for the inputs flagged
+    #: in ``need`` (one array each, in input order), computed together; None: one at a time
+    joint: Callable[..., tuple[jax.Array, ...]] | None = None
 
     def __post_init__(self) -> None:
         if len(self.fns) != len(self.slots) or len(self.slots) < 3:
@@ -102,14 +112,28 @@ def _abstract(*operands, fns: Multilinear, slot: int):
     return jax.core.ShapedArray(fns.slots[slot].shape(n), operands[0].dtype)
 
 
+def _tangent(operands, tangents, fns: Multilinear, slot: int):
+    """The tangent of slot ``slot`` computed from ``operands`` along ``tangents`` (None: every
+    tangent zero): one call per nonzero tangent, or one ``multilinear_sum`` of the product
+    where a joint transpose exists."""
+    at = tuple(j for j, t in enumerate(tangents) if type(t) is not ad.Zero)
+    if not at:
+        return None
+    if len(at) > 1 and fns.joint is not None and slot == len(fns.slots) - 1:
+        return multilinear_sum_p.bind(*operands, *(tangents[j] for j in at), fns=fns,
+                                      tangent_at=at)
+    terms = [multilinear_p.bind(*operands[:j], tangents[j], *operands[j + 1:], fns=fns,
+                                slot=slot) for j in at]
+    out = terms[0]
+    for t in terms[1:]:
+        out = out + t
+    return out
+
+
 def _jvp(primals, tangents, *, fns: Multilinear, slot: int):
     out = multilinear_p.bind(*primals, fns=fns, slot=slot)
-    terms = [multilinear_p.bind(*primals[:j], t, *primals[j + 1:], fns=fns, slot=slot)
-             for j, t in enumerate(tangents) if type(t) is not ad.Zero]
-    tangent = terms[0] if terms else ad.Zero.from_primal_value(out)
-    for t in terms[1:]:
-        tangent = tangent + t
-    return out, tangent
+    tangent = _tangent(primals, tangents, fns, slot)
+    return out, ad.Zero.from_primal_value(out) if tangent is None else tangent
 
 
 def _transpose(ct, *operands, fns: Multilinear, slot: int):
@@ -160,6 +184,135 @@ def _batch(args, dims, *, fns: Multilinear, slot: int):
         return out.reshape((size, -1) + out.shape[1:]), 0
     return out.reshape(out.shape[0], size, -1), 1
 
+
+# -- the jvp's sum over tangents, and the joint transpose -----------------------------------
+
+multilinear_sum_p = Primitive("tp_jax_multilinear_sum")
+multilinear_joint_p = Primitive("tp_jax_multilinear_joint")
+multilinear_joint_p.multiple_results = True
+
+
+def _sum_terms(operands, tangent_at):
+    """``(inputs, tangents)`` of a ``multilinear_sum``: the product's operands at each
+    tangent."""
+    n = len(operands) - len(tangent_at)
+    inputs, tans = list(operands[:n]), operands[n:]
+    return inputs, [[t if i == j else x for i, x in enumerate(inputs)]
+                    for j, t in zip(tangent_at, tans, strict=True)]
+
+
+def _sum_impl(*operands, fns: Multilinear, tangent_at: tuple[int, ...]):
+    _, terms = _sum_terms(operands, tangent_at)
+    out = fns.fns[-1](*terms[0])
+    for ops in terms[1:]:
+        out = out + fns.fns[-1](*ops)
+    return out
+
+
+def _sum_abstract(*operands, fns: Multilinear, tangent_at: tuple[int, ...]):
+    inputs, _ = _sum_terms(operands, tangent_at)
+    for j, t in zip(tangent_at, operands[len(inputs):], strict=True):
+        if t.shape != inputs[j].shape or t.dtype != inputs[j].dtype:
+            raise ValueError(f"multilinear_sum: the tangent of input {j} is {t.dtype}"
+                             f"{list(t.shape)}, its input {inputs[j].dtype}"
+                             f"{list(inputs[j].shape)}")
+    return _abstract(*inputs, fns=fns, slot=len(fns.slots) - 1)
+
+
+def _sum_jvp(primals, tangents, *, fns: Multilinear, tangent_at: tuple[int, ...]):
+    out = multilinear_sum_p.bind(*primals, fns=fns, tangent_at=tangent_at)
+    _, terms = _sum_terms(primals, tangent_at)
+    _, dterms = _sum_terms(tangents, tangent_at)
+    parts = [t for t in (_tangent(ops, dops, fns, len(fns.slots) - 1)
+                         for ops, dops in zip(terms, dterms, strict=True)) if t is not None]
+    if not parts:
+        return out, ad.Zero.from_primal_value(out)
+    tangent = parts[0]
+    for t in parts[1:]:
+        tangent = tangent + t
+    return out, tangent
+
+
+def _sum_transpose(ct, *operands, fns: Multilinear, tangent_at: tuple[int, ...]):
+    """Linear in the tangents only: their cotangents in one ``multilinear_joint`` call."""
+    n = len(operands) - len(tangent_at)
+    inputs = operands[:n]
+    if any(ad.is_undefined_primal(x) for x in inputs):
+        raise NotImplementedError("multilinear_sum: transposed in its tangents only")
+    undefined = [ad.is_undefined_primal(t) for t in operands[n:]]
+    need = tuple(any(j == i and u for j, u in zip(tangent_at, undefined, strict=True))
+                 for i in range(n))
+    res: list = [None] * len(operands)
+    if type(ct) is ad.Zero:
+        for k, u in enumerate(undefined):
+            if u:
+                res[n + k] = ad.Zero(operands[n + k].aval)
+        return res
+    grads = iter(multilinear_joint_p.bind(*inputs, ct, fns=fns, need=need))
+    for k, u in enumerate(undefined):
+        if u:
+            res[n + k] = next(grads)
+    return res
+
+
+def _joint_others(operands, i: int):
+    """The operands of the product's transpose to input ``i``: the other inputs, then the
+    cotangent (``operands``: the inputs and the cotangent)."""
+    return [x for k, x in enumerate(operands) if k != i]
+
+
+def _joint_impl(*operands, fns: Multilinear, need: tuple[bool, ...]):
+    return list(fns.joint(*operands, need=need))
+
+
+def _joint_abstract(*operands, fns: Multilinear, need: tuple[bool, ...]):
+    return [_abstract(*_joint_others(operands, i), fns=fns, slot=i)
+            for i in range(len(need)) if need[i]]
+
+
+def _joint_jvp(primals, tangents, *, fns: Multilinear, need: tuple[bool, ...]):
+    outs = multilinear_joint_p.bind(*primals, fns=fns, need=need)
+    touts = []
+    for out, i in zip(outs, [i for i in range(len(need)) if need[i]], strict=True):
+        t = _tangent(_joint_others(primals, i), _joint_others(tangents, i), fns, i)
+        touts.append(ad.Zero.from_primal_value(out) if t is None else t)
+    return outs, touts
+
+
+def _joint_expanded(fns: Multilinear, need: tuple[bool, ...]):
+    def f(*operands):
+        return [multilinear(fns, *_joint_others(operands, i), slot=i)
+                for i in range(len(need)) if need[i]]
+    return f
+
+
+def _sum_batch(args, dims, *, fns: Multilinear, tangent_at: tuple[int, ...]):
+    def f(*operands):
+        _, terms = _sum_terms(operands, tangent_at)
+        out = multilinear(fns, *terms[0])
+        for ops in terms[1:]:
+            out = out + multilinear(fns, *ops)
+        return out
+    return jax.vmap(f, in_axes=tuple(dims))(*args), 0
+
+
+def _joint_batch(args, dims, *, fns: Multilinear, need: tuple[bool, ...]):
+    outs = jax.vmap(_joint_expanded(fns, need), in_axes=tuple(dims))(*args)
+    return outs, [0] * len(outs)
+
+
+multilinear_sum_p.def_impl(_sum_impl)
+multilinear_sum_p.def_abstract_eval(_sum_abstract)
+ad.primitive_jvps[multilinear_sum_p] = _sum_jvp
+ad.primitive_transposes[multilinear_sum_p] = _sum_transpose
+batching.primitive_batchers[multilinear_sum_p] = _sum_batch
+mlir.register_lowering(multilinear_sum_p, mlir.lower_fun(_sum_impl, multiple_results=False))
+
+multilinear_joint_p.def_impl(_joint_impl)
+multilinear_joint_p.def_abstract_eval(_joint_abstract)
+ad.primitive_jvps[multilinear_joint_p] = _joint_jvp
+batching.primitive_batchers[multilinear_joint_p] = _joint_batch
+mlir.register_lowering(multilinear_joint_p, mlir.lower_fun(_joint_impl, multiple_results=True))
 
 multilinear_p.def_impl(_impl)
 multilinear_p.def_abstract_eval(_abstract)
