@@ -19,6 +19,8 @@ cases = [
     (spec.cgtp("0e+1o", "0e+1o", "0e+1o+1e+2e"), "fused"),
     (spec.gtp("2x0e+2x1o", "0e+1o", per_degree_weights=True), "grid"),
     (spec.mtp("0e+1o", "0e+1o"), "sparse"),
+    # channelwise regime: on CPU the compiled kernels' FFI calls (XLA gathers their operands)
+    (spec.cgtp("16x0e+16x1o", "0e+1o", "16x0e+16x1o", mode="uvu"), "fused"),
 ]
 for d, method in cases:
     x1 = rng.normal(size=(8, d.irreps_in1.dim))

@@ -37,17 +37,36 @@ TRI = Multilinear(fns=(lambda b, w, y: jnp.einsum("ijlk,nj,l,nk->ni", C, b, w, y
                   slots=(Slot(3), Slot(4), Slot(2, rows_axis=None), Slot(5)))
 
 
-#: the ``need`` of every joint call traced
+#: the ``need`` of every joint call traced, and of every joint dual call
 JOINT_CALLS: list[tuple[bool, ...]] = []
+DUAL_CALLS: list[tuple[bool, ...]] = []
 
 
 def _joint(m: Multilinear):
-    """The joint transpose of ``m``: its transposes, written once more as one function."""
+    """The joint transpose of ``m``: its transposes, written once more as one function; and
+    its dual (the transposes' derivative along the inputs, as a sum of transposes)."""
+    def others(ops, i):
+        return [x for k, x in enumerate(ops) if k != i]
+
     def joint(*operands, need):
         JOINT_CALLS.append(need)
-        return tuple(m.fns[i](*[x for k, x in enumerate(operands) if k != i])
-                     for i in range(len(need)) if need[i])
-    return Multilinear(fns=m.fns, slots=m.slots, joint=joint)
+        return tuple(m.fns[i](*others(operands, i)) for i in range(len(need)) if need[i])
+
+    def joint_dual(*operands, need):
+        DUAL_CALLS.append(need)
+        n = len(need)
+        prim, v = operands[:n + 1], operands[n + 1:]
+        res = []
+        for i in (i for i in range(n) if need[i]):
+            terms = []
+            for j in (j for j in range(n) if j != i):
+                ops = list(prim)
+                ops[j] = v[j]
+                terms.append(m.fns[i](*others(ops, i)))
+            res.append(sum(terms[1:], terms[0]))
+        return tuple(res)
+
+    return Multilinear(fns=m.fns, slots=m.slots, joint=joint, joint_dual=joint_dual)
 
 
 BI_JOINT, TRI_JOINT = _joint(BI), _joint(TRI)
@@ -76,6 +95,21 @@ def test_joint_transpose_serves_a_backward_pass():
     JOINT_CALLS.clear()
     jax.grad(lambda *a: jnp.sum(c * prim(*a)), 1)(*xs)
     assert JOINT_CALLS == []
+
+
+def test_joint_dual_serves_a_double_backward():
+    """The double backward of a gradient in every input: one dual call (its transpose)."""
+    prim = CASES["trilinear_joint"][0]
+    xs, c = _inputs(3)
+    vs, _ = _inputs(3, seed=2)
+
+    def phi(*a):
+        gs = jax.grad(lambda *b: jnp.sum(c * prim(*b)), (0, 1, 2))(*a)
+        return sum(jnp.sum(g * v) for g, v in zip(gs, vs, strict=True))
+
+    DUAL_CALLS.clear()
+    jax.grad(phi, (0, 1, 2))(*xs)
+    assert DUAL_CALLS == [(True, True, True)]
 
 
 def _inputs(n_args, n=6, seed=0):

@@ -107,6 +107,37 @@ def test_backward_adjoint(name, per_sample, threads):
     np.testing.assert_allclose(np.vdot(gw, w), np.vdot(g, only), rtol=1e-12)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("per_sample", [False, True])
+@pytest.mark.parametrize("name", list(CASES))
+def test_backward_dual(name, per_sample, threads):
+    """``backward_dual`` is the derivative of ``backward`` along ``v``: the gradients are
+    bilinear in the inputs, so ``(backward(x + v) - backward(x - v)) / 2`` is exact, for the
+    plain weights and for ``[w, s]``."""
+    d = CASES[name]
+    k = ChannelwiseKernels(d, SMALL)
+    x1, x2, w = _inputs(d, np.float64, per_sample)
+    v1, v2, vw = _inputs(d, np.float64, per_sample, seed=7)
+    rng = np.random.default_rng(8)
+    g = rng.standard_normal((B, d.irreps_out.dim))
+    shape = (B, 1) if per_sample else (1,)
+    for scaled in (False, True):
+        if scaled:
+            w, vw = _scaled(w, rng.standard_normal(shape)), _scaled(vw, rng.standard_normal(shape))
+        plus = k.backward(x1 + v1, x2 + v2, w + vw, g, (True, True, True), threads,
+                          scaled=scaled)
+        minus = k.backward(x1 - v1, x2 - v2, w - vw, g, (True, True, True), threads,
+                           scaled=scaled)
+        got = k.backward_dual(x1, x2, w, g, (v1, v2, vw), (True, True, True), threads,
+                              scaled=scaled)
+        for a, p_, m in zip(got, plus, minus, strict=True):
+            np.testing.assert_allclose(a, (p_ - m) / 2, atol=1e-11)
+        one = k.backward_dual(x1, x2, w, g, (v1, v2, vw), (False, True, False), threads,
+                              scaled=scaled)
+        assert one[0] is None and one[2] is None
+        np.testing.assert_allclose(one[1], got[1], atol=1e-12)
+
+
 def test_needs_channelwise_paths():
     with pytest.raises(ValueError, match="channelwise"):
         ChannelwiseKernels(tp_spec.cgtp("2x0e", "2x0e", "2x0e", mode="uvw"))

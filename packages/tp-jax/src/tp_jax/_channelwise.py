@@ -297,11 +297,27 @@ class _Kernels:
                            out=res, scaled=scaled)
             return fn
 
+        def dual_fn(need: tuple[bool, ...]):
+            """The gradients' derivative along the inputs' directions, one pass."""
+            def fn(*arrays):
+                x1, x2, *w, ct = arrays[:inputs + 1]
+                v1, v2, *vw = arrays[inputs + 1:2 * inputs + 1]
+                outs = iter(arrays[2 * inputs + 1:])
+                res = tuple(next(outs) if n else None for n in (*need, False)[:3])
+                k.backward_dual(x1, x2, w[0] if w else None, ct,
+                                (v1, v2, vw[0] if vw else None), (*need, False)[:3],
+                                threads(), out=res, scaled=scaled)
+            return fn
+
         for need in itertools.product((False, True), repeat=inputs):
+            tail = "".join("1" if v else "0" for v in need)
             if sum(need) > 1:
-                tail = "".join("1" if v else "0" for v in need)
                 self.names[need] = _cpu_ffi.register(f"tp_jax_cw_{tag}_joint{tail}",
                                                      joint_fn(need))
+            if any(need):
+                self.names[("dual", need)] = _cpu_ffi.register(f"tp_jax_cw_{tag}_dual{tail}",
+                                                               dual_fn(need))
+        self.kernels = k
 
     def _call(self, name: str, shape: tuple[int, ...], *ops: jax.Array) -> jax.Array:
         (out,) = _cpu_ffi.call(self.names[name], [jax.ShapeDtypeStruct(shape, self.dt)],
@@ -324,15 +340,24 @@ class _Kernels:
         n = self.d.weight_numel + 1
         return self._call("w", (ct.shape[0], n) if per_sample else (n,), x1, x2, ct)
 
-    def joint(self, *operands, need, per_sample=False):
-        """``operands``: ``x1, x2[, w], ct``; the gradients flagged in ``need``, one call."""
-        b = operands[-1].shape[0]
+    def dual(self, *operands, need, per_sample=False):
+        """``operands``: ``x1, x2[, w], ct`` then the directions ``v1, v2[, vw]``; the
+        derivative of the gradients flagged in ``need`` along them, one call."""
+        self.kernels.prepare(self.dt, ("bwd_dual",))  # compiled when first traced
+        return self._grads(("dual", tuple(need)), operands, need, per_sample)
+
+    def _grads(self, name, operands, need, per_sample):
+        b = operands[0].shape[0]
         n = self.d.weight_numel + 1
         shapes = [(b, self.d.irreps_in1.dim), (b, self.d.irreps_in2.dim),
                   (b, n) if per_sample else (n,)]
         res = [jax.ShapeDtypeStruct(shapes[i], self.dt) for i, f in enumerate(need) if f]
-        return tuple(_cpu_ffi.call(self.names[tuple(need)], res,
+        return tuple(_cpu_ffi.call(self.names[name], res,
                                    *(jnp.asarray(o, self.dt) for o in operands)))
+
+    def joint(self, *operands, need, per_sample=False):
+        """``operands``: ``x1, x2[, w], ct``; the gradients flagged in ``need``, one call."""
+        return self._grads(tuple(need), operands, need, per_sample)
 
 
 def _on_cpu(kernel, xla):
@@ -377,5 +402,25 @@ def _primitive(plan: ChannelwisePlan, dt, weights: str | None, cpu_kernels: bool
         return _on_cpu(lambda *ops: kern.joint(*ops, need=need, per_sample=per_sample),
                        xla)(*operands)
 
+    def joint_dual(*operands, need):
+        """The gradients' derivative along the inputs' directions: one kernel call on CPU,
+        sums of the transposes elsewhere."""
+        n = len(need)
+
+        def xla(*ops):
+            prim, v = ops[:n + 1], ops[n + 1:]
+            res = []
+            for i in (i for i in range(n) if need[i]):
+                terms = []
+                for j in (j for j in range(n) if j != i):
+                    args = list(prim)
+                    args[j] = v[j]
+                    terms.append(fns[i](*[x for k, x in enumerate(args) if k != i]))
+                res.append(sum(terms[1:], terms[0]))
+            return tuple(res)
+        return _on_cpu(lambda *ops: kern.dual(*ops, need=need, per_sample=per_sample),
+                       xla)(*operands)
+
     return Multilinear(fns=tuple(_on_cpu(kf, f) for kf, f in zip(kfns, fns, strict=True)),
-                       slots=(*slots, Slot(d.irreps_out.dim)), joint=joint)
+                       slots=(*slots, Slot(d.irreps_out.dim)), joint=joint,
+                       joint_dual=joint_dual)

@@ -153,8 +153,20 @@ def register(name: str, fn: Callable[..., None]) -> str:
 
 
 def call(name: str, results: list[jax.ShapeDtypeStruct], *operands: jax.Array) -> Any:
-    """The target ``name`` on ``operands``: a list of arrays shaped as ``results``."""
-    return jax.ffi.ffi_call(name, results)(*operands)
+    """The target ``name`` on ``operands``: a list of arrays shaped as ``results``. Inside
+    ``shard_map`` the results vary over the mesh axes any operand varies over (as the XLA code
+    they replace would)."""
+    outs = jax.ffi.ffi_call(name, results)(*operands)
+    axes = frozenset().union(*(_varying(o) for o in operands))
+    if axes:
+        outs = [jax.lax.pcast(o, tuple(sorted(axes)), to="varying") for o in outs]
+    return outs
+
+
+def _varying(x: Any) -> frozenset:
+    """The manual mesh axes ``x`` varies over (none outside ``shard_map``)."""
+    mat = getattr(jax.typeof(x), "mat", None)
+    return frozenset(getattr(mat, "varying", ()))
 
 
 @cache

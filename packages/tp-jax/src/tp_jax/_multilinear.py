@@ -68,6 +68,10 @@ class Multilinear:
     #: ``joint(*inputs, ct, need=...) -> tuple``: the product's transposes for the inputs flagged
     #: in ``need`` (one array each, in input order), computed together; None: one at a time
     joint: Callable[..., tuple[jax.Array, ...]] | None = None
+    #: ``joint_dual(*inputs, ct, *v, need=...) -> tuple``: the derivative of ``joint``'s
+    #: results along the inputs' directions ``v`` (``ct`` fixed), computed together; this is
+    #: ``H v`` for the symmetric Hessian ``H`` of ``<ct, product>``, so it is its own transpose
+    joint_dual: Callable[..., tuple[jax.Array, ...]] | None = None
 
     def __post_init__(self) -> None:
         if len(self.fns) != len(self.slots) or len(self.slots) < 3:
@@ -133,7 +137,7 @@ def _tangent(operands, tangents, fns: Multilinear, slot: int):
 def _jvp(primals, tangents, *, fns: Multilinear, slot: int):
     out = multilinear_p.bind(*primals, fns=fns, slot=slot)
     tangent = _tangent(primals, tangents, fns, slot)
-    return out, ad.Zero.from_primal_value(out) if tangent is None else tangent
+    return out, _zero(out) if tangent is None else tangent
 
 
 def _transpose(ct, *operands, fns: Multilinear, slot: int):
@@ -185,6 +189,11 @@ def _batch(args, dims, *, fns: Multilinear, slot: int):
     return out.reshape(out.shape[0], size, -1), 1
 
 
+def _zero(x) -> ad.Zero:
+    """The symbolic zero tangent of ``x``."""
+    return ad.Zero(jax.typeof(x).to_tangent_aval())
+
+
 # -- the jvp's sum over tangents, and the joint transpose -----------------------------------
 
 multilinear_sum_p = Primitive("tp_jax_multilinear_sum")
@@ -226,7 +235,7 @@ def _sum_jvp(primals, tangents, *, fns: Multilinear, tangent_at: tuple[int, ...]
     parts = [t for t in (_tangent(ops, dops, fns, len(fns.slots) - 1)
                          for ops, dops in zip(terms, dterms, strict=True)) if t is not None]
     if not parts:
-        return out, ad.Zero.from_primal_value(out)
+        return out, _zero(out)
     tangent = parts[0]
     for t in parts[1:]:
         tangent = tangent + t
@@ -271,12 +280,105 @@ def _joint_abstract(*operands, fns: Multilinear, need: tuple[bool, ...]):
 
 
 def _joint_jvp(primals, tangents, *, fns: Multilinear, need: tuple[bool, ...]):
+    """Along the inputs: one ``multilinear_dual`` where ``joint_dual`` exists; along the
+    cotangent (and otherwise): the separate functions."""
     outs = multilinear_joint_p.bind(*primals, fns=fns, need=need)
+    n = len(need)
+    dual = None
+    if fns.joint_dual is not None and any(type(t) is not ad.Zero for t in tangents[:n]):
+        v = [ad.instantiate_zeros(t) for t in tangents[:n]]
+        dual = multilinear_dual_p.bind(*primals, *v, fns=fns, need=need)
+        tangents = [_zero(p) for p in primals[:n]] + [tangents[n]]
     touts = []
-    for out, i in zip(outs, [i for i in range(len(need)) if need[i]], strict=True):
+    for k, (out, i) in enumerate(zip(outs, [i for i in range(n) if need[i]], strict=True)):
         t = _tangent(_joint_others(primals, i), _joint_others(tangents, i), fns, i)
-        touts.append(ad.Zero.from_primal_value(out) if t is None else t)
+        if dual is not None:
+            t = dual[k] if t is None else dual[k] + t
+        touts.append(_zero(out) if t is None else t)
     return outs, touts
+
+
+# -- the joint transposes' derivative along the inputs: H v ------------------------------------
+
+multilinear_dual_p = Primitive("tp_jax_multilinear_dual")
+multilinear_dual_p.multiple_results = True
+
+
+def _dual_split(operands, need):
+    n = len(need)
+    return operands[:n + 1], operands[n + 1:]  # (inputs and ct, directions)
+
+
+def _dual_expanded(fns: Multilinear, need: tuple[bool, ...]):
+    """``H v`` as separate functions: output ``i`` sums, over the other inputs ``j``, the
+    transpose to ``i`` with input ``j`` replaced by its direction."""
+    def f(*operands):
+        prim, v = _dual_split(operands, need)
+        res = []
+        for i in (i for i in range(len(need)) if need[i]):
+            out = None
+            for j in range(len(need)):
+                if j == i:
+                    continue
+                ops = list(prim)
+                ops[j] = v[j]
+                t = multilinear(fns, *_joint_others(ops, i), slot=i)
+                out = t if out is None else out + t
+            res.append(out)
+        return res
+    return f
+
+
+def _dual_impl(*operands, fns: Multilinear, need: tuple[bool, ...]):
+    prim, v = _dual_split(operands, need)
+    return list(fns.joint_dual(*prim, *v, need=need))
+
+
+def _dual_abstract(*operands, fns: Multilinear, need: tuple[bool, ...]):
+    prim, v = _dual_split(operands, need)
+    for j, (x, t) in enumerate(zip(prim, v, strict=False)):
+        if t.shape != x.shape or t.dtype != x.dtype:
+            raise ValueError(f"multilinear_dual: the direction of input {j} is {t.dtype}"
+                             f"{list(t.shape)}, its input {x.dtype}{list(x.shape)}")
+    return _joint_abstract(*prim, fns=fns, need=need)
+
+
+def _dual_jvp(primals, tangents, *, fns: Multilinear, need: tuple[bool, ...]):
+    tangents = [ad.instantiate_zeros(t) for t in tangents]
+    return jax.jvp(_dual_expanded(fns, need), primals, tangents)
+
+
+def _dual_transpose(cts, *operands, fns: Multilinear, need: tuple[bool, ...]):
+    """Linear in the directions; ``H`` is symmetric: the cotangents of the directions are
+    ``H c`` (``c``: the results' cotangents at the inputs they belong to, zero elsewhere)."""
+    prim, v = _dual_split(operands, need)
+    if any(ad.is_undefined_primal(x) for x in prim):
+        raise NotImplementedError("multilinear_dual: transposed in its directions only")
+    cts = iter(cts)
+    c = [ad.instantiate_zeros(next(cts)) if need[i] else jnp.zeros(jnp.shape(x), x.dtype)
+         for i, x in enumerate(prim[:len(need)])]
+    want = tuple(ad.is_undefined_primal(t) for t in v)
+    res: list = [None] * len(operands)
+    if not any(want):
+        return res
+    got = iter(multilinear_dual_p.bind(*prim, *c, fns=fns, need=want))
+    for j, u in enumerate(want):
+        if u:
+            res[len(prim) + j] = next(got)
+    return res
+
+
+def _dual_batch(args, dims, *, fns: Multilinear, need: tuple[bool, ...]):
+    outs = jax.vmap(_dual_expanded(fns, need), in_axes=tuple(dims))(*args)
+    return outs, [0] * len(outs)
+
+
+multilinear_dual_p.def_impl(_dual_impl)
+multilinear_dual_p.def_abstract_eval(_dual_abstract)
+ad.primitive_jvps[multilinear_dual_p] = _dual_jvp
+ad.primitive_transposes[multilinear_dual_p] = _dual_transpose
+batching.primitive_batchers[multilinear_dual_p] = _dual_batch
+mlir.register_lowering(multilinear_dual_p, mlir.lower_fun(_dual_impl, multiple_results=True))
 
 
 def _joint_expanded(fns: Multilinear, need: tuple[bool, ...]):

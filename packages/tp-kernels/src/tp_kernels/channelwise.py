@@ -61,6 +61,67 @@ def run_parts(fn: Any, n: int) -> None:
         list(_pool(n).map(fn, range(n)))
 
 
+class _Grads:
+    """The gradient arrays of one backward pass over ``nparts`` thread parts: x1's and x2's
+    (the ``out`` arrays zeroed, or new ones), the weights' (per-sample: the result's rows;
+    shared: one partial sum per thread) and, with ``[w, s]``, the unweighted paths' weight's
+    (one per channel, summed at the end). ``dummy`` stands for a gradient not asked for."""
+
+    def __init__(self, x1: np.ndarray, x2: np.ndarray, w: np.ndarray | None,
+                 need: tuple[bool, bool, bool], out: tuple[np.ndarray | None, ...],
+                 nparts: int, wstep: int, ustep: int, scaled: bool, numel: int, max_mul: int
+                 ) -> None:
+        dt, b = x1.dtype, x1.shape[0]
+        self.need = (need[0], need[1], need[2] and w is not None)
+        self.nu = self.need[2] and scaled
+        self.w, self.wstep, self.ustep, self.numel, self.out = w, wstep, ustep, numel, out
+        self.dummy = np.zeros((1, 1), dt)
+        self.g1 = self._zeros(0, x1) if need[0] else self.dummy
+        self.g2 = self._zeros(1, x2) if need[1] else self.dummy
+
+        def partial(step: int, cols: int) -> list[np.ndarray]:
+            if step:  # per-sample rows (threads write disjoint rows)
+                return [np.zeros((b, cols), dt)] * nparts
+            return [np.zeros((1, cols), dt) for _ in range(nparts)]  # a sum per thread
+
+        if self.need[2] and wstep:
+            self.gw = [self._zeros(2, w)] * nparts
+        else:
+            self.gw = partial(0, numel) if self.need[2] else [self.dummy] * nparts
+        self.gu = partial(ustep, max_mul) if self.nu else [self.dummy] * nparts
+
+    def _zeros(self, i: int, like: np.ndarray) -> np.ndarray:
+        if self.out[i] is None:
+            return np.zeros_like(like)  # NumPy allocates (huge pages for large arrays)
+        self.out[i].fill(0)
+        return self.out[i]
+
+    def chunk(self, t: int, s: int, e: int) -> tuple[np.ndarray, ...]:
+        """Thread ``t``'s arrays for rows ``s:e``: x1's, x2's, the weights' and the unweighted
+        paths' weight's gradients."""
+        n1, n2, nw = self.need
+        gw, gu = self.gw[t], self.gu[t]
+        return (self.g1[s:e] if n1 else self.dummy, self.g2[s:e] if n2 else self.dummy,
+                gw[s:e] if nw and self.wstep else gw, gu[s:e] if self.nu and self.ustep else gu)
+
+    def result(self) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        n1, n2, nw = self.need
+        gw = None
+        if nw:
+            numel = self.numel
+            if self.wstep:
+                gw = self.gw[0]
+                if self.nu:
+                    gw[:, numel] = self.gu[0].sum(axis=1)
+            else:
+                gw = self._zeros(2, self.w).reshape(-1)
+                gw[:numel] = np.sum(self.gw, axis=0)[0]
+                if self.nu:
+                    gw[numel] = np.sum(self.gu)
+                gw = gw.reshape(self.w.shape)
+        return (self.g1 if n1 else None, self.g2 if n2 else None, gw)
+
+
 class ChannelwiseKernels:
     """A channelwise CGTP descriptor run by the compiled kernels (:func:`supports` must hold).
 
@@ -117,15 +178,17 @@ class ChannelwiseKernels:
         """Whether some path has no weight."""
         return len(self.paths[True]) < len(self.paths[False])
 
-    def prepare(self, dtype: Any) -> None:
-        """Compile (or load from the cache) the kernels for ``dtype`` now, not at the first
-        call."""
-        self._bound(np.dtype(dtype))
+    def prepare(self, dtype: Any, kinds: tuple[str, ...] = ("fwd", "bwd")) -> None:
+        """Compile (or load from the cache) the kernels ``kinds`` for ``dtype`` now, not at the
+        first call."""
+        self._bound(np.dtype(dtype), kinds=kinds)
 
-    def _bound(self, np_dtype: Any, weighted_only: bool = False) -> list[tuple[Any, ...]]:
-        """The paths with their kernels and the coefficient in the dtype."""
+    def _bound(self, np_dtype: Any, weighted_only: bool = False,
+               kinds: tuple[str, ...] = ("fwd", "bwd")) -> list[tuple[Any, ...]]:
+        """The paths with their kernels ``kinds`` and the coefficient in the dtype."""
         paths = self.paths[weighted_only]
-        table = kernel_table([p[0] for p in self.paths[False]], np.dtype(np_dtype).name)
+        table = kernel_table([p[0] for p in self.paths[False]], np.dtype(np_dtype).name,
+                             kinds)
         fns = dict(zip((p[0] for p in self.paths[False]), table, strict=True))
         return [(*fns[lll], o1, o2, o3, wo, mul, np_dtype.type(c), acc)
                 for lll, o1, o2, o3, wo, mul, c, acc in paths]
@@ -212,72 +275,78 @@ class ChannelwiseKernels:
         """``(g1 (B, dim1), g2 (B, dim2), gw)`` for the gradients asked for in ``need`` (None
         for the others); ``gw`` shaped as ``w``. ``out``: arrays to write them into (any
         content: they are zeroed first)."""
-        n1, n2, nw = need
-        nw = nw and w is not None
         b, dt = x1.shape[0], x1.dtype
-        ones = np.ones((1, self.max_mul), dt)
-        aw, wstep = weight_rows(w, ones)
+        aw, wstep = weight_rows(w, np.ones((1, self.max_mul), dt))
         uw, ustep, zero = self._unweighted_rows(w, scaled, b, dt)
-        nu = nw and scaled  # the gradient of the unweighted paths' weight
-        weighted_only = weighted_only or (zero and not nu)
-        dummy = np.zeros((1, 1), dt)
-
-        def zeros(i: int, like: np.ndarray) -> np.ndarray:
-            if out[i] is None:
-                return np.zeros_like(like)  # NumPy allocates: see forward
-            out[i].fill(0)
-            return out[i]
-
-        ag1 = zeros(0, x1) if n1 else dummy
-        ag2 = zeros(1, x2) if n2 else dummy
+        parts = self._split(b, threads)
+        gr = _Grads(x1, x2, w, need, out, len(parts), wstep, ustep, scaled, self.dims[3],
+                    self.max_mul)
+        n1, n2, nw = gr.need
+        weighted_only = weighted_only or (zero and not gr.nu)
         bound = self._bound(dt, weighted_only)
         rows = self.rows
-        parts = self._split(b, threads)
-        numel = self.dims[3]
-
-        def grads(step: int, cols: int) -> list[np.ndarray]:
-            if step:  # per-sample rows (threads write disjoint rows)
-                return [np.zeros((b, cols), dt)] * len(parts)
-            return [np.zeros((1, cols), dt) for _ in parts]  # one partial sum per thread
-
-        if nw and wstep:  # per-sample: the rows of the result itself
-            gws = [zeros(2, w)] * len(parts)
-        else:
-            gws = grads(0, numel) if nw else [dummy] * len(parts)
-        gus = grads(ustep, self.max_mul) if nu else [dummy] * len(parts)
 
         def run(t: int) -> None:
             s0, s1 = parts[t]
-            gwt, gut = gws[t], gus[t]
             for s in range(s0, s1, rows):
                 e = min(s1, s + rows)
                 c1, c2, cg = x1[s:e], x2[s:e], g[s:e]
-                cg1 = ag1[s:e] if n1 else dummy
-                cg2 = ag2[s:e] if n2 else dummy
+                cg1, cg2, cgw, cgu = gr.chunk(t, s, e)
                 cw = aw[s:e] if wstep else aw
-                cgw = gwt[s:e] if nw and wstep else gwt
                 cu = uw[s:e] if ustep else uw
-                cgu = gut[s:e] if nu and ustep else gut
                 for _, bwd, o1, o2, o3, wo, mul, c, _ in bound:
                     if wo < 0:
                         bwd(c1, c2, cu, ustep, cg, o1, o2, o3, 0, mul, c, cg1, cg2, cgu, n1,
-                            n2, nu)
+                            n2, gr.nu)
                     else:
                         bwd(c1, c2, cw, wstep, cg, o1, o2, o3, wo, mul, c, cg1, cg2, cgw, n1,
                             n2, nw)
 
         if b:
             run_parts(run, len(parts))
-        gw = None
-        if nw:
-            if wstep:
-                gw = gws[0]
-                if nu:
-                    gw[:, numel] = gus[0].sum(axis=1)
-            else:
-                gw = zeros(2, w).reshape(-1)
-                gw[:numel] = np.sum(gws, axis=0)[0]
-                if nu:
-                    gw[numel] = np.sum(gus)
-                gw = gw.reshape(w.shape)
-        return (ag1 if n1 else None, ag2 if n2 else None, gw)
+        return gr.result()
+
+    def backward_dual(self, x1: np.ndarray, x2: np.ndarray, w: np.ndarray | None,
+                      g: np.ndarray, v: tuple[np.ndarray, np.ndarray, np.ndarray | None],
+                      need: tuple[bool, bool, bool], threads: int = 1,
+                      out: tuple[np.ndarray | None, ...] = (None, None, None),
+                      scaled: bool = False
+                      ) -> tuple[np.ndarray | None, np.ndarray | None, np.ndarray | None]:
+        """The derivative of :meth:`backward`'s gradients along ``v = (v1, v2, vw)`` (shaped
+        as ``x1, x2, w``; ``g`` held fixed): ``H v`` for the Hessian ``H`` of ``<g, out>`` in
+        ``(x1, x2, w)``, so also the double backward's gradient for the directions ``v``. One
+        pass over the rows (the ``bwd_dual`` kernels); arguments as :meth:`backward`."""
+        v1, v2, vw = v
+        b, dt = x1.shape[0], x1.dtype
+        aw, wstep = weight_rows(w, np.ones((1, self.max_mul), dt))
+        avw, _ = weight_rows(vw, np.zeros((1, self.max_mul), dt))
+        uw, ustep, _ = self._unweighted_rows(w, scaled, b, dt)
+        # the unweighted paths' weight: [w, s]'s last entry, else the constant 1
+        uvw = (self._unweighted_rows(vw, True, b, dt)[0] if scaled
+               else np.zeros((1, self.max_mul), dt))
+        parts = self._split(b, threads)
+        gr = _Grads(x1, x2, w, need, out, len(parts), wstep, ustep, scaled, self.dims[3],
+                    self.max_mul)
+        n1, n2, nw = gr.need
+        bound = self._bound(dt, False, ("bwd_dual",))
+        rows = self.rows
+
+        def run(t: int) -> None:
+            s0, s1 = parts[t]
+            for s in range(s0, s1, rows):
+                e = min(s1, s + rows)
+                c1, c2, cg, d1, d2 = x1[s:e], x2[s:e], g[s:e], v1[s:e], v2[s:e]
+                cg1, cg2, cgw, cgu = gr.chunk(t, s, e)
+                cw, cvw = (aw[s:e], avw[s:e]) if wstep else (aw, avw)
+                cu, cvu = (uw[s:e], uvw[s:e]) if ustep else (uw, uvw)
+                for dual, o1, o2, o3, wo, mul, c, _ in bound:
+                    if wo < 0:
+                        dual(c1, c2, cu, ustep, cg, d1, d2, cvu, o1, o2, o3, 0, mul, c, cg1,
+                             cg2, cgu, n1, n2, gr.nu)
+                    else:
+                        dual(c1, c2, cw, wstep, cg, d1, d2, cvw, o1, o2, o3, wo, mul, c, cg1,
+                             cg2, cgw, n1, n2, nw)
+
+        if b:
+            run_parts(run, len(parts))
+        return gr.result()

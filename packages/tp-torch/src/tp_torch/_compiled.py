@@ -194,15 +194,21 @@ class _Gradient(torch.autograd.Function):
             return _gradient(a, b, c, gout, key, graph, nd, wo)
 
         d1 = d2 = dw = dg = None
-        if v1 is not None and (n2 or nw):  # S1 = <gout, f(v1, x2, w)>
-            _, a, c = bwd(v1, x2, w, (False, n2, nw), only)
-            d2, dw = _add(d2, a), _add(dw, c)
-        if v2 is not None and (n1 or nw):  # S2 = <gout, f(x1, v2, w)>
-            a, _, c = bwd(x1, v2, w, (n1, False, nw), only)
-            d1, dw = _add(d1, a), _add(dw, c)
-        if vw is not None and (n1 or n2):  # S3 = <gout, f_w(x1, x2, vw)>
-            a, c, _ = bwd(x1, x2, vw, (n1, n2, False), True)
-            d1, d2 = _add(d1, a), _add(d2, c)
+        if _dual_pass(ctx, (x1, x2, w, gout, v1, v2, vw), n1, n2, nw):
+            # no graph to build (the force-training step's last pass): the three derivatives
+            # in one kernel pass (``H v`` for the Hessian of <gout, f>)
+            d1, d2, dw = _ops.batch_kernels(key).backward_dual(
+                x1, x2, w, gout, (v1, v2, vw), (bool(n1), bool(n2), bool(nw) and w is not None))
+        else:
+            if v1 is not None and (n2 or nw):  # S1 = <gout, f(v1, x2, w)>
+                _, a, c = bwd(v1, x2, w, (False, n2, nw), only)
+                d2, dw = _add(d2, a), _add(dw, c)
+            if v2 is not None and (n1 or nw):  # S2 = <gout, f(x1, v2, w)>
+                a, _, c = bwd(x1, v2, w, (n1, False, nw), only)
+                d1, dw = _add(d1, a), _add(dw, c)
+            if vw is not None and (n1 or n2):  # S3 = <gout, f_w(x1, x2, vw)>
+                a, c, _ = bwd(x1, x2, vw, (n1, n2, False), True)
+                d1, d2 = _add(d1, a), _add(d2, c)
         if ng:
             dg = _tangent(lambda a, b, c, wo: _product(a, b, c, key, graph, wo),
                           x1, x2, w, v1, v2, vw, only)
@@ -235,6 +241,19 @@ class _Gradient(torch.autograd.Function):
             like = (x1, x2, w)[i]
             res.append(torch.zeros_like(like) if acc is None else acc)
         return tuple(res)
+
+
+def _dual_pass(ctx, tensors, n1, n2, nw) -> bool:
+    """Whether :meth:`_Gradient.backward` runs the one-pass double backward: a batch product
+    (not the convolution) of every path, eager (no graph recorded: no higher order; not traced
+    by ``torch.compile``/``torch.export``, not inside ``torch.func`` transforms: plain CPU
+    tensors), asked for an input's gradient."""
+    plain = all(t is None or (type(t) is torch.Tensor and t.device.type == "cpu"
+                              and not torch._C._functorch.is_functorch_wrapped_tensor(t))
+                for t in tensors)
+    return (not ctx.graph and not ctx.weighted_only and (n1 or n2 or nw) and plain
+            and not torch.is_grad_enabled() and not torch.compiler.is_compiling()
+            and _cpu_kernels.available())
 
 
 def _op_setup(ctx, inputs, output):

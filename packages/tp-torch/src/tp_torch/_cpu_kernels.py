@@ -53,8 +53,22 @@ class ChannelwiseKernels(_cw.ChannelwiseKernels):
                  weighted_only: bool = False) -> tuple[Any, Any, Any]:
         grads = super().backward(_np(x1), _np(x2), _np(w), _np(g), need, num_threads(),
                                  weighted_only)
-        gw = grads[2]
-        if gw is not None and w.ndim == 1:
-            gw = gw.reshape(w.shape)
-        return tuple(None if a is None else torch.from_numpy(a)  # type: ignore[return-value]
-                     for a in (grads[0], grads[1], gw))
+        return _tensors(grads, w)
+
+    def backward_dual(self, x1: Any, x2: Any, w: Any, g: Any, v: tuple[Any, Any, Any],
+                      need: tuple[bool, bool, bool]) -> tuple[Any, Any, Any]:
+        """The gradients' derivative along ``v = (v1, v2, vw)`` (None: zero), one pass
+        (:meth:`tp_kernels.ChannelwiseKernels.backward_dual`); the double backward."""
+        zero = [np.zeros(t.shape, _np(x1).dtype) if t is not None else None for t in (x1, x2, w)]
+        vs = tuple(_np(t) if t is not None else z for t, z in zip(v, zero, strict=True))
+        grads = super().backward_dual(_np(x1), _np(x2), _np(w), _np(g), vs, need,
+                                      num_threads())
+        return _tensors(grads, w)
+
+
+def _tensors(grads: tuple[Any, Any, Any], w: Any) -> tuple[Any, Any, Any]:
+    gw = grads[2]
+    if gw is not None and w.ndim == 1:
+        gw = gw.reshape(w.shape)
+    return tuple(None if a is None else torch.from_numpy(a)  # type: ignore[return-value]
+                 for a in (grads[0], grads[1], gw))
