@@ -159,9 +159,9 @@ def versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for dist in ("numpy", "tp-spec", "tp-torch", "tp-jax", "torch", "jax", "jaxlib", "e3nn",
-                 "e3nn-jax", "cuequivariance", "cuequivariance-torch", "cuequivariance-jax",
-                 "openequivariance", "e3x", "matplotlib", "tqdm"):
+    for dist in ("numpy", "tp-spec", "tp-kernels", "tp-torch", "tp-jax", "torch", "jax",
+                 "jaxlib", "e3nn", "e3nn-jax", "cuequivariance", "cuequivariance-torch",
+                 "cuequivariance-jax", "openequivariance", "e3x", "matplotlib", "tqdm"):
         try:
             out[dist] = version(dist)
         except PackageNotFoundError:

@@ -97,6 +97,18 @@ def test_joint_transpose_serves_a_backward_pass():
     assert JOINT_CALLS == []
 
 
+def test_unused_gradients_are_not_computed():
+    """Under jit, a joint (or dual) call whose results are partly unused computes only the
+    used ones (a force: the gradient in one input of a gradient taken in all)."""
+    prim = CASES["trilinear_joint"][0]
+    xs, c = _inputs(3)
+    JOINT_CALLS.clear()
+    got = jax.jit(lambda *a: jax.grad(lambda *b: jnp.sum(c * prim(*b)), (0, 1, 2))(*a)[1])(*xs)
+    assert JOINT_CALLS == [(False, True, False)]
+    want = jax.grad(lambda b: jnp.sum(c * plain3(xs[0], b, xs[2])))(xs[1])
+    np.testing.assert_allclose(got, want, rtol=1e-12)
+
+
 def test_joint_dual_serves_a_double_backward():
     """The double backward of a gradient in every input: one dual call (its transpose)."""
     prim = CASES["trilinear_joint"][0]

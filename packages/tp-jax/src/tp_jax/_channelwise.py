@@ -311,10 +311,9 @@ class _Kernels:
 
         for need in itertools.product((False, True), repeat=inputs):
             tail = "".join("1" if v else "0" for v in need)
-            if sum(need) > 1:
+            if any(need):  # one gradient too: what dead-code elimination leaves of a joint
                 self.names[need] = _cpu_ffi.register(f"tp_jax_cw_{tag}_joint{tail}",
                                                      joint_fn(need))
-            if any(need):
                 self.names[("dual", need)] = _cpu_ffi.register(f"tp_jax_cw_{tag}_dual{tail}",
                                                                dual_fn(need))
         self.kernels = k

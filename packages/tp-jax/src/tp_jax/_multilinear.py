@@ -34,6 +34,7 @@ import jax
 import jax.numpy as jnp
 from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
+from jax.interpreters import partial_eval as pe
 
 __all__ = ["Multilinear", "Slot", "multilinear"]
 
@@ -372,6 +373,24 @@ def _dual_batch(args, dims, *, fns: Multilinear, need: tuple[bool, ...]):
     outs = jax.vmap(_dual_expanded(fns, need), in_axes=tuple(dims))(*args)
     return outs, [0] * len(outs)
 
+
+def _need_dce(used_outs: list[bool], eqn):
+    """Dead-code elimination of a joint or dual call: only the results still used are
+    computed (a force is the gradient in one input: the others' kernels never run)."""
+    if not any(used_outs):
+        return [False] * len(eqn.invars), None
+    need = eqn.params["need"]
+    used = iter(used_outs)
+    kept = tuple(bool(n and next(used)) for n in need)
+    if kept == need:
+        return [True] * len(eqn.invars), eqn
+    outvars = [v for v, u in zip(eqn.outvars, used_outs, strict=True) if u]
+    return [True] * len(eqn.invars), eqn.replace(params={**eqn.params, "need": kept},
+                                                 outvars=outvars)
+
+
+pe.dce_rules[multilinear_joint_p] = _need_dce
+pe.dce_rules[multilinear_dual_p] = _need_dce
 
 multilinear_dual_p.def_impl(_dual_impl)
 multilinear_dual_p.def_abstract_eval(_dual_abstract)

@@ -159,8 +159,10 @@ class _Gradient(torch.autograd.Function):
     ``S = <v1, g1> + <v2, g2> + <vw, gw> = <gout, f(v1, x2, w) + f(x1, v2, w) + f_w(x1, x2, vw)>``
     (``f_w``: the weighted paths only, weighted by ``vw``), and every second derivative is a
     compiled forward (``dS/dgout``) or backward (``dS/dx1``, ``dS/dx2``, ``dS/dw``) at
-    substituted inputs: three backward calls for a force-training step. Higher orders run
-    through these same functions. Forward mode: each gradient is linear in every input but its
+    substituted inputs: three backward calls for a force-training step, or, where no graph is
+    recorded (the step's last pass, eager), one ``bwd_dual`` pass computing all three
+    (:meth:`tp_kernels.ChannelwiseKernels.backward_dual`). Higher orders run through these
+    same functions. Forward mode: each gradient is linear in every input but its
     own (``g1`` does not depend on ``x1``), so its tangent is this function at substituted
     inputs."""
 
