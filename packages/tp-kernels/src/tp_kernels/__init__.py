@@ -15,9 +15,9 @@ package imports neither framework (nor Numba, until a kernel is asked for).
 >>> k = ChannelwiseKernels(d)
 >>> x1, x2 = np.ones((3, 16), np.float32), np.ones((3, 4), np.float32)
 >>> w = np.ones(d.weight_numel, np.float32)
->>> out = k.forward(x1, x2, w) if available() else np.zeros((3, 16))
->>> out.shape
-(3, 16)
+>>> out = k.forward(x1, x2, w, threads=2) if available() else np.zeros((3, 32))
+>>> out.shape, d.irreps_out.dim  # one output block per path
+((3, 32), 32)
 """
 
 from __future__ import annotations
