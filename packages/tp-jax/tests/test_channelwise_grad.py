@@ -226,3 +226,19 @@ def test_vmap(key, weights):
         want = _ref_grads(_terms_loss(d, np.asarray(cot)), s)
         for g, r in zip(grads, want, strict=True):
             _check(g[k], r, f"vmap gradient {k}")
+
+
+def test_export_lowers_portable_code():
+    """``jax.export`` of the product and of its gradient holds no FFI call (it accepts only
+    custom calls with a compatibility guarantee) and runs to the same values."""
+    d = CASES["shared_out"]
+    args = [jnp.asarray(a) for a in _inputs(d, "shared", 15)]
+    f = tp_jax.tensor_product(d, "fused", tuning=TUNING)
+    cot = jnp.asarray(np.random.default_rng(16).normal(size=(B, d.irreps_out.dim)))
+    grad = jax.grad(lambda *a: jnp.sum(f(*a) * cot), (0, 1, 2))
+    for fn in (f, grad):
+        exp = jax.export.export(jax.jit(fn))(*args)
+        assert "tp_jax_cw_" not in exp.mlir_module()
+        for a, b in zip(jax.tree.leaves(exp.call(*args)), jax.tree.leaves(jax.jit(fn)(*args)),
+                        strict=True):
+            _check(a, b, "exported")

@@ -52,7 +52,7 @@ from tp_spec.plan.fused import ChannelwisePlan
 
 from . import _cpu_ffi
 from ._fused_blocks import add_block, assemble, block
-from ._multilinear import Multilinear, Slot, multilinear
+from ._multilinear import Multilinear, Slot, exporting, multilinear
 from ._ops import const, einsum, ix
 
 __all__ = ["run_channelwise"]
@@ -360,8 +360,11 @@ class _Kernels:
 
 
 def _on_cpu(kernel, xla):
-    """``kernel`` where the program is lowered for the CPU, ``xla`` elsewhere."""
+    """``kernel`` where the program is lowered for the CPU, ``xla`` elsewhere and for
+    ``jax.export`` (an exported program must not call this process's FFI targets)."""
     def fn(*ops):
+        if exporting():
+            return xla(*ops)
         return jax.lax.platform_dependent(*ops, cpu=kernel, default=xla)
     return fn
 

@@ -27,6 +27,7 @@ are those of the separate functions, so every order stays exact.
 
 from __future__ import annotations
 
+import contextvars
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -36,7 +37,29 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 from jax.interpreters import partial_eval as pe
 
-__all__ = ["Multilinear", "Slot", "multilinear"]
+__all__ = ["Multilinear", "Slot", "exporting", "multilinear"]
+
+_EXPORTING = contextvars.ContextVar("tp_jax_multilinear_exporting", default=False)
+
+
+def exporting() -> bool:
+    """Whether the functions are being lowered for ``jax.export`` (which accepts no custom
+    call without a compatibility guarantee: callers lower portable code then)."""
+    return _EXPORTING.get()
+
+
+def _lowering(impl: Callable, multiple_results: bool) -> Callable:
+    """``mlir.lower_fun(impl)`` with :func:`exporting` set while ``impl`` is traced."""
+    lowered = mlir.lower_fun(impl, multiple_results=multiple_results)
+
+    def rule(ctx, *args, **params):
+        params_ = ctx.module_context.lowering_parameters
+        token = _EXPORTING.set(bool(getattr(params_, "for_export", False)))
+        try:
+            return lowered(ctx, *args, **params)
+        finally:
+            _EXPORTING.reset(token)
+    return rule
 
 
 @dataclass(frozen=True)
@@ -397,7 +420,7 @@ multilinear_dual_p.def_abstract_eval(_dual_abstract)
 ad.primitive_jvps[multilinear_dual_p] = _dual_jvp
 ad.primitive_transposes[multilinear_dual_p] = _dual_transpose
 batching.primitive_batchers[multilinear_dual_p] = _dual_batch
-mlir.register_lowering(multilinear_dual_p, mlir.lower_fun(_dual_impl, multiple_results=True))
+mlir.register_lowering(multilinear_dual_p, _lowering(_dual_impl, multiple_results=True))
 
 
 def _joint_expanded(fns: Multilinear, need: tuple[bool, ...]):
@@ -427,17 +450,17 @@ multilinear_sum_p.def_abstract_eval(_sum_abstract)
 ad.primitive_jvps[multilinear_sum_p] = _sum_jvp
 ad.primitive_transposes[multilinear_sum_p] = _sum_transpose
 batching.primitive_batchers[multilinear_sum_p] = _sum_batch
-mlir.register_lowering(multilinear_sum_p, mlir.lower_fun(_sum_impl, multiple_results=False))
+mlir.register_lowering(multilinear_sum_p, _lowering(_sum_impl, multiple_results=False))
 
 multilinear_joint_p.def_impl(_joint_impl)
 multilinear_joint_p.def_abstract_eval(_joint_abstract)
 ad.primitive_jvps[multilinear_joint_p] = _joint_jvp
 batching.primitive_batchers[multilinear_joint_p] = _joint_batch
-mlir.register_lowering(multilinear_joint_p, mlir.lower_fun(_joint_impl, multiple_results=True))
+mlir.register_lowering(multilinear_joint_p, _lowering(_joint_impl, multiple_results=True))
 
 multilinear_p.def_impl(_impl)
 multilinear_p.def_abstract_eval(_abstract)
 ad.primitive_jvps[multilinear_p] = _jvp
 ad.primitive_transposes[multilinear_p] = _transpose
 batching.primitive_batchers[multilinear_p] = _batch
-mlir.register_lowering(multilinear_p, mlir.lower_fun(_impl, multiple_results=False))
+mlir.register_lowering(multilinear_p, _lowering(_impl, multiple_results=False))
