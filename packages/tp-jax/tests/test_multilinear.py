@@ -109,6 +109,27 @@ def test_unused_gradients_are_not_computed():
     np.testing.assert_allclose(got, want, rtol=1e-12)
 
 
+@pytest.mark.parametrize("case", ["trilinear_joint", "trilinear"])
+def test_force_training(case):
+    """Force training: ``F = d<c, f>/d b`` (one input), gradient of ``|F|^2`` in the others
+    (one direction for the joint's derivative, one cotangent for its transpose: the joint at
+    substituted inputs, no dual call), equal to JAX's derivatives of the plain product."""
+    prim = CASES[case][0]
+    xs, c = _inputs(3)
+    outs = []
+    DUAL_CALLS.clear()
+    for f in (prim, plain3):
+        def loss(a, w, f=f):
+            # every gradient taken, one kept (as force fields are often written): a joint
+            # call, dead code eliminated down to one result
+            force = jax.grad(lambda *z: jnp.sum(c * f(*z)), (0, 1, 2))(a, xs[1], w)[1]
+            return jnp.sum(force ** 2)
+        outs.append(jax.jit(jax.grad(loss, (0, 1)))(xs[0], xs[2]))
+    assert DUAL_CALLS == []
+    for g, w in zip(outs[0], outs[1], strict=True):
+        np.testing.assert_allclose(g, w, rtol=1e-11)
+
+
 def test_joint_dual_serves_a_double_backward():
     """The double backward of a gradient in every input: one dual call (its transpose)."""
     prim = CASES["trilinear_joint"][0]

@@ -169,6 +169,28 @@ def test_force_training_step_matches_chunked():
         np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
 
 
+@kernels_on
+@pytest.mark.parametrize("weights", ["edge", "shared"])
+@pytest.mark.parametrize("name", ["uvu", "uvu_shared_out"])
+def test_double_backward_along_every_input_matches_chunked(name, weights):
+    """A Hessian-vector product along the nodes, edges and weights at once (the one-pass
+    ``bwd_dual_ix`` kernels, used from two directions on) against the chunked torch ops."""
+    d = DESCRIPTORS[name]()
+    rng = np.random.default_rng(5)
+    x, y, w, s, r = arrays(d, rng, weights=weights)
+    dirs = [rng.standard_normal(a.shape) for a in (x, y, w)]
+    res = []
+    for method in ("fused", "dense"):
+        m = TensorProductConv(d, method, tuning=SMALL)
+        xs = [t(a).requires_grad_() for a in (x, y, w)]
+        grads = torch.autograd.grad(m(*xs, torch.tensor(s), torch.tensor(r)).sum(), xs,
+                                    create_graph=True)
+        hv = sum((g * t(v)).sum() for g, v in zip(grads, dirs, strict=True))
+        res.append(torch.autograd.grad(hv, xs))
+    for a, b in zip(*res, strict=True):
+        np.testing.assert_allclose(a.numpy(), b.numpy(), rtol=1e-10, atol=1e-12)
+
+
 def test_half_precision_computed_in_float32():
     d = DESCRIPTORS["uvu"]()
     rng = np.random.default_rng(5)

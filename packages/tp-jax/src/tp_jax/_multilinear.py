@@ -309,14 +309,25 @@ def _joint_jvp(primals, tangents, *, fns: Multilinear, need: tuple[bool, ...]):
     outs = multilinear_joint_p.bind(*primals, fns=fns, need=need)
     n = len(need)
     dual = None
-    if fns.joint_dual is not None and any(type(t) is not ad.Zero for t in tangents[:n]):
+    along = [j for j in range(n) if type(tangents[j]) is not ad.Zero]
+    if fns.joint_dual is not None and len(along) == 1:
+        # one direction v_j: the results' tangents are the transposes with input j := v_j
+        # (one joint call; the result for input j itself does not depend on it)
+        j = along[0]
+        sub = list(primals)
+        sub[j] = tangents[j]
+        want = tuple(need[i] and i != j for i in range(n))
+        got = iter(multilinear_joint_p.bind(*sub, fns=fns, need=want) if any(want) else ())
+        dual = [next(got) if i != j else None for i in range(n) if need[i]]
+        tangents = [_zero(p) for p in primals[:n]] + [tangents[n]]
+    elif fns.joint_dual is not None and along:
         v = [ad.instantiate_zeros(t) for t in tangents[:n]]
         dual = multilinear_dual_p.bind(*primals, *v, fns=fns, need=need)
         tangents = [_zero(p) for p in primals[:n]] + [tangents[n]]
     touts = []
     for k, (out, i) in enumerate(zip(outs, [i for i in range(n) if need[i]], strict=True)):
         t = _tangent(_joint_others(primals, i), _joint_others(tangents, i), fns, i)
-        if dual is not None:
+        if dual is not None and dual[k] is not None:
             t = dual[k] if t is None else dual[k] + t
         touts.append(_zero(out) if t is None else t)
     return outs, touts
@@ -378,13 +389,33 @@ def _dual_transpose(cts, *operands, fns: Multilinear, need: tuple[bool, ...]):
     prim, v = _dual_split(operands, need)
     if any(ad.is_undefined_primal(x) for x in prim):
         raise NotImplementedError("multilinear_dual: transposed in its directions only")
-    cts = iter(cts)
-    c = [ad.instantiate_zeros(next(cts)) if need[i] else jnp.zeros(jnp.shape(x), x.dtype)
-         for i, x in enumerate(prim[:len(need)])]
+    cts = list(cts)
     want = tuple(ad.is_undefined_primal(t) for t in v)
     res: list = [None] * len(operands)
     if not any(want):
         return res
+    given = [i for i, k in zip([i for i in range(len(need)) if need[i]], cts, strict=True)
+             if type(k) is not ad.Zero]
+    if not given:
+        for j, u in enumerate(want):
+            if u:
+                res[len(prim) + j] = ad.Zero(v[j].aval)
+        return res
+    if len(given) == 1:
+        # one cotangent c_i: H c has the transposes with input i := c_i (one joint call), and
+        # zero at input i
+        i = given[0]
+        sub = list(prim)
+        sub[i] = cts[[k for k in range(len(need)) if need[k]].index(i)]
+        inner = tuple(w and k != i for k, w in enumerate(want))
+        got = iter(multilinear_joint_p.bind(*sub, fns=fns, need=inner) if any(inner) else ())
+        for j, u in enumerate(want):
+            if u:
+                res[len(prim) + j] = next(got) if j != i else ad.Zero(v[j].aval)
+        return res
+    cts = iter(cts)
+    c = [ad.instantiate_zeros(next(cts)) if need[i] else jnp.zeros(jnp.shape(x), x.dtype)
+         for i, x in enumerate(prim[:len(need)])]
     got = iter(multilinear_dual_p.bind(*prim, *c, fns=fns, need=want))
     for j, u in enumerate(want):
         if u:

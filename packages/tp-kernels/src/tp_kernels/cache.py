@@ -51,7 +51,7 @@ log = logging.getLogger("tp_kernels")
 warned: set[str] = set()
 
 #: function name -> dummy-call builder kind; the kernels a module defines
-KINDS = ("fwd", "bwd", "fwd_ix", "bwd_ix", "bwd_dual")
+KINDS = ("fwd", "bwd", "fwd_ix", "bwd_ix", "bwd_dual", "bwd_dual_ix")
 
 
 def warn_once(key: str, msg: str, *args: Any) -> None:
@@ -291,6 +291,9 @@ def dummy_args(kind: str, dims: tuple[int, int, int], dtype: str) -> tuple[Any, 
     if kind == "bwd_dual":
         return (x1, x2, w, 1, o, x1.copy(), x2.copy(), w.copy(), 0, 0, 0, 0, 1, t(1.0), *grads,
                 True, True, True)
+    if kind == "bwd_dual_ix":
+        return (x1, x2, w, 1, o, x1.copy(), x2.copy(), w.copy(), ix, ix, ix, 0, 1, 0, 0, 0, 0,
+                1, t(1.0), *grads, True, True, True)
     if kind == "bwd_ix":
         return (x1, x2, w, 1, o, ix, ix, ix, 0, 1, 0, 0, 0, 0, 1, t(1.0), *grads, True, True,
                 True)

@@ -29,6 +29,8 @@ Kernels (``T``: float32 or float64; ``x1 (B1, dim1)``, ``x2 (B2, dim2)``, ``out`
            need1, need2, needw)
     bwd_dual(x1, x2, w, wstep, g, v1, v2, vw, o1, o2, o3, wo, mul, coef, gx1, gx2, gw, need1,
              need2, needw)
+    bwd_dual_ix(x1, x2, w, wstep, g, v1, v2, vw, i1, i2, io, n0, n1, o1, o2, o3, wo, mul, coef,
+                gx1, gx2, gw, need1, need2, needw)
 
 ``fwd``/``bwd``: sample ``b`` reads and writes row ``b`` of every array (``r1 = r2 = ro = b``);
 ``acc``: add into ``out`` (else assign). ``fwd_ix``/``bwd_ix``: item ``n`` in ``[n0, n1)``
@@ -39,7 +41,7 @@ path's offsets in ``x1``, ``x2``, the output and ``w``; ``bwd``/``bwd_ix`` add i
 ``bwd_dual`` is ``bwd`` on dual numbers ``x1 + e v1``, ``x2 + e v2``, ``w + e vw`` (``v*`` laid
 out as ``x*``), adding the ``e`` part of each gradient: the gradients' derivative along
 ``(v1, v2, vw)``, which is also the double backward's gradient (the Hessian of ``<g, out>`` is
-symmetric), in one pass.
+symmetric), in one pass; ``bwd_dual_ix`` the same on the rows that index arrays name.
 """
 
 from __future__ import annotations
@@ -215,7 +217,7 @@ def _source(l1: int, l2: int, l3: int, dtype: str) -> str:
             L.append(f"            gx2[r2, o2 + {j}] += coef * ({terms})")
         return L
 
-    def bwd_dual() -> list[str]:
+    def bwd_dual(indexed: bool) -> list[str]:
         """``bwd`` on dual numbers ``x + e v``: the ``e`` part of its gradients, i.e. the
         gradients' derivative along ``(v1, v2, vw)`` (the double backward's one pass)."""
         b_lines = [f"        v2_{j} = v2[r2, o2 + {j}]" for j in js]
@@ -229,10 +231,14 @@ def _source(l1: int, l2: int, l3: int, dtype: str) -> str:
                      if (i, k) in by_ik]
             return " + ".join(terms) if terms else "T(0.0)"
 
-        L = ["", deco,
-             "def bwd_dual(x1, x2, w, wstep, g, v1, v2, vw, o1, o2, o3, wo, mul, coef, gx1, gx2,",
-             "             gw, need1, need2, needw):",
-             *rows(False), *a_lines(), *b_lines,
+        if indexed:
+            sig = ["def bwd_dual_ix(x1, x2, w, wstep, g, v1, v2, vw, i1, i2, io, n0, n1, o1, o2,",
+                   "                o3, wo, mul, coef, gx1, gx2, gw, need1, need2, needw):"]
+        else:
+            sig = ["def bwd_dual(x1, x2, w, wstep, g, v1, v2, vw, o1, o2, o3, wo, mul, coef,",
+                   "             gx1, gx2, gw, need1, need2, needw):"]
+        L = ["", deco, *sig,
+             *rows(indexed), *a_lines(), *b_lines,
              "        wr = r2 * wstep",
              "        wrow = w[wr, wo:wo + mul]",
              "        vwrow = vw[wr, wo:wo + mul]",
@@ -269,7 +275,7 @@ def _source(l1: int, l2: int, l3: int, dtype: str) -> str:
         "import numpy as np",
         "from numba import njit",
         f"T = np.{dtype}",
-        *fwd(False), *bwd(False), *fwd(True), *bwd(True), *bwd_dual(),
+        *fwd(False), *bwd(False), *fwd(True), *bwd(True), *bwd_dual(False), *bwd_dual(True),
     ]
     return "\n".join(L) + "\n"
 

@@ -120,10 +120,11 @@ class ConvKernels:
         self.chunk, self.thread_min_edges = k["chunk"], k["thread_min_edges"]
         return self
 
-    def bound(self, np_dtype: Any, weighted_only: bool) -> list[tuple[Any, ...]]:
-        """The paths with their indexed kernels and the coefficient in the dtype."""
+    def bound(self, np_dtype: Any, weighted_only: bool,
+              kinds: tuple[str, ...] = ("fwd_ix", "bwd_ix")) -> list[tuple[Any, ...]]:
+        """The paths with their indexed kernels ``kinds`` and the coefficient in the dtype."""
         every = [p[0] for p in self.cw.paths[False]]
-        table = kernel_table(every, np.dtype(np_dtype).name, ("fwd_ix", "bwd_ix"))
+        table = kernel_table(every, np.dtype(np_dtype).name, kinds)
         fns = dict(zip(every, table, strict=True))
         return [(*fns[lll], o1, o2, o3, wo, mul, np_dtype.type(c))
                 for lll, o1, o2, o3, wo, mul, c, _ in self.cw.paths[weighted_only]]
@@ -171,7 +172,10 @@ class BoundConv:
         return torch.from_numpy(ao)
 
     def backward(self, x1: Any, x2: Any, w: Any, g: Any, need: tuple[bool, bool, bool],
-                 weighted_only: bool = False) -> tuple[Any, Any, Any]:
+                 weighted_only: bool = False, v: tuple[Any, Any, Any] | None = None
+                 ) -> tuple[Any, Any, Any]:
+        """The gradients in ``need``; with directions ``v = (v1, v2, vw)`` (None: zero)
+        instead their derivative along ``v`` (the double backward: ``bwd_dual_ix``)."""
         n1, n2, nw = need
         nw = nw and w is not None
         a1 = x1.detach().contiguous().numpy()
@@ -180,13 +184,20 @@ class BoundConv:
         ones = np.ones((1, self.k.cw.max_mul), a1.dtype)
         aw, wstep = weight_rows(w, ones)
         dummy = np.zeros((1, 1), a1.dtype)
-        bound = self.k.bound(a1.dtype, weighted_only)
+        dual = None
+        if v is not None:  # the directions, laid out as the inputs (the constant 1: zero)
+            dual = tuple(np.zeros(a.shape, a.dtype) if t is None else
+                         t.detach().contiguous().numpy().reshape(a.shape)
+                         for t, a in zip(v, (a1, a2, aw), strict=True)) + (np.zeros_like(ones),)
+            bound = self.k.bound(a1.dtype, weighted_only, ("bwd_dual_ix",))
+        else:
+            bound = self.k.bound(a1.dtype, weighted_only)
         ag1 = np.zeros_like(a1) if n1 else dummy
         ag2 = np.zeros_like(a2) if n2 else dummy
         gw_rows = None
         if n1:  # node gradient: each sender's edges, by one thread
             self._pass(self.graph.by_sender, bound, a1, a2, aw, wstep, ag, ones,
-                       (ag1, dummy, lambda c: dummy), (True, False, False))
+                       (ag1, dummy, lambda c: dummy), (True, False, False), dual)
         if n2 or nw:  # edge gradients: rows of their own edges
             o = self.graph.by_receiver
             if nw and wstep:
@@ -203,7 +214,7 @@ class BoundConv:
                 def gw_of(c: int) -> np.ndarray:
                     return dummy
             self._pass(o, bound, a1, a2, aw, wstep, ag, ones, (dummy, ag2, gw_of),
-                       (False, n2, nw))
+                       (False, n2, nw), dual)
         gw = None
         if nw:
             gw = torch.from_numpy(gw_all if wstep else
@@ -213,9 +224,11 @@ class BoundConv:
 
     def _pass(self, o: _Order, bound: list[tuple[Any, ...]], a1: np.ndarray, a2: np.ndarray,
               aw: np.ndarray, wstep: int, ag: np.ndarray, ones: np.ndarray,
-              outs: tuple[Any, Any, Any], need: tuple[bool, bool, bool]) -> None:
+              outs: tuple[Any, Any, Any], need: tuple[bool, bool, bool],
+              dual: tuple[np.ndarray, ...] | None = None) -> None:
         """One backward pass over the edges in order ``o``: into ``outs = (gx1, gx2,
-        gw_of(chunk))`` for the gradients in ``need``."""
+        gw_of(chunk))`` for the gradients in ``need``; with ``dual = (v1, v2, vw, v_ones)``
+        their derivative along those directions (``bound``: the ``bwd_dual_ix`` kernels)."""
         if not o.i2.size:
             return
         g1, g2, gw_of = outs
@@ -228,6 +241,16 @@ class BoundConv:
             for c in range(c0, c1):
                 n0, n1 = int(o.chunks[c]), int(o.chunks[c + 1])
                 gwc = gw_of(c)
+                if dual is not None:
+                    v1, v2, vw, v0 = dual
+                    for kern, p1, p2, p3, wo, mul, coef in bound:
+                        if wo < 0:  # unweighted: the constant 1, direction 0
+                            kern(a1, a2, ones, 0, ag, v1, v2, v0, o.i1, o.i2, o.io, n0, n1, p1,
+                                 p2, p3, 0, mul, coef, g1, g2, dummy, need1, need2, False)
+                        else:
+                            kern(a1, a2, aw, wstep, ag, v1, v2, vw, o.i1, o.i2, o.io, n0, n1,
+                                 p1, p2, p3, wo, mul, coef, g1, g2, gwc, need1, need2, needw)
+                    continue
                 for _, bwd, p1, p2, p3, wo, mul, coef in bound:
                     if wo < 0:  # unweighted: no weight gradient
                         bwd(a1, a2, ones, 0, ag, o.i1, o.i2, o.io, n0, n1, p1, p2, p3, 0, mul,
