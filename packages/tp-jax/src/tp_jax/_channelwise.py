@@ -234,8 +234,10 @@ def _use_cpu_kernels(plan: ChannelwisePlan, dtype) -> bool:
 
 
 class _Kernels:
-    """The product's four functions as FFI calls of the compiled CPU kernels (module doc): the
-    same signatures as :func:`_product` and :class:`_Transposes`, ``w`` being ``[w, 1]``.
+    """The product, its transposes, its joint transpose and the joint's derivative (``dual``)
+    as FFI calls of the compiled CPU kernels (module doc): the signatures of :func:`_product`,
+    :class:`_Transposes` and :class:`tp_jax._multilinear.Multilinear`, ``w`` being ``[w, 1]``;
+    one target per function and subset of gradients, registered when the product is traced.
 
     A kernel reads only the operands the result depends on (x1's gradient never reads x1, x2's
     never uses x2's values, the weights' never reads the weights), so each call passes its
