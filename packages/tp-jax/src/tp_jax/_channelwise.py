@@ -52,7 +52,7 @@ from tp_spec.plan.fused import ChannelwisePlan
 
 from . import _cpu_ffi
 from ._fused_blocks import add_block, assemble, block
-from ._multilinear import Multilinear, Slot, exporting, multilinear
+from ._multilinear import Multilinear, Slot, dual_terms, exporting, joint_terms, multilinear
 from ._ops import const, einsum, ix
 
 __all__ = ["run_channelwise"]
@@ -398,32 +398,19 @@ def _primitive(plan: ChannelwisePlan, dt, weights: str | None, cpu_kernels: bool
         kfns = (kern.grad_x1, kern.grad_x2,
                 lambda x1, x2, ct: kern.grad_w(x1, x2, ct, per_sample), kern.product)
 
+    def separate(i, ops):
+        return fns[i](*ops)
+
     def joint(*operands, need):
         """The gradients in ``need``: one kernel call on CPU, the transposes elsewhere."""
-        def xla(*ops):
-            return tuple(fns[i](*[x for k, x in enumerate(ops) if k != i])
-                         for i in range(len(need)) if need[i])
         return _on_cpu(lambda *ops: kern.joint(*ops, need=need, per_sample=per_sample),
-                       xla)(*operands)
+                       lambda *ops: tuple(joint_terms(separate, ops, need)))(*operands)
 
     def joint_dual(*operands, need):
         """The gradients' derivative along the inputs' directions: one kernel call on CPU,
         sums of the transposes elsewhere."""
-        n = len(need)
-
-        def xla(*ops):
-            prim, v = ops[:n + 1], ops[n + 1:]
-            res = []
-            for i in (i for i in range(n) if need[i]):
-                terms = []
-                for j in (j for j in range(n) if j != i):
-                    args = list(prim)
-                    args[j] = v[j]
-                    terms.append(fns[i](*[x for k, x in enumerate(args) if k != i]))
-                res.append(sum(terms[1:], terms[0]))
-            return tuple(res)
         return _on_cpu(lambda *ops: kern.dual(*ops, need=need, per_sample=per_sample),
-                       xla)(*operands)
+                       lambda *ops: tuple(dual_terms(separate, ops, need)))(*operands)
 
     return Multilinear(fns=tuple(_on_cpu(kf, f) for kf, f in zip(kfns, fns, strict=True)),
                        slots=(*slots, Slot(d.irreps_out.dim)), joint=joint,

@@ -28,6 +28,8 @@ are those of the separate functions, so every order stays exact.
 from __future__ import annotations
 
 import contextvars
+import functools
+import operator
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -37,7 +39,7 @@ from jax.extend.core import Primitive
 from jax.interpreters import ad, batching, mlir
 from jax.interpreters import partial_eval as pe
 
-__all__ = ["Multilinear", "Slot", "exporting", "multilinear"]
+__all__ = ["Multilinear", "Slot", "exporting", "joint_terms", "dual_terms", "multilinear"]
 
 _EXPORTING = contextvars.ContextVar("tp_jax_multilinear_exporting", default=False)
 
@@ -150,12 +152,8 @@ def _tangent(operands, tangents, fns: Multilinear, slot: int):
     if len(at) > 1 and fns.joint is not None and slot == len(fns.slots) - 1:
         return multilinear_sum_p.bind(*operands, *(tangents[j] for j in at), fns=fns,
                                       tangent_at=at)
-    terms = [multilinear_p.bind(*operands[:j], tangents[j], *operands[j + 1:], fns=fns,
-                                slot=slot) for j in at]
-    out = terms[0]
-    for t in terms[1:]:
-        out = out + t
-    return out
+    return _total(multilinear_p.bind(*operands[:j], tangents[j], *operands[j + 1:], fns=fns,
+                                     slot=slot) for j in at)
 
 
 def _jvp(primals, tangents, *, fns: Multilinear, slot: int):
@@ -218,6 +216,62 @@ def _zero(x) -> ad.Zero:
     return ad.Zero(jax.typeof(x).to_tangent_aval())
 
 
+def _total(terms):
+    """The sum of a non-empty sequence of arrays."""
+    return functools.reduce(operator.add, terms)
+
+
+def _without(operands, i: int) -> list:
+    """``operands`` without entry ``i``."""
+    return [x for k, x in enumerate(operands) if k != i]
+
+
+def joint_terms(call: Callable, operands, need: tuple[bool, ...]) -> list:
+    """A joint transpose as separate transposes: for each input ``i`` flagged in ``need``,
+    ``call(i, the other inputs and the cotangent)`` (``operands``: the inputs, then the
+    cotangent)."""
+    return [call(i, _without(operands, i)) for i in range(len(need)) if need[i]]
+
+
+def dual_terms(call: Callable, operands, need: tuple[bool, ...]) -> list:
+    """A joint dual as separate transposes: for each input ``i`` flagged in ``need``, the sum
+    over the other inputs ``j`` of ``call(i, ...)`` with input ``j`` replaced by its direction
+    (``operands``: the inputs, the cotangent, then one direction per input)."""
+    n = len(need)
+    prim, v = operands[:n + 1], operands[n + 1:]
+
+    def at(j):
+        ops = list(prim)
+        ops[j] = v[j]
+        return ops
+    return [_total(call(i, _without(at(j), i)) for j in range(n) if j != i)
+            for i in range(n) if need[i]]
+
+
+def _substituted(fns: Multilinear, prim, i: int, c, want: tuple[bool, ...]) -> list:
+    """``H e_i c`` at the inputs flagged in ``want``: the transposes with input ``i`` replaced
+    by ``c`` (one joint call), and zero at input ``i`` itself (its transpose does not read it);
+    None marks the zero."""
+    sub = list(prim)
+    sub[i] = c
+    inner = tuple(w and k != i for k, w in enumerate(want))
+    got = iter(multilinear_joint_p.bind(*sub, fns=fns, need=inner) if any(inner) else ())
+    return [next(got) if k != i else None for k in range(len(want)) if want[k]]
+
+
+def _primitives(fns: Multilinear) -> Callable:
+    """``call(i, operands)``: slot ``i`` of ``fns`` as the primitive (differentiable)."""
+    return lambda i, ops: multilinear(fns, *ops, slot=i)
+
+
+def _vmapped(expanded: Callable) -> Callable:
+    """A batching rule: vmap of the primitive written as separate primitives."""
+    def rule(args, dims, **params):
+        outs = jax.vmap(expanded(**params), in_axes=tuple(dims))(*args)
+        return outs, ([0] * len(outs) if isinstance(outs, list) else 0)
+    return rule
+
+
 # -- the jvp's sum over tangents, and the joint transpose -----------------------------------
 
 multilinear_sum_p = Primitive("tp_jax_multilinear_sum")
@@ -234,12 +288,14 @@ def _sum_terms(operands, tangent_at):
                     for j, t in zip(tangent_at, tans, strict=True)]
 
 
+def _sum_expanded(fns: Multilinear, tangent_at: tuple[int, ...]):
+    def f(*operands):
+        return _total(multilinear(fns, *ops) for ops in _sum_terms(operands, tangent_at)[1])
+    return f
+
+
 def _sum_impl(*operands, fns: Multilinear, tangent_at: tuple[int, ...]):
-    _, terms = _sum_terms(operands, tangent_at)
-    out = fns.fns[-1](*terms[0])
-    for ops in terms[1:]:
-        out = out + fns.fns[-1](*ops)
-    return out
+    return _sum_expanded(fns, tangent_at)(*operands)
 
 
 def _sum_abstract(*operands, fns: Multilinear, tangent_at: tuple[int, ...]):
@@ -258,12 +314,7 @@ def _sum_jvp(primals, tangents, *, fns: Multilinear, tangent_at: tuple[int, ...]
     _, dterms = _sum_terms(tangents, tangent_at)
     parts = [t for t in (_tangent(ops, dops, fns, len(fns.slots) - 1)
                          for ops, dops in zip(terms, dterms, strict=True)) if t is not None]
-    if not parts:
-        return out, _zero(out)
-    tangent = parts[0]
-    for t in parts[1:]:
-        tangent = tangent + t
-    return out, tangent
+    return out, _total(parts) if parts else _zero(out)
 
 
 def _sum_transpose(ct, *operands, fns: Multilinear, tangent_at: tuple[int, ...]):
@@ -288,18 +339,12 @@ def _sum_transpose(ct, *operands, fns: Multilinear, tangent_at: tuple[int, ...])
     return res
 
 
-def _joint_others(operands, i: int):
-    """The operands of the product's transpose to input ``i``: the other inputs, then the
-    cotangent (``operands``: the inputs and the cotangent)."""
-    return [x for k, x in enumerate(operands) if k != i]
-
-
 def _joint_impl(*operands, fns: Multilinear, need: tuple[bool, ...]):
     return list(fns.joint(*operands, need=need))
 
 
 def _joint_abstract(*operands, fns: Multilinear, need: tuple[bool, ...]):
-    return [_abstract(*_joint_others(operands, i), fns=fns, slot=i)
+    return [_abstract(*_without(operands, i), fns=fns, slot=i)
             for i in range(len(need)) if need[i]]
 
 
@@ -311,14 +356,8 @@ def _joint_jvp(primals, tangents, *, fns: Multilinear, need: tuple[bool, ...]):
     dual = None
     along = [j for j in range(n) if type(tangents[j]) is not ad.Zero]
     if fns.joint_dual is not None and len(along) == 1:
-        # one direction v_j: the results' tangents are the transposes with input j := v_j
-        # (one joint call; the result for input j itself does not depend on it)
-        j = along[0]
-        sub = list(primals)
-        sub[j] = tangents[j]
-        want = tuple(need[i] and i != j for i in range(n))
-        got = iter(multilinear_joint_p.bind(*sub, fns=fns, need=want) if any(want) else ())
-        dual = [next(got) if i != j else None for i in range(n) if need[i]]
+        # one direction: the joint at the substituted input (a dual pass does more work)
+        dual = _substituted(fns, primals, along[0], tangents[along[0]], need)
         tangents = [_zero(p) for p in primals[:n]] + [tangents[n]]
     elif fns.joint_dual is not None and along:
         v = [ad.instantiate_zeros(t) for t in tangents[:n]]
@@ -326,7 +365,7 @@ def _joint_jvp(primals, tangents, *, fns: Multilinear, need: tuple[bool, ...]):
         tangents = [_zero(p) for p in primals[:n]] + [tangents[n]]
     touts = []
     for k, (out, i) in enumerate(zip(outs, [i for i in range(n) if need[i]], strict=True)):
-        t = _tangent(_joint_others(primals, i), _joint_others(tangents, i), fns, i)
+        t = _tangent(_without(primals, i), _without(tangents, i), fns, i)
         if dual is not None and dual[k] is not None:
             t = dual[k] if t is None else dual[k] + t
         touts.append(_zero(out) if t is None else t)
@@ -345,23 +384,8 @@ def _dual_split(operands, need):
 
 
 def _dual_expanded(fns: Multilinear, need: tuple[bool, ...]):
-    """``H v`` as separate functions: output ``i`` sums, over the other inputs ``j``, the
-    transpose to ``i`` with input ``j`` replaced by its direction."""
-    def f(*operands):
-        prim, v = _dual_split(operands, need)
-        res = []
-        for i in (i for i in range(len(need)) if need[i]):
-            out = None
-            for j in range(len(need)):
-                if j == i:
-                    continue
-                ops = list(prim)
-                ops[j] = v[j]
-                t = multilinear(fns, *_joint_others(ops, i), slot=i)
-                out = t if out is None else out + t
-            res.append(out)
-        return res
-    return f
+    """``H v`` as separate primitives (:func:`dual_terms`)."""
+    return lambda *operands: dual_terms(_primitives(fns), operands, need)
 
 
 def _dual_impl(*operands, fns: Multilinear, need: tuple[bool, ...]):
@@ -401,17 +425,14 @@ def _dual_transpose(cts, *operands, fns: Multilinear, need: tuple[bool, ...]):
             if u:
                 res[len(prim) + j] = ad.Zero(v[j].aval)
         return res
-    if len(given) == 1:
-        # one cotangent c_i: H c has the transposes with input i := c_i (one joint call), and
-        # zero at input i
+    if len(given) == 1:  # one cotangent: the joint at the substituted input
         i = given[0]
-        sub = list(prim)
-        sub[i] = cts[[k for k in range(len(need)) if need[k]].index(i)]
-        inner = tuple(w and k != i for k, w in enumerate(want))
-        got = iter(multilinear_joint_p.bind(*sub, fns=fns, need=inner) if any(inner) else ())
+        got = iter(_substituted(fns, prim, i, cts[[k for k in range(len(need)) if need[k]]
+                                                  .index(i)], want))
         for j, u in enumerate(want):
             if u:
-                res[len(prim) + j] = next(got) if j != i else ad.Zero(v[j].aval)
+                g = next(got)
+                res[len(prim) + j] = ad.Zero(v[j].aval) if g is None else g
         return res
     cts = iter(cts)
     c = [ad.instantiate_zeros(next(cts)) if need[i] else jnp.zeros(jnp.shape(x), x.dtype)
@@ -421,11 +442,6 @@ def _dual_transpose(cts, *operands, fns: Multilinear, need: tuple[bool, ...]):
         if u:
             res[len(prim) + j] = next(got)
     return res
-
-
-def _dual_batch(args, dims, *, fns: Multilinear, need: tuple[bool, ...]):
-    outs = jax.vmap(_dual_expanded(fns, need), in_axes=tuple(dims))(*args)
-    return outs, [0] * len(outs)
 
 
 def _need_dce(used_outs: list[bool], eqn):
@@ -450,43 +466,26 @@ multilinear_dual_p.def_impl(_dual_impl)
 multilinear_dual_p.def_abstract_eval(_dual_abstract)
 ad.primitive_jvps[multilinear_dual_p] = _dual_jvp
 ad.primitive_transposes[multilinear_dual_p] = _dual_transpose
-batching.primitive_batchers[multilinear_dual_p] = _dual_batch
+batching.primitive_batchers[multilinear_dual_p] = _vmapped(_dual_expanded)
 mlir.register_lowering(multilinear_dual_p, _lowering(_dual_impl, multiple_results=True))
 
 
 def _joint_expanded(fns: Multilinear, need: tuple[bool, ...]):
-    def f(*operands):
-        return [multilinear(fns, *_joint_others(operands, i), slot=i)
-                for i in range(len(need)) if need[i]]
-    return f
-
-
-def _sum_batch(args, dims, *, fns: Multilinear, tangent_at: tuple[int, ...]):
-    def f(*operands):
-        _, terms = _sum_terms(operands, tangent_at)
-        out = multilinear(fns, *terms[0])
-        for ops in terms[1:]:
-            out = out + multilinear(fns, *ops)
-        return out
-    return jax.vmap(f, in_axes=tuple(dims))(*args), 0
-
-
-def _joint_batch(args, dims, *, fns: Multilinear, need: tuple[bool, ...]):
-    outs = jax.vmap(_joint_expanded(fns, need), in_axes=tuple(dims))(*args)
-    return outs, [0] * len(outs)
+    """The joint transpose as separate primitives (:func:`joint_terms`)."""
+    return lambda *operands: joint_terms(_primitives(fns), operands, need)
 
 
 multilinear_sum_p.def_impl(_sum_impl)
 multilinear_sum_p.def_abstract_eval(_sum_abstract)
 ad.primitive_jvps[multilinear_sum_p] = _sum_jvp
 ad.primitive_transposes[multilinear_sum_p] = _sum_transpose
-batching.primitive_batchers[multilinear_sum_p] = _sum_batch
+batching.primitive_batchers[multilinear_sum_p] = _vmapped(_sum_expanded)
 mlir.register_lowering(multilinear_sum_p, _lowering(_sum_impl, multiple_results=False))
 
 multilinear_joint_p.def_impl(_joint_impl)
 multilinear_joint_p.def_abstract_eval(_joint_abstract)
 ad.primitive_jvps[multilinear_joint_p] = _joint_jvp
-batching.primitive_batchers[multilinear_joint_p] = _joint_batch
+batching.primitive_batchers[multilinear_joint_p] = _vmapped(_joint_expanded)
 mlir.register_lowering(multilinear_joint_p, _lowering(_joint_impl, multiple_results=True))
 
 multilinear_p.def_impl(_impl)
