@@ -59,10 +59,10 @@ class ChannelwiseKernels(_cw.ChannelwiseKernels):
                       need: tuple[bool, bool, bool]) -> tuple[Any, Any, Any]:
         """The gradients' derivative along ``v = (v1, v2, vw)`` (None: zero), one pass
         (:meth:`tp_kernels.ChannelwiseKernels.backward_dual`); the double backward."""
-        zero = [np.zeros(t.shape, _np(x1).dtype) if t is not None else None for t in (x1, x2, w)]
-        vs = tuple(_np(t) if t is not None else z for t, z in zip(v, zero, strict=True))
-        grads = super().backward_dual(_np(x1), _np(x2), _np(w), _np(g), vs, need,
-                                      num_threads())
+        a1, a2, aw = _np(x1), _np(x2), _np(w)
+        vs = tuple(_np(t) if t is not None else (None if a is None else np.zeros_like(a))
+                   for t, a in zip(v, (a1, a2, aw), strict=True))
+        grads = super().backward_dual(a1, a2, aw, _np(g), vs, need, num_threads())
         return _tensors(grads, w)
 
 
