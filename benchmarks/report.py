@@ -456,10 +456,11 @@ def merge(base: dict[str, Any], *more: dict[str, Any]) -> dict[str, Any]:
     cells, each replaced by a later record's cell of the same workload, pass and subject, plus
     the later records' new cells (e.g. a second run that fills the cells a first one skipped,
     or re-times an anchor fixed in between). ``config.merged`` lists every added run (its
-    command, date, replaced and added cell counts), so the record says how it was made."""
+    command, date, replaced and added cell counts), after those ``base`` was merged from, so
+    the record says how it was made."""
     validate(base)
     out = copy.deepcopy(base)
-    out["config"]["merged"] = []
+    out["config"]["merged"] = list(out["config"].get("merged") or [])
 
     def key(r: dict[str, Any]) -> tuple[Any, ...]:
         return _row_key(r) + (r["subject"],)

@@ -202,6 +202,9 @@ def test_merge_replaces_and_adds_cells(tiny_workload: Any, tmp_path: Path) -> No
     assert cells[("fake/a", 1)]["samples_s"] == first["results"][0]["samples_s"]
     (m,) = merged["config"]["merged"]
     assert (m["replaced"], m["added"]) == (1, 1)
+    # merging into a merged record keeps its history
+    again = report.merge(merged, second)
+    assert [(x["replaced"], x["added"]) for x in again["config"]["merged"]] == [(1, 1), (2, 0)]
     other = copy.deepcopy(second)
     other["machine"]["name"] = "elsewhere"
     with pytest.raises(ValueError, match="machine"):

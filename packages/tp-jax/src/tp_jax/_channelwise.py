@@ -52,7 +52,7 @@ from tp_spec.plan.fused import ChannelwisePlan
 
 from . import _cpu_ffi
 from ._fused_blocks import add_block, assemble, block
-from ._multilinear import Multilinear, Slot, dual_terms, exporting, joint_terms, multilinear
+from ._multilinear import Multilinear, Slot, dual_terms, joint_terms, multilinear
 from ._ops import const, einsum, ix
 
 __all__ = ["run_channelwise"]
@@ -361,16 +361,6 @@ class _Kernels:
         return self._grads(tuple(need), operands, need, per_sample)
 
 
-def _on_cpu(kernel, xla):
-    """``kernel`` where the program is lowered for the CPU, ``xla`` elsewhere and for
-    ``jax.export`` (an exported program must not call this process's FFI targets)."""
-    def fn(*ops):
-        if exporting():
-            return xla(*ops)
-        return jax.lax.platform_dependent(*ops, cpu=kernel, default=xla)
-    return fn
-
-
 @lru_cache(maxsize=128)
 def _primitive(plan: ChannelwisePlan, dt, weights: str | None, cpu_kernels: bool
                ) -> Multilinear:
@@ -403,15 +393,15 @@ def _primitive(plan: ChannelwisePlan, dt, weights: str | None, cpu_kernels: bool
 
     def joint(*operands, need):
         """The gradients in ``need``: one kernel call on CPU, the transposes elsewhere."""
-        return _on_cpu(lambda *ops: kern.joint(*ops, need=need, per_sample=per_sample),
+        return _cpu_ffi.on_cpu(lambda *ops: kern.joint(*ops, need=need, per_sample=per_sample),
                        lambda *ops: tuple(joint_terms(separate, ops, need)))(*operands)
 
     def joint_dual(*operands, need):
         """The gradients' derivative along the inputs' directions: one kernel call on CPU,
         sums of the transposes elsewhere."""
-        return _on_cpu(lambda *ops: kern.dual(*ops, need=need, per_sample=per_sample),
+        return _cpu_ffi.on_cpu(lambda *ops: kern.dual(*ops, need=need, per_sample=per_sample),
                        lambda *ops: tuple(dual_terms(separate, ops, need)))(*operands)
 
-    return Multilinear(fns=tuple(_on_cpu(kf, f) for kf, f in zip(kfns, fns, strict=True)),
+    return Multilinear(fns=tuple(_cpu_ffi.on_cpu(kf, f) for kf, f in zip(kfns, fns, strict=True)),
                        slots=(*slots, Slot(d.irreps_out.dim)), joint=joint,
                        joint_dual=joint_dual)

@@ -23,7 +23,9 @@ from typing import Any
 import jax
 import numpy as np
 
-__all__ = ["call", "num_threads", "register"]
+from ._multilinear import exporting
+
+__all__ = ["call", "num_threads", "on_cpu", "register"]
 
 
 class _Extension(ctypes.Structure):
@@ -184,3 +186,13 @@ def num_threads() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # not Linux
         return os.cpu_count() or 1
+
+
+def on_cpu(kernel: Callable, xla: Callable) -> Callable:
+    """``kernel`` where the program is lowered for the CPU, ``xla`` elsewhere and for
+    ``jax.export`` (an exported program must not call this process's FFI targets)."""
+    def fn(*ops):
+        if exporting():
+            return xla(*ops)
+        return jax.lax.platform_dependent(*ops, cpu=kernel, default=xla)
+    return fn

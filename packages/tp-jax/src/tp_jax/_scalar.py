@@ -20,6 +20,10 @@ GEMMs, faster in reverse mode), so neither derivative recomputes the forward.
 
 Per-sample weights: ``(x1 (x) x2) @ cg_stack``, then one small weighted sum per output block.
 
+On CPU, without weights or with shared weights on every path, the whole product instead runs the
+compiled coupling kernels through XLA's FFI (:mod:`tp_jax._coupling`; this module's code is then
+the lowering for other platforms and for ``TP_JAX_CPU_KERNELS=0``).
+
 Range: ``x1`` enters scaled by ``plan.x1_scale`` and the coupling constants by its inverse
 (:attr:`tp_spec.plan.fused.ScalarPlan.x1_scale`), so float32 inputs whose products overflow
 while the output does not give finite outputs.
@@ -38,6 +42,7 @@ import jax.numpy as jnp
 import numpy as np
 from tp_spec.plan.fused import ScalarPlan
 
+from . import _coupling
 from ._fused_blocks import assemble
 from ._multilinear import Multilinear, Slot, multilinear
 from ._ops import const, einsum, ix
@@ -171,4 +176,6 @@ def run_scalar(plan: ScalarPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | No
         x1 = x1 * jnp.asarray(scale, x1.dtype)
     if w is not None and w.ndim == 2:
         return _run_stacked(plan, x1, x2, w)
+    if _coupling.applies(plan, x1.dtype, w):
+        return _coupling.run(plan, x1, x2, w, _run_blocks)
     return _run_blocks(plan, x1, x2, w)

@@ -1,5 +1,7 @@
 """tp_kernels: the compiled CPU kernels (Numba) of the channelwise Clebsch-Gordan tensor
-product (``uvu`` paths, ``x2`` multiplicity 1: the MACE/NequIP convolution), on NumPy arrays.
+product (``uvu`` paths, ``x2`` multiplicity 1: the MACE/NequIP convolution) and of the
+single-channel products (the full, elementwise and fully connected CGTP of one channel per
+irrep), on NumPy arrays.
 
 Framework-neutral: tp_torch runs them on CPU tensors, tp_jax as XLA FFI calls; importing this
 package imports neither framework (nor Numba, until a kernel is asked for).
@@ -7,7 +9,9 @@ package imports neither framework (nor Numba, until a kernel is asked for).
 * :mod:`tp_kernels.source`: the generated per-path kernels and their first-use compilation;
 * :mod:`tp_kernels.cache`: their on-disk cache (``$TP_KERNELS_CACHE_DIR``, else
   ``~/.cache/tp_kernels``) and parallel compilation;
-* :mod:`tp_kernels.channelwise`: a whole descriptor over a batch of rows (chunks, threads).
+* :mod:`tp_kernels.channelwise`: a whole descriptor over a batch of rows (chunks, threads);
+* :mod:`tp_kernels.coupling`: a single-channel product given by its nonzero coupling entries
+  (one compiled kernel for every descriptor).
 
 >>> import numpy as np, tp_spec
 >>> from tp_kernels import ChannelwiseKernels, available
@@ -23,8 +27,9 @@ package imports neither framework (nor Numba, until a kernel is asked for).
 from __future__ import annotations
 
 from .channelwise import ChannelwiseKernels
+from .coupling import CouplingKernels
 from .source import available, supports
 
 __version__ = "0.1.0"
 
-__all__ = ["ChannelwiseKernels", "available", "supports"]
+__all__ = ["ChannelwiseKernels", "CouplingKernels", "available", "supports"]

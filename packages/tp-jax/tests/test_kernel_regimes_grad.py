@@ -1,6 +1,7 @@
-"""Derivatives of the ``fused`` channelwise regime (a :mod:`tp_jax._multilinear` primitive whose
-transposes are written path by path) against exact derivatives of
-:func:`tp_spec.reference.apply`, float64.
+"""Derivatives of the ``fused`` regimes that run compiled CPU kernels, against exact derivatives
+of :func:`tp_spec.reference.apply`, float64: the channelwise regime (a
+:mod:`tp_jax._multilinear` primitive whose transposes are written path by path) and the scalar
+regime without weights or with shared weights on every path (:mod:`tp_jax._coupling`).
 
 The product is linear in ``x1`` and in ``x2`` and affine in the weights (unweighted paths do
 not read them), so every reference derivative here is exact: a gradient entry is the loss at a
@@ -22,7 +23,8 @@ import tp_kernels
 import tp_spec as spec
 from tp_spec import plan as tp_plan
 from tp_spec.plan import Tuning
-from tp_spec.plan.fused import ChannelwisePlan
+from tp_spec.plan.fused import ChannelwisePlan, ScalarPlan
+from tp_spec.plan.outer import OuterPlan
 
 CASES = {
     # degree-0 x1 block (outer products), degree-0 x2 block (scale paths), d_out = 1 paths
@@ -40,6 +42,17 @@ CASES = {
     "unweighted": spec.cgtp("2x0e+2x1o", "0e+1o", "2x0e+2x1o", instructions=[
         (0, 0, 0, "uvu", False), (1, 1, 0, "uvu", False), (1, 0, 1, "uvu", False)]),
 }
+#: single-channel products (the scalar regime's coupling kernels): the full CGTP (every path its
+#: own output), the fully connected one (every path weighted, outputs summed per irrep) and the
+#: elementwise one
+SCALAR_CASES = {
+    "full": spec.cgtp("0e+1o+2e", "0e+1o+2e", mode="full"),
+    "uvw": spec.cgtp("0e+1o+2e", "0e+1o+2e", "0e+1o+1e+2e+2o+3o+4e", mode="uvw"),
+    "uuu": spec.cgtp("0e+1o+2e+3o", "0e+1o+2e+3o", mode="uuu"),
+}
+CASES.update(SCALAR_CASES)
+#: the FFI targets' name prefix per regime
+TARGETS = {"channelwise": "tp_jax_cw_", "scalar": "tp_jax_cp_"}
 B = 2
 #: no channel folding: these small multiplicities run the channelwise regime
 TUNING = Tuning(fold_max_channels=1)
@@ -112,20 +125,30 @@ def lowering(request, monkeypatch):
     jax.clear_caches()
 
 
-def test_lowering_is_the_one_asked_for(lowering):
-    """The compiled CPU program holds the kernels' FFI calls exactly when they are on, and the
-    two lowerings agree."""
-    d = CASES["shared_out"]
-    x1, x2, w = (jnp.asarray(a) for a in _inputs(d, "per_sample", 5))
+@pytest.mark.parametrize("key,weights,regime", [("shared_out", "per_sample", "channelwise"),
+                                                ("full", "none", "scalar"),
+                                                ("uvw", "shared", "scalar")])
+def test_lowering_is_the_one_asked_for(lowering, key, weights, regime):
+    """The compiled CPU program of the product and of its gradient holds the kernels' FFI calls
+    exactly when they are on, and the two lowerings agree."""
+    d = CASES[key]
+    args = [jnp.asarray(a) for a in _inputs(d, weights, 5)]
     f = jax.jit(tp_jax.tensor_product(d, "fused", tuning=TUNING))
-    hlo = f.lower(x1, x2, w).compile().as_text()
-    assert ("tp_jax_cw_" in hlo) == (lowering == "kernels")
-    _check(f(x1, x2, w), _ref(d, [np.asarray(a) for a in (x1, x2, w)]), "forward")
+    grad = jax.jit(jax.grad(lambda *a: jnp.sum(f(*a) ** 2), tuple(range(len(args)))))
+    for fn in (f, grad):
+        hlo = fn.lower(*args).compile().as_text()
+        assert (TARGETS[regime] in hlo) == (lowering == "kernels")
+    _check(f(*args), _ref(d, [np.asarray(a) for a in args]), "forward")
 
 
-def test_cases_are_channelwise():
-    for d in CASES.values():
-        assert isinstance(tp_plan.plan(d, "fused", TUNING), ChannelwisePlan)
+def test_cases_run_their_regime():
+    for key, d in CASES.items():
+        p = tp_plan.plan(d, "fused", TUNING)
+        if key in SCALAR_CASES:
+            p = p.scalar if isinstance(p, OuterPlan) else p
+            assert isinstance(p, ScalarPlan), key
+        else:
+            assert isinstance(p, ChannelwisePlan), key
 
 
 @pytest.mark.parametrize("key,weights", _params())
@@ -206,7 +229,8 @@ def test_forward_mode(key, weights):
     _check(hv, _ref_grads(_terms_loss(d, cot), sub)[0], "jvp of grad")
 
 
-@pytest.mark.parametrize("key,weights", [("shared_out", "shared"), ("mace_like", "per_sample")])
+@pytest.mark.parametrize("key,weights", [("shared_out", "shared"), ("mace_like", "per_sample"),
+                                         ("full", "none"), ("uvw", "shared")])
 def test_vmap(key, weights):
     """vmap over a leading axis (the rows joined into one call): values and every gradient
     per mapped example equal the unmapped calls'."""
@@ -228,17 +252,18 @@ def test_vmap(key, weights):
             _check(g[k], r, f"vmap gradient {k}")
 
 
-def test_export_lowers_portable_code():
+@pytest.mark.parametrize("key", ["shared_out", "uvw"])
+def test_export_lowers_portable_code(key):
     """``jax.export`` of the product and of its gradient holds no FFI call (it accepts only
     custom calls with a compatibility guarantee) and runs to the same values."""
-    d = CASES["shared_out"]
+    d = CASES[key]
     args = [jnp.asarray(a) for a in _inputs(d, "shared", 15)]
     f = tp_jax.tensor_product(d, "fused", tuning=TUNING)
     cot = jnp.asarray(np.random.default_rng(16).normal(size=(B, d.irreps_out.dim)))
     grad = jax.grad(lambda *a: jnp.sum(f(*a) * cot), (0, 1, 2))
     for fn in (f, grad):
         exp = jax.export.export(jax.jit(fn))(*args)
-        assert "tp_jax_cw_" not in exp.mlir_module()
+        assert not any(t in exp.mlir_module() for t in TARGETS.values())
         for a, b in zip(jax.tree.leaves(exp.call(*args)), jax.tree.leaves(jax.jit(fn)(*args)),
                         strict=True):
             _check(a, b, "exported")
