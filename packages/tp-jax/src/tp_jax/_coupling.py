@@ -2,8 +2,8 @@
 full, elementwise and fully connected single-channel CGTP) as a :mod:`tp_jax._multilinear`
 primitive whose functions are, on CPU, XLA FFI calls (:mod:`tp_jax._cpu_ffi`) of the compiled
 coupling kernels (:class:`tp_kernels.coupling.CouplingKernels`: one pass over the rows, the
-plan's nonzero coupling entries as data); elsewhere (GPUs, ``jax.export``) the XLA code of
-:mod:`tp_jax._scalar` and its transposes.
+plan's nonzero coupling entries as data); elsewhere (GPUs, ``jax.export``, and everywhere with
+``TP_JAX_CPU_KERNELS=0``) the XLA code of :mod:`tp_jax._scalar` and JAX's transposes of it.
 
 Shared weights enter as the entries' coefficients ``value[e] w[widx[e]]`` (a gather of the
 entries, in XLA); the kernels' entry gradient ``ge`` maps back to the weights as the sum of
@@ -30,21 +30,19 @@ from tp_kernels.coupling import CouplingKernels
 from tp_spec.plan.fused import ScalarPlan
 
 from . import _cpu_ffi
-from ._multilinear import Multilinear, Slot, joint_terms, multilinear
+from ._multilinear import Multilinear, Slot, multilinear
 from ._ops import const, ix
 
 __all__ = ["applies", "primitive", "run"]
 
 
 def applies(plan: ScalarPlan, dtype, w: jax.Array | None) -> bool:
-    """Whether :func:`primitive` runs the product (read when traced): float32 / float64, no
-    weights or shared weights on every path, the kernels available (Numba importable,
-    ``TP_JAX_CPU_KERNELS`` not 0)."""
+    """Whether :func:`run` runs the product: float32 / float64, no weights or shared weights
+    on every path."""
     d = plan.descriptor
     if w is not None and (w.ndim != 1 or not all(p.has_weight for p in d.paths)):
         return False
-    return (jnp.dtype(dtype) in (jnp.float32, jnp.float64) and bool(d.paths)
-            and tp_kernels.available("TP_JAX_CPU_KERNELS"))
+    return jnp.dtype(dtype) in (jnp.float32, jnp.float64) and bool(d.paths)
 
 
 class _Calls:
@@ -109,19 +107,20 @@ def run(plan: ScalarPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None,
         xla: Callable) -> jax.Array:
     """The product (``x1`` already scaled by ``plan.x1_scale``); ``xla(plan, x1, x2, w)``: the
     XLA code of the same product, the lowering off the CPU."""
-    fns = primitive(plan, jnp.dtype(x1.dtype), w is not None, xla)
+    kernels = tp_kernels.available("TP_JAX_CPU_KERNELS")  # read when traced
+    fns = primitive(plan, jnp.dtype(x1.dtype), w is not None, xla, kernels)
     return multilinear(fns, x1, x2) if w is None else multilinear(fns, x1, x2, w)
 
 
 @lru_cache(maxsize=128)
-def primitive(plan: ScalarPlan, dt, weighted: bool, xla: Callable) -> Multilinear:
+def primitive(plan: ScalarPlan, dt, weighted: bool, xla: Callable, kernels: bool
+              ) -> Multilinear:
     """The product as a :mod:`tp_jax._multilinear` primitive: slots ``x1, x2[, w], out``
-    (``w`` shared, every path weighted); on CPU the kernels, elsewhere ``xla`` and its
-    transposes."""
+    (``w`` shared, every path weighted); with ``kernels``, on CPU the compiled kernels; else,
+    and on other platforms, ``xla`` and JAX's transposes of it."""
     d = plan.descriptor
     dims, numel = (d.irreps_in1.dim, d.irreps_in2.dim, d.irreps_out.dim), d.weight_numel
     values, widx = plan.coupling.value / plan.x1_scale, plan.coupling.widx
-    calls = _Calls(plan, dt)
 
     def coef(w=None):
         c = const(values, dt)
@@ -147,6 +146,25 @@ def primitive(plan: ScalarPlan, dt, weighted: bool, xla: Callable) -> Multilinea
     n_in = 3 if weighted else 2
     xla_fns = (*(partial(transpose_xla, i) for i in range(n_in)), product_xla)
 
+    def xla_joint(*ops, need):
+        """JAX's reverse mode of the XLA product along the inputs in ``need``, together (one
+        transposed pass over the chunks, not one per input)."""
+        *inputs, ct = ops
+        idx = [i for i in range(n_in) if need[i]]
+
+        def f(*xs):
+            args = list(inputs)
+            for i, x in zip(idx, xs, strict=True):
+                args[i] = x
+            return product_xla(*args)
+        return tuple(jax.vjp(f, *(inputs[i] for i in idx))[1](ct))
+
+    slots = [Slot(dims[0]), Slot(dims[1])] + ([Slot(numel, None)] if weighted else [])
+    slots = (*slots, Slot(dims[2]))
+    if not kernels:
+        return Multilinear(fns=xla_fns, slots=slots, joint=xla_joint)
+    calls = _Calls(plan, dt)
+
     # the kernels
     def grads_k(x1, x2, w, ct, need):
         need3 = (need[0], need[1], bool(weighted and need[2]))
@@ -171,10 +189,7 @@ def primitive(plan: ScalarPlan, dt, weighted: bool, xla: Callable) -> Multilinea
             x1, x2, *w, ct = ops
             return grads_k(x1, x2, w[0] if w else None, ct, (*need, False)[:3])
 
-        def xla_joint(*ops):
-            return tuple(joint_terms(lambda i, o: xla_fns[i](*o), ops, need))
-        return _cpu_ffi.on_cpu(kernel, xla_joint)(*operands)
+        return _cpu_ffi.on_cpu(kernel, partial(xla_joint, need=need))(*operands)
 
-    slots = [Slot(dims[0]), Slot(dims[1])] + ([Slot(numel, None)] if weighted else [])
     fns = tuple(_cpu_ffi.on_cpu(k, x) for k, x in zip(k_fns, xla_fns, strict=True))
-    return Multilinear(fns=fns, slots=(*slots, Slot(dims[2])), joint=joint)
+    return Multilinear(fns=fns, slots=slots, joint=joint)

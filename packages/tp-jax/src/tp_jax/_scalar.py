@@ -20,9 +20,10 @@ GEMMs, faster in reverse mode), so neither derivative recomputes the forward.
 
 Per-sample weights: ``(x1 (x) x2) @ cg_stack``, then one small weighted sum per output block.
 
-On CPU, without weights or with shared weights on every path, the whole product instead runs the
-compiled coupling kernels through XLA's FFI (:mod:`tp_jax._coupling`; this module's code is then
-the lowering for other platforms and for ``TP_JAX_CPU_KERNELS=0``).
+Without weights or with shared weights on every path, the whole product is one multilinear
+primitive (:mod:`tp_jax._coupling`) whose functions are, on CPU, the compiled coupling kernels
+through XLA's FFI, and elsewhere (and with ``TP_JAX_CPU_KERNELS=0``) this module's code and
+JAX's transposes of it.
 
 Range: ``x1`` enters scaled by ``plan.x1_scale`` and the coupling constants by its inverse
 (:attr:`tp_spec.plan.fused.ScalarPlan.x1_scale`), so float32 inputs whose products overflow
