@@ -1,5 +1,6 @@
 """The ``"outer"`` regime of ``fused`` (unweighted ``uvuv`` / ``uuu`` CGTPs): chosen for those
-descriptors only, its pair layout and its three sparse bilinear forms equal the reference."""
+descriptors only, its pair layout and its coupling entries (:mod:`tp_spec.plan.coupling`)
+equal the reference; the coupling entries of single-channel weighted products too."""
 
 from __future__ import annotations
 
@@ -8,8 +9,9 @@ import pytest
 import tp_spec as spec
 from tp_spec import plan, reference
 from tp_spec.plan import Tuning
+from tp_spec.plan.coupling import build_coupling, run_coupling_numpy
 from tp_spec.plan.fused import fused_regime
-from tp_spec.plan.outer import OuterPlan, build_outer, run_bilinear_numpy
+from tp_spec.plan.outer import OuterPlan, build_outer
 
 S2 = "0e + 1o + 2e"
 CASES = {
@@ -36,46 +38,39 @@ def test_outer_regime_equals_reference(name):
     x1, x2 = _inputs(d)
     ref = reference.apply(d, x1, x2)
     np.testing.assert_allclose(plan.execute(p, x1, x2, None), ref, atol=1e-12)
-    np.testing.assert_allclose(run_bilinear_numpy(p.forward_form, x1, x2, d.irreps_out.dim),
+    np.testing.assert_allclose(run_coupling_numpy(p.coupling, x1, x2, None, d.irreps_out.dim),
                                ref, atol=1e-12)
 
 
-@pytest.mark.parametrize("name", CASES)
-def test_gradient_forms_equal_finite_differences(name):
-    """``grad1_form(g, x2)`` and ``grad2_form(g, x1)`` are the gradients of ``<g, out>``."""
-    d = CASES[name]()
-    p = build_outer(d, Tuning())
-    x1, x2 = _inputs(d, b=3, seed=1)
-    g = np.random.default_rng(2).normal(size=(3, d.irreps_out.dim))
-    g1 = run_bilinear_numpy(p.grad1_form, g, x2, d.irreps_in1.dim)
-    g2 = run_bilinear_numpy(p.grad2_form, g, x1, d.irreps_in2.dim)
-    eps = 1e-6
-
-    def loss(a, b):
-        return np.sum(g * reference.apply(d, a, b), axis=1)
-
-    for i in range(d.irreps_in1.dim):
-        e = np.zeros(d.irreps_in1.dim)
-        e[i] = eps
-        np.testing.assert_allclose((loss(x1 + e, x2) - loss(x1 - e, x2)) / (2 * eps), g1[:, i],
-                                   atol=1e-7)
-    for j in range(d.irreps_in2.dim):
-        e = np.zeros(d.irreps_in2.dim)
-        e[j] = eps
-        np.testing.assert_allclose((loss(x1, x2 + e) - loss(x1, x2 - e)) / (2 * eps), g2[:, j],
-                                   atol=1e-7)
+@pytest.mark.parametrize("make", [
+    lambda: spec.cgtp(S2, S2, "0e + 1o + 1e + 2e + 2o + 3o + 4e", mode="uvw"),
+    lambda: spec.cgtp("0e + 1o", "0e + 1o", "0e + 1o + 1e", instructions=[
+        (0, 0, 0, "uvw", True), (1, 1, 0, "uvw", False), (1, 1, 2, "uvw", True, 2.0),
+        (1, 0, 1, "uvw", True)]),
+])
+def test_coupling_of_single_channel_weighted_products(make):
+    """Shared weights (unweighted paths among weighted ones read the 1 of ``[w, 1]``)."""
+    d = make()
+    x1, x2 = _inputs(d, seed=3)
+    w = np.random.default_rng(4).normal(size=d.weight_numel)
+    np.testing.assert_allclose(run_coupling_numpy(build_coupling(d), x1, x2, w,
+                                                  d.irreps_out.dim),
+                               reference.apply(d, x1, x2, w), atol=1e-12)
 
 
-def test_forms_hold_only_nonzero_entries():
+def test_coupling_refuses_weighted_channels():
+    with pytest.raises(ValueError, match="neither single-channel nor unweighted"):
+        build_coupling(spec.cgtp("2x0e + 2x1o", S2, mode="uvu"))
+
+
+def test_coupling_holds_only_nonzero_entries_sorted_by_input_pair():
     d = CASES["full-mimo-l3"]()
-    p = build_outer(d, Tuning())
-    for f in (p.forward_form, p.grad1_form, p.grad2_form):
-        assert np.all(f.c != 0)
-        assert f.starts[0] == 0 and f.starts[-1] == len(f.c) == len(p.forward_form.c)
-        assert np.all(np.diff(f.starts) >= 0)
+    cp = build_outer(d, Tuning()).coupling
+    assert np.all(cp.value != 0)
+    assert np.all(np.diff(cp.i * d.irreps_in2.dim + cp.j) >= 0)
     dense = sum((2 * p_.ir_in1.l + 1) * (2 * p_.ir_in2.l + 1) * (2 * p_.ir_out.l + 1)
                 for p_ in d.paths)
-    assert len(p.forward_form.c) < 0.3 * dense
+    assert len(cp.value) < 0.3 * dense
 
 
 @pytest.mark.parametrize("make", [

@@ -12,7 +12,8 @@ from tp_kernels import available
 from tp_kernels.coupling import ROWS, CouplingKernels
 from tp_spec import reference
 from tp_spec.plan import DEFAULT_TUNING
-from tp_spec.plan.fused import Coupling, ScalarPlan, build_fused
+from tp_spec.plan.coupling import Coupling
+from tp_spec.plan.fused import ScalarPlan, build_fused
 from tp_spec.plan.outer import OuterPlan
 
 pytestmark = pytest.mark.skipif(not available(), reason="Numba missing")

@@ -105,8 +105,8 @@ def _reads(need: tuple[bool, ...]) -> tuple[bool, bool]:
 
 def run(plan: ScalarPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None,
         xla: Callable) -> jax.Array:
-    """The product (``x1`` already scaled by ``plan.x1_scale``); ``xla(plan, x1, x2, w)``: the
-    XLA code of the same product, the lowering off the CPU."""
+    """The product; ``xla(plan, x1, x2, w)``: the XLA code of the same product, the lowering
+    off the CPU (the kernels range-scale the pair products themselves)."""
     kernels = tp_kernels.available("TP_JAX_CPU_KERNELS")  # read when traced
     fns = primitive(plan, jnp.dtype(x1.dtype), w is not None, xla, kernels)
     return multilinear(fns, x1, x2) if w is None else multilinear(fns, x1, x2, w)
@@ -120,7 +120,7 @@ def primitive(plan: ScalarPlan, dt, weighted: bool, xla: Callable, kernels: bool
     and on other platforms, ``xla`` and JAX's transposes of it."""
     d = plan.descriptor
     dims, numel = (d.irreps_in1.dim, d.irreps_in2.dim, d.irreps_out.dim), d.weight_numel
-    values, widx = plan.coupling.value / plan.x1_scale, plan.coupling.widx
+    values, widx = plan.coupling.value, plan.coupling.widx
 
     def coef(w=None):
         c = const(values, dt)

@@ -22,6 +22,7 @@ from typing import Any
 
 import jax
 import numpy as np
+from tp_kernels.pages import huge_pages
 
 from ._multilinear import exporting
 
@@ -96,33 +97,6 @@ def _array(address: int) -> np.ndarray:
     return np.frombuffer(raw, dt).reshape(shape)
 
 
-_HUGE_MIN = 4 << 20  # as NumPy: arrays from 4 MiB on ask for transparent huge pages
-_MADV_HUGEPAGE = 14
-
-
-@cache
-def _madvise() -> Any:
-    try:
-        f = ctypes.CDLL(None, use_errno=True).madvise
-    except (OSError, AttributeError):  # not Linux
-        return None
-    f.argtypes = [ctypes.c_void_p, ctypes.c_size_t, ctypes.c_int]
-    return f
-
-
-def _huge_pages(a: np.ndarray) -> None:
-    """Ask the kernel for transparent huge pages under a large result before it is written.
-    XLA's CPU buffers above glibc's mmap threshold (32 MiB) are fresh mappings on every call,
-    and faulting them in 4 KiB pages costs more than the kernels (MACE-large output, batch
-    2,000, 73 MB: ~40 ms in 4 KiB pages, ~16 ms in 2 MiB pages, as NumPy's own arrays get)."""
-    madvise = _madvise()
-    if madvise is None or a.nbytes < _HUGE_MIN:
-        return
-    start = a.ctypes.data
-    first = -(-start // 4096) * 4096
-    madvise(first, (start + a.nbytes - first) // 4096 * 4096, _MADV_HUGEPAGE)
-
-
 def _handler(fn: Callable[..., None]) -> Callable[[int], int | None]:
     def handle(frame: int) -> int | None:
         cf = _CallFrame.from_address(frame)
@@ -137,7 +111,7 @@ def _handler(fn: Callable[..., None]) -> Callable[[int], int | None]:
         args = [_array(cf.args.items[i]) for i in range(cf.args.size)]
         rets = [_array(cf.rets.items[i]) for i in range(cf.rets.size)]
         for r in rets:
-            _huge_pages(r)
+            huge_pages(r)
         fn(*args, *rets)
         return None  # success
 

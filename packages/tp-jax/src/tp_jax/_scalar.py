@@ -172,11 +172,18 @@ def _run_stacked(plan: ScalarPlan, x1: jax.Array, x2: jax.Array, w: jax.Array):
 def run_scalar(plan: ScalarPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
     """``x1 (B, dim1)``, ``x2 (B, dim2)``, ``w`` None / ``(numel,)`` / ``(B, numel)`` ->
     ``(B, dim_out)``."""
+    if _coupling.applies(plan, x1.dtype, w):  # range-scaled by the kernels themselves
+        return _coupling.run(plan, x1, x2, w, _run_scaled)
     scale = plan.x1_scale
-    if scale != 1.0:
-        x1 = x1 * jnp.asarray(scale, x1.dtype)
     if w is not None and w.ndim == 2:
-        return _run_stacked(plan, x1, x2, w)
-    if _coupling.applies(plan, x1.dtype, w):
-        return _coupling.run(plan, x1, x2, w, _run_blocks)
-    return _run_blocks(plan, x1, x2, w)
+        return _run_stacked(plan, _scaled(x1, scale), x2, w)
+    return _run_blocks(plan, _scaled(x1, scale), x2, w)
+
+
+def _scaled(x1: jax.Array, scale: float) -> jax.Array:
+    return x1 * jnp.asarray(scale, x1.dtype) if scale != 1.0 else x1
+
+
+def _run_scaled(plan: ScalarPlan, x1: jax.Array, x2: jax.Array, w: jax.Array | None):
+    """:func:`_run_blocks` of unscaled ``x1`` (the XLA code of :mod:`tp_jax._coupling`)."""
+    return _run_blocks(plan, _scaled(x1, plan.x1_scale), x2, w)

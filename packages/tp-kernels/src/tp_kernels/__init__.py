@@ -1,7 +1,7 @@
 """tp_kernels: the compiled CPU kernels (Numba) of the channelwise Clebsch-Gordan tensor
 product (``uvu`` paths, ``x2`` multiplicity 1: the MACE/NequIP convolution) and of the
-single-channel products (the full, elementwise and fully connected CGTP of one channel per
-irrep), on NumPy arrays.
+products given by their coupling entries (single-channel full, elementwise and fully
+connected CGTPs; unweighted full and elementwise ones), on NumPy arrays.
 
 Framework-neutral: tp_torch runs them on CPU tensors, tp_jax as XLA FFI calls; importing this
 package imports neither framework (nor Numba, until a kernel is asked for).
@@ -10,8 +10,9 @@ package imports neither framework (nor Numba, until a kernel is asked for).
 * :mod:`tp_kernels.cache`: their on-disk cache (``$TP_KERNELS_CACHE_DIR``, else
   ``~/.cache/tp_kernels``) and parallel compilation;
 * :mod:`tp_kernels.channelwise`: a whole descriptor over a batch of rows (chunks, threads);
-* :mod:`tp_kernels.coupling`: a single-channel product given by its nonzero coupling entries
-  (one compiled kernel for every descriptor).
+* :mod:`tp_kernels.coupling`: a product given by its nonzero coupling entries (one compiled
+  kernel for every descriptor);
+* :mod:`tp_kernels.pages`: transparent huge pages under large result buffers.
 
 >>> import numpy as np, tp_spec
 >>> from tp_kernels import ChannelwiseKernels, available

@@ -1,13 +1,13 @@
-"""A single-channel product given by its nonzero coupling entries (the ``"scalar"`` regime of
-:mod:`tp_spec.plan.fused`: every block multiplicity 1, as in the full, elementwise and fully
-connected CGTP of the paper's benchmarks), run by compiled CPU kernels over a batch of NumPy
-rows.
+"""A CGTP given by its nonzero coupling entries (:mod:`tp_spec.plan.coupling`: the single-channel
+products of the ``"scalar"`` regime, as in the full, elementwise and fully connected CGTP of the
+paper's benchmarks, and the unweighted ``uuu`` / ``uvuv`` products of the ``"outer"`` regime),
+run by compiled CPU kernels over a batch of NumPy rows.
 
 Entry ``e`` adds ``c[e] x1[i[e]] x2[j[e]]`` to ``out[k[e]]``, ``c`` being the entries' values
-times their weights (:attr:`tp_spec.plan.fused.ScalarPlan.coupling`; the caller folds shared
-weights in). The kernels take the entries as data, so one compiled function per dtype runs
-every descriptor; nothing is generated per descriptor. They compile in memory when a process
-first needs them (about 2 s per dtype; no on-disk cache, so nothing is loaded from files).
+times their weights (the caller folds shared weights in). The kernels take the entries as
+data, so one compiled function per dtype runs every descriptor; nothing is generated per
+descriptor. They compile in memory when a process first needs them (about 2 s per dtype; no
+on-disk cache, so nothing is loaded from files).
 
 A kernel works on ``ROWS`` rows at a time, transposed to ``(features, ROWS)`` so that every
 entry is one multiply-add over a contiguous row of ``ROWS`` values (vectorised), and the chunk
@@ -21,7 +21,10 @@ Gradients:
   weights' gradient: ``sum over e of value[e] ge[e]`` per weight).
 
 The batch is split over threads (the kernels release the GIL); each thread sums its own
-``ge``. Float32 or float64, computed in the inputs' dtype.
+``ge``. Float32 or float64, computed in the inputs' dtype. Range: a pair's product is formed
+as ``(sc x1[i]) x2[j]`` with ``sc`` a power of two at most the smallest coupling value and the
+entries' coefficients times ``1 / sc`` (exact), so float32 inputs whose products overflow while
+every term ``value x1 x2`` does not give finite results.
 """
 
 from __future__ import annotations
@@ -29,6 +32,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
+from tp_spec.plan.fused import MAX_SCALE_SHIFT
 
 from .channelwise import run_parts
 
@@ -67,10 +71,10 @@ def _store(t, y, s, m):  # pragma: no cover - compiled
             y[s + r, a] = t[a, r]
 
 
-def _forward(x1, x2, c, gi, gj, gp, kk, out, r0, r1):  # pragma: no cover - compiled
+def _forward(x1, x2, c, gi, gj, gp, kk, out, r0, r1, sc, inv):  # pragma: no cover
     """``out[r0:r1]`` of rows ``r0:r1``: per pair ``(i, j)`` (group ``g``, entries
-    ``gp[g]:gp[g + 1]``) the product ``p = x1[i] x2[j]`` once, then ``out[k] += c p`` per
-    entry."""
+    ``gp[g]:gp[g + 1]``) the product ``p = (sc x1[i]) x2[j]`` once, then
+    ``out[k] += (inv c) p`` per entry (``sc``, ``inv = 1 / sc``: the range scale)."""
     dt = x1.dtype
     a = np.empty((x1.shape[1], ROWS), dt)
     b = np.empty((x2.shape[1], ROWS), dt)
@@ -84,15 +88,16 @@ def _forward(x1, x2, c, gi, gj, gp, kk, out, r0, r1):  # pragma: no cover - comp
         for g in range(gi.shape[0]):
             i, j = gi[g], gj[g]
             for r in range(ROWS):
-                p[r] = a[i, r] * b[j, r]
+                p[r] = (sc * a[i, r]) * b[j, r]
             for e in range(gp[g], gp[g + 1]):
-                k, v = kk[e], c[e]
+                k, v = kk[e], inv * c[e]
                 for r in range(ROWS):
                     acc[k, r] += v * p[r]
         _nb_store(acc, out, s, m)
 
 
-def _backward(x1, x2, c, gi, gj, gp, kk, ct, g1, g2, ge, n1, n2, ne, r0, r1):  # pragma: no cover
+def _backward(x1, x2, c, gi, gj, gp, kk, ct, g1, g2, ge, n1, n2, ne, r0, r1, sc,
+              inv):  # pragma: no cover - compiled
     """``g1[r0:r1]`` (``n1``), ``g2[r0:r1]`` (``n2``) and ``ge += `` the rows' entry sums
     (``ne``): per pair ``(i, j)`` the cotangent's contraction ``q = sum over its entries of
     c ct[k]``, then ``g1[i] += x2[j] q`` and ``g2[j] += x1[i] q``; an entry's ``ge`` is
@@ -130,9 +135,9 @@ def _backward(x1, x2, c, gi, gj, gp, kk, ct, g1, g2, ge, n1, n2, ne, r0, r1):  #
                         b2[j, r] += a[i, r] * q[r]
             if ne:
                 for r in range(ROWS):
-                    p[r] = a[i, r] * b[j, r]
+                    p[r] = (sc * a[i, r]) * b[j, r]
                 for e in range(gp[g], gp[g + 1]):
-                    ge[e] += _nb_dot(p, h, kk[e])
+                    ge[e] += inv * _nb_dot(p, h, kk[e])
         if n1:
             _nb_store(a1, g1, s, m)
         if n2:
@@ -165,7 +170,7 @@ def _jit() -> dict[str, Any]:
 
 
 class CouplingKernels:
-    """The product of a :class:`tp_spec.plan.fused.Coupling` (``i, j, k, value, widx``) on
+    """The product of a :class:`tp_spec.plan.coupling.Coupling` (``i, j, k, value, widx``) on
     ``dims = (dim1, dim2, dim_out)`` features.
 
     ``coefficients(w)`` -> ``c``: the entries' values times ``[w, 1][widx]`` (``w`` None: the
@@ -188,6 +193,12 @@ class CouplingKernels:
         self.gi, self.gj = i[start].copy(), j[start].copy()
         self.gp = np.r_[start, len(i)].astype(np.int64)
         self.n = len(i)
+        # the range scale: a power of two at most the smallest nonzero |value|, so that a pair's
+        # product sc x1 x2 is never larger than the terms value x1 x2 it feeds (float32 inputs
+        # whose products overflow while the terms do not give finite results); exact
+        nonzero = np.abs(self.value[self.value != 0])
+        q = int(-np.floor(np.log2(nonzero.min()))) if nonzero.size else 0
+        self.scale = 2.0 ** -min(max(q, 0), MAX_SCALE_SHIFT)
         self.dims = tuple(int(n) for n in dims)
         self.min_rows = int(min_rows)
 
@@ -227,8 +238,9 @@ class CouplingKernels:
         if out is None:
             out = np.empty((b, self.dims[2]), x1.dtype)
         fn, parts = _jit()["forward"], self._parts(b, threads)
-        run_parts(lambda t: fn(x1, x2, c, self.gi, self.gj, self.gp, self.k, out, *parts[t]),
-                  len(parts))
+        sc, inv = x1.dtype.type(self.scale), x1.dtype.type(1 / self.scale)
+        run_parts(lambda t: fn(x1, x2, c, self.gi, self.gj, self.gp, self.k, out, *parts[t], sc,
+                               inv), len(parts))
         return out
 
     def backward(self, x1: np.ndarray, x2: np.ndarray, c: np.ndarray, ct: np.ndarray,
@@ -246,10 +258,12 @@ class CouplingKernels:
         k, parts = _jit(), self._parts(b, threads)
         ges = [np.zeros(self.n, dt) for _ in parts] if ne else [dummy[0]] * len(parts)
 
+        sc, inv = dt.type(self.scale), dt.type(1 / self.scale)
+
         def part(t: int) -> None:
             k["backward"](x1, x2, c, self.gi, self.gj, self.gp, self.k, ct,
                           dummy if g1 is None else g1, dummy if g2 is None else g2, ges[t],
-                          n1, n2, ne, *parts[t])
+                          n1, n2, ne, *parts[t], sc, inv)
 
         run_parts(part, len(parts))
         ge = None

@@ -1,13 +1,13 @@
 """The ``fused`` CGTP executor of the ``"outer"`` regime (:class:`tp_spec.plan.outer.OuterPlan`:
 every path unweighted ``uvuv`` / ``uuu``, the full CGTP).
 
-On CPU with Numba the product runs the plan's sparse bilinear form, one compiled kernel
-(:func:`_bilinear`) over the nonzero CG entries: batch rows in tiles of ``_TILE``, transposed
-in cache so that each entry is one vectorised multiply-add over the tile, each output summed
-in a register tile and stored once. Its gradients are the same form with the roles exchanged
-(:class:`_Form`), made of the same differentiable Function, so double backward is exact. The
-batch is split over torch's intra-op threads (``tuning.kernel_thread_min_rows`` rows at least
-per thread; the kernel releases the GIL).
+On CPU with Numba the product runs the plan's coupling entries (:attr:`OuterPlan.coupling`)
+through the compiled kernels tp_jax runs too (:class:`tp_kernels.coupling.CouplingKernels`:
+row chunks transposed in cache, per input pair one product, then its entries as vectorised
+multiply-adds; the batch split over torch's intra-op threads). Its gradients are the same
+bilinear form with the roles exchanged (:class:`_Form`: ``x1``'s from the cotangent and
+``x2``, ``x2``'s from the cotangent and ``x1``), made of the same differentiable Function, so
+double backward is exact.
 
 Elsewhere (no Numba, ``TP_TORCH_CPU_KERNELS=0``, a GPU, ``torch.compile``, ``torch.func``
 transforms, other dtypes) the same product runs as torch ops: per input block pair one matmul
@@ -15,60 +15,23 @@ of the outer product with the pair's stacked CG blocks (:attr:`OuterPlan.pairs`)
 
 from __future__ import annotations
 
-from functools import cache
 from typing import Any
 
 import numpy as np
 import torch
+from tp_kernels.coupling import CouplingKernels
+from tp_kernels.pages import huge_pages
 from tp_spec.plan.outer import OuterPlan
 
 from ._cgtp_blocks import CGTPKernel, add_block, assemble
 from ._common import plain_autograd
-from ._cpu_kernels import available, num_threads, run_parts
+from ._cpu_kernels import available, num_threads
 
 __all__ = ["OuterExecutor"]
 
-#: Batch rows per kernel tile (a multiple of the vector width of float32 and float64).
-_TILE = 64
 #: The three forms, named by the argument of ``T(o, a, j) = sum c g[o] x1[a] x2[j]`` each is
 #: the gradient of; a form takes the other two in this order.
 _ORDER = ("o", "a", "j")
-
-
-@cache
-def _bilinear():
-    """The compiled kernel ``(p, q, u, v, starts, c, out, r0, r1)``: rows ``r0:r1`` of
-    ``out[:, r] = sum_{t in starts[r]:starts[r+1]} c[t] p[:, u[t]] q[:, v[t]]``."""
-    import numba
-
-    @numba.njit(nogil=True, fastmath=True, cache=False)
-    def kernel(p, q, u, v, starts, c, out, r0, r1):  # pragma: no cover (compiled)
-        n_p, n_q, n_o = p.shape[1], q.shape[1], out.shape[1]
-        pt = np.zeros((n_p, _TILE), p.dtype)
-        qt = np.zeros((n_q, _TILE), p.dtype)
-        ot = np.empty((n_o, _TILE), p.dtype)
-        acc = np.empty(_TILE, p.dtype)
-        for s in range(r0, r1, _TILE):
-            n = min(r1 - s, _TILE)
-            for r in range(n):
-                for i in range(n_p):
-                    pt[i, r] = p[s + r, i]
-                for j in range(n_q):
-                    qt[j, r] = q[s + r, j]
-            for o in range(n_o):
-                for r in range(_TILE):
-                    acc[r] = 0
-                for t in range(starts[o], starts[o + 1]):
-                    ct, i, j = c[t], u[t], v[t]
-                    for r in range(_TILE):
-                        acc[r] += ct * pt[i, r] * qt[j, r]
-                for r in range(_TILE):
-                    ot[o, r] = acc[r]
-            for r in range(n):
-                for o in range(n_o):
-                    out[s + r, o] = ot[o, r]
-
-    return kernel
 
 
 class _Form(torch.autograd.Function):
@@ -84,6 +47,8 @@ class _Form(torch.autograd.Function):
     @staticmethod
     def backward(ctx, h):
         p, q = ctx.saved_tensors
+        if ctx.kind == "o" and all(ctx.needs_input_grad[2:4]) and not torch.is_grad_enabled():
+            return None, None, *ctx.ex.grads(h, p, q)  # both in one pass, no graph recorded
         k1, k2 = (k for k in _ORDER if k != ctx.kind)
         vals = {ctx.kind: h, k1: p, k2: q}
         gp = _apply(ctx.ex, k1, vals) if ctx.needs_input_grad[2] else None
@@ -104,36 +69,51 @@ class OuterExecutor(CGTPKernel):
         self.tuning = plan.tuning
         d = plan.descriptor
         self.dims = {"o": d.irreps_out.dim, "a": d.irreps_in1.dim, "j": d.irreps_in2.dim}
-        #: form name -> (u, v, starts, {numpy dtype: c})
-        self.forms: dict[str, tuple[Any, ...]] = {}
-        for kind, f in zip(_ORDER, (plan.forward_form, plan.grad1_form, plan.grad2_form),
-                           strict=True):
-            self.forms[kind] = (f.u, f.v, f.starts,
-                                {np.dtype(t): f.c.astype(t) for t in (np.float32, np.float64)})
+        self.plan = plan
+        self._kernels: CouplingKernels | None = None  # built on the first kernel call
         self.pairs = [(i1, i2, uu, outs) for i1, i2, uu, _, outs in plan.pairs]
         for n, (*_, st, _) in enumerate(plan.pairs):
             self.add_const(f"pair{n}", st)
 
+    def _coupling(self) -> tuple[CouplingKernels, dict[Any, np.ndarray]]:
+        if self._kernels is None:
+            k = CouplingKernels(self.plan.coupling, tuple(self.dims[n] for n in "ajo"),
+                                self.tuning.kernel_thread_min_rows)
+            self._kernels = k
+            self._coef = {np.dtype(t): k.coefficients(None, t) for t in (np.float32,
+                                                                          np.float64)}
+        return self._kernels, self._coef
+
     def run(self, kind: str, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
-        """Form ``kind`` on CPU tensors ``p (B, .)``, ``q (B, .)`` by the compiled kernel, no
-        autograd."""
-        u, v, starts, cs = self.forms[kind]
+        """Form ``kind`` on CPU tensors ``p (B, .)``, ``q (B, .)`` by the compiled kernels, no
+        autograd: ``"o"`` the product of ``(x1, x2)``, ``"a"`` x1's gradient from
+        ``(cotangent, x2)``, ``"j"`` x2's from ``(cotangent, x1)``."""
+        k, coef = self._coupling()
         p, q = p.detach().contiguous(), q.detach().contiguous()
-        b = p.shape[0]
-        out = p.new_empty((b, self.dims[kind]))
-        if b == 0:
+        out = p.new_empty((p.shape[0], self.dims[kind]))
+        if p.shape[0] == 0:
             return out
         pn, qn, on = p.numpy(), q.numpy(), out.numpy()
-        c = cs[pn.dtype]
-        kernel = _bilinear()
-        parts = max(1, min(num_threads(), b // self.tuning.kernel_thread_min_rows))
-        step = -(-b // parts)
-
-        def part(t: int) -> None:
-            kernel(pn, qn, u, v, starts, c, on, t * step, min(b, (t + 1) * step))
-
-        run_parts(part, parts)
+        huge_pages(on)  # a fresh mapping for large outputs: fault it in 2 MiB pages
+        c, threads = coef[pn.dtype], num_threads()
+        if kind == "o":
+            k.forward(pn, qn, c, threads, out=on)
+        elif kind == "a":  # x1's gradient reads no x1: its result stands in
+            k.backward(on, qn, c, pn, (True, False, False), threads, out=(on, None, None))
+        else:
+            k.backward(qn, on, c, pn, (False, True, False), threads, out=(None, on, None))
         return out
+
+    def grads(self, g: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """x1's and x2's gradients for the cotangent ``g`` in one kernel pass, no autograd."""
+        k, coef = self._coupling()
+        g, x1, x2 = (t.detach().contiguous() for t in (g, x1, x2))
+        g1, g2 = torch.empty_like(x1), torch.empty_like(x2)
+        if g.shape[0]:
+            k.backward(x1.numpy(), x2.numpy(), coef[x1.numpy().dtype], g.numpy(),
+                       (True, True, False), num_threads(), out=(g1.numpy(), g2.numpy(), None))
+        return g1, g2
 
     def _compiled(self, x1: torch.Tensor, x2: torch.Tensor) -> bool:
         return (x1.device.type == "cpu" and x1.dtype in (torch.float32, torch.float64)

@@ -24,7 +24,6 @@ from __future__ import annotations
 from collections import defaultdict
 from dataclasses import dataclass
 from functools import cached_property
-from typing import NamedTuple
 
 import numpy as np
 
@@ -32,26 +31,15 @@ from ..channel_fold import channel_count, channel_fold
 from ..descriptor import UU_MODES
 from .base import Plan, folded_cg, offsets
 from .cgtp_numpy import apply_mode_numpy, assemble_numpy, block, path_weight_numpy
+from .coupling import Coupling, build_coupling
 from .order_blocks import OrderBlocks, build_order_blocks
 from .outer import OuterPlan, build_outer, is_outer, run_outer_numpy
 from .tuning import Tuning
 
-__all__ = ["ChannelwisePlan", "Coupling", "FoldedPlan", "GroupedPlan", "ScalarPlan",
-           "build_fused", "fused_regime", "pad_to", "run_fused_numpy"]
+__all__ = ["ChannelwisePlan", "FoldedPlan", "GroupedPlan", "ScalarPlan", "build_fused",
+           "fused_regime", "pad_to", "run_fused_numpy"]
 
 _I64 = np.zeros(0, np.int64)
-
-
-class Coupling(NamedTuple):
-    """A single-channel product's nonzero coupling entries (:attr:`ScalarPlan.coupling`): int64
-    ``i``, ``j``, ``k`` (x1, x2 and output features), float64 ``value`` (CG x path
-    coefficient) and int64 ``widx`` (the entry's weight in ``[w, 1]``)."""
-
-    i: np.ndarray
-    j: np.ndarray
-    k: np.ndarray
-    value: np.ndarray
-    widx: np.ndarray
 
 
 def fused_regime(d, tuning: Tuning) -> str:
@@ -134,25 +122,9 @@ class ScalarPlan(Plan):
 
     @cached_property
     def coupling(self) -> Coupling:
-        """The product as its nonzero coupling entries, the layout of the compiled CPU kernels
-        (:mod:`tp_kernels.coupling`): entry ``e`` adds ``value[e] [w, 1][widx[e]] x1[i[e]]
-        x2[j[e]]`` to ``out[k[e]]`` (``widx = weight_numel``: an unweighted path). Sorted by
-        ``(i, j, k)``: the entries of one input pair are adjacent. Built on first use."""
-        d = self.descriptor
-        off1, off2, offo = offsets(d.irreps_in1), offsets(d.irreps_in2), offsets(d.irreps_out)
-        parts = []
-        for p in d.paths:
-            c = folded_cg(p)
-            i, j, k = np.nonzero(c)
-            w = p.weight_offset if p.has_weight else d.weight_numel
-            parts.append((off1[p.i_in1] + i, off2[p.i_in2] + j, offo[p.i_out] + k, c[i, j, k],
-                          np.full(len(i), w)))
-        if not parts:
-            return Coupling(*(_I64,) * 3, np.zeros(0), _I64)
-        i, j, k, value, widx = (np.concatenate(a) for a in zip(*parts, strict=True))
-        order = np.lexsort((k, j, i))
-        return Coupling(i[order].astype(np.int64), j[order].astype(np.int64),
-                        k[order].astype(np.int64), value[order], widx[order].astype(np.int64))
+        """The product as its nonzero coupling entries (:mod:`tp_spec.plan.coupling`), the
+        layout of the compiled CPU kernels. Built on first use."""
+        return build_coupling(self.descriptor)
 
     @cached_property
     def order_blocks(self) -> OrderBlocks:
