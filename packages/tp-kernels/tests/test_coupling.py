@@ -126,3 +126,29 @@ def test_refuses_unsorted_entries_and_bad_arrays():
         k.forward(np.asfortranarray(x1), x2, c, 1)
     with pytest.raises(ValueError, match="one dtype"):
         k.forward(x1, x2.astype(np.float64), c, 1)
+
+
+def test_float32_products_that_overflow_while_the_terms_do_not():
+    """|x| ~ 1e19: ``x1 x2`` overflows float32 while many terms ``value x1 x2`` do not; the
+    kernels form the pair product range-scaled, so every output whose terms sum below the
+    float32 maximum is finite and equals the float64 result."""
+    d = CASES["full"]
+    k = _kernels(d)
+    rng = np.random.default_rng(5)
+    x1, x2 = (rng.choice([-1, 1], (B, n)) * rng.uniform(1e19, 2.5e19, (B, n))
+              for n in (d.irreps_in1.dim, d.irreps_in2.dim))
+    x1, x2 = x1.astype(np.float32), x2.astype(np.float32)
+    with np.errstate(over="ignore"):
+        assert np.isinf(np.abs(x1[:, :1]) * np.abs(x2[:, :1])).any()  # products overflow
+    want = reference.apply(d, x1.astype(np.float64), x2.astype(np.float64))
+    cp = build_fused(d, DEFAULT_TUNING)
+    cp = (cp.scalar if isinstance(cp, OuterPlan) else cp).coupling
+    terms = np.zeros_like(want)  # the sum of |term| into each output
+    for i, j, kk, v in zip(cp.i, cp.j, cp.k, cp.value, strict=True):
+        terms[:, kk] += np.abs(v * x1[:, i].astype(np.float64) * x2[:, j])
+    safe = terms < np.finfo(np.float32).max
+    assert 0.1 < safe.mean() < 1  # a fifth of the outputs here
+    out = k.forward(x1, x2, k.coefficients(None, np.float32), 1)
+    assert np.isfinite(out[safe]).all()
+    # float32 rounding of the terms (a sum may cancel: relative to the terms, not the sum)
+    assert np.all(np.abs(out[safe] - want[safe]) <= 1e-6 * terms[safe])
