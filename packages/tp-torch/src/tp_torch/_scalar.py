@@ -4,6 +4,11 @@ CPU in row chunks that stay in cache), ``W`` assembled from the shared weights b
 ``index_add``; per-sample weights: one matmul with the stacked CG, then one small batched
 contraction per output block.
 
+On CPU (float32 / float64, eager, Numba, ``TP_TORCH_CPU_KERNELS`` not 0), without weights or
+with shared weights on every path, the product runs the compiled coupling kernels instead
+(:class:`_Coupling`, :mod:`tp_kernels.coupling`: the plan's nonzero entries, the backward's
+gradients in one pass; under ``create_graph`` the torch ops below).
+
 Range: ``x1`` enters scaled by ``plan.x1_scale`` and the coupling constants by its inverse
 (:attr:`tp_spec.plan.fused.ScalarPlan.x1_scale`), so float32 inputs whose products overflow
 while the output does not give finite outputs.
@@ -14,12 +19,16 @@ sample; docs/numerics.md). Computing per block instead would give up the regime'
 
 from __future__ import annotations
 
+import numpy as np
 import torch
+from tp_kernels.coupling import CouplingKernels
+from tp_kernels.pages import huge_pages
 from tp_spec.plan import Tuning
 from tp_spec.plan.fused import ScalarPlan
 
 from ._cgtp_blocks import CGTPKernel, assemble
 from ._common import aligned_empty, chunk_rows, plain_autograd
+from ._cpu_kernels import available, num_threads
 
 __all__ = ["ScalarExecutor"]
 
@@ -136,8 +145,38 @@ class ScalarExecutor(CGTPKernel):
             self.add_const("w_full", plan.w_full / self.x1_scale)
         self.add_const("cg_stack", plan.cg_stack / self.x1_scale)
         self.add_index("cg_stack_w", plan.cg_stack_w)
+        self.plan = plan
+        self.all_weighted = all(p.has_weight for p in plan.descriptor.paths)
+        self._kernels: CouplingKernels | None = None
 
     def forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> torch.Tensor:
+        if self._compiled(x1, x2, w):
+            return _Coupling.apply(self, x1, x2, w)
+        return self.torch_forward(x1, x2, w)
+
+    def _compiled(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None) -> bool:
+        """Whether the compiled coupling kernels run the product: CPU float32 / float64
+        tensors, no weights or shared weights on every path, eager (not compiling, tracing or
+        under ``torch.func``), the CPU kernels on."""
+        if w is not None and (w.dim() != 1 or not self.all_weighted):
+            return False
+        return (x1.device.type == "cpu" and x1.dtype in (torch.float32, torch.float64)
+                and bool(self.d.paths) and not torch.compiler.is_compiling()
+                and not torch.jit.is_tracing() and not plain_autograd(x1, x2, w)
+                and available())
+
+    def kernels(self) -> CouplingKernels:
+        """The coupling kernels of the plan's entries (built on first use)."""
+        if self._kernels is None:
+            d = self.d
+            self._kernels = CouplingKernels(self.plan.coupling, (
+                d.irreps_in1.dim, d.irreps_in2.dim, d.irreps_out.dim),
+                self.tuning.kernel_thread_min_rows)
+        return self._kernels
+
+    def torch_forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None
+                      ) -> torch.Tensor:
+        """The product as torch ops (every device, every autograd mode)."""
         b = x1.shape[0]
         dt = x1.dtype
         d = self.d
@@ -182,3 +221,48 @@ class ScalarExecutor(CGTPKernel):
             blocks[io] = torch.einsum("bpk,bp->bk", yo, wo)
             wcol += npaths
         return assemble(d, blocks, b, x1)
+
+
+class _Coupling(torch.autograd.Function):
+    """The product by the compiled coupling kernels (:mod:`tp_kernels.coupling`): ``ex``, a
+    :class:`ScalarExecutor`; ``w`` None or shared ``(numel,)`` with every path weighted. The
+    backward computes the asked gradients in one kernel pass; when a graph is recorded
+    (``create_graph``) it runs the executor's torch ops instead, so higher derivatives are
+    exact."""
+
+    @staticmethod
+    def forward(ctx, ex, x1, x2, w):
+        ctx.save_for_backward(x1, x2, w)
+        ctx.ex = ex
+        k = ex.kernels()
+        x1n, x2n = x1.detach().contiguous().numpy(), x2.detach().contiguous().numpy()
+        c = k.coefficients(None if w is None else w.detach().numpy(), x1n.dtype)
+        out = x1.new_empty((x1.shape[0], ex.d.irreps_out.dim))
+        if x1.shape[0]:
+            on = out.numpy()
+            huge_pages(on)
+            k.forward(x1n, x2n, c, num_threads(), out=on)
+        return out
+
+    @staticmethod
+    def backward(ctx, g):
+        x1, x2, w = ctx.saved_tensors
+        ex = ctx.ex
+        need = ctx.needs_input_grad[1:4]
+        if torch.is_grad_enabled():  # create_graph: the torch ops, differentiable again
+            wanted = [t for t, n in zip((x1, x2, w), need, strict=True) if n]
+            grads = iter(torch.autograd.grad(ex.torch_forward(x1, x2, w), wanted, g,
+                                             create_graph=True))
+            return (None, *(next(grads) if n else None for n in need))
+        k = ex.kernels()
+        x1n, x2n = x1.detach().contiguous().numpy(), x2.detach().contiguous().numpy()
+        gn = g.detach().contiguous().numpy()
+        c = k.coefficients(None if w is None else w.detach().numpy(), x1n.dtype)
+        g1, g2, ge = k.backward(x1n, x2n, c, gn, (need[0], need[1], need[2] and w is not None),
+                                num_threads())
+        gw = None
+        if ge is not None:
+            gw = torch.from_numpy(k.weight_grad(ge.astype(np.float64), ex.d.weight_numel)[:-1]
+                                  .astype(x1n.dtype))
+        return (None, None if g1 is None else torch.from_numpy(g1),
+                None if g2 is None else torch.from_numpy(g2), gw)
