@@ -54,7 +54,8 @@ class _Calls:
     def __init__(self, plan: ScalarPlan, dt) -> None:
         d = plan.descriptor
         self.dims = (d.irreps_in1.dim, d.irreps_in2.dim, d.irreps_out.dim)
-        self.k = k = CouplingKernels(plan.coupling, self.dims)
+        self.k = k = CouplingKernels(plan.coupling, self.dims,
+                                     plan.tuning.kernel_thread_min_rows)
         k.prepare()
         self.dt, self.n = dt, k.n
         cp = plan.coupling

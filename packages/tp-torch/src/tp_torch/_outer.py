@@ -15,17 +15,12 @@ of the outer product with the pair's stacked CG blocks (:attr:`OuterPlan.pairs`)
 
 from __future__ import annotations
 
-from typing import Any
-
-import numpy as np
 import torch
-from tp_kernels.coupling import CouplingKernels
-from tp_kernels.pages import huge_pages
 from tp_spec.plan.outer import OuterPlan
 
 from ._cgtp_blocks import CGTPKernel, add_block, assemble
 from ._common import plain_autograd
-from ._cpu_kernels import available, num_threads
+from ._cpu_kernels import CouplingKernels, available, coupling_kernels
 
 __all__ = ["OuterExecutor"]
 
@@ -75,44 +70,27 @@ class OuterExecutor(CGTPKernel):
         for n, (*_, st, _) in enumerate(plan.pairs):
             self.add_const(f"pair{n}", st)
 
-    def _coupling(self) -> tuple[CouplingKernels, dict[Any, np.ndarray]]:
+    def kernels(self) -> CouplingKernels:
+        """The coupling kernels of the plan's entries (built on first use)."""
         if self._kernels is None:
-            k = CouplingKernels(self.plan.coupling, tuple(self.dims[n] for n in "ajo"),
-                                self.tuning.kernel_thread_min_rows)
-            self._kernels = k
-            self._coef = {np.dtype(t): k.coefficients(None, t) for t in (np.float32,
-                                                                          np.float64)}
-        return self._kernels, self._coef
+            self._kernels = coupling_kernels(self.plan)
+        return self._kernels
 
     def run(self, kind: str, p: torch.Tensor, q: torch.Tensor) -> torch.Tensor:
         """Form ``kind`` on CPU tensors ``p (B, .)``, ``q (B, .)`` by the compiled kernels, no
         autograd: ``"o"`` the product of ``(x1, x2)``, ``"a"`` x1's gradient from
         ``(cotangent, x2)``, ``"j"`` x2's from ``(cotangent, x1)``."""
-        k, coef = self._coupling()
-        p, q = p.detach().contiguous(), q.detach().contiguous()
-        out = p.new_empty((p.shape[0], self.dims[kind]))
-        if p.shape[0] == 0:
-            return out
-        pn, qn, on = p.numpy(), q.numpy(), out.numpy()
-        huge_pages(on)  # a fresh mapping for large outputs: fault it in 2 MiB pages
-        c, threads = coef[pn.dtype], num_threads()
+        k = self.kernels()
         if kind == "o":
-            k.forward(pn, qn, c, threads, out=on)
-        elif kind == "a":  # x1's gradient reads no x1: its result stands in
-            k.backward(on, qn, c, pn, (True, False, False), threads, out=(on, None, None))
-        else:
-            k.backward(qn, on, c, pn, (False, True, False), threads, out=(None, on, None))
-        return out
+            return k.forward(p, q)
+        if kind == "a":
+            return k.backward(None, q, None, p, (True, False, False))[0]
+        return k.backward(q, None, None, p, (False, True, False))[1]
 
     def grads(self, g: torch.Tensor, x1: torch.Tensor, x2: torch.Tensor
               ) -> tuple[torch.Tensor, torch.Tensor]:
         """x1's and x2's gradients for the cotangent ``g`` in one kernel pass, no autograd."""
-        k, coef = self._coupling()
-        g, x1, x2 = (t.detach().contiguous() for t in (g, x1, x2))
-        g1, g2 = torch.empty_like(x1), torch.empty_like(x2)
-        if g.shape[0]:
-            k.backward(x1.numpy(), x2.numpy(), coef[x1.numpy().dtype], g.numpy(),
-                       (True, True, False), num_threads(), out=(g1.numpy(), g2.numpy(), None))
+        g1, g2, _ = self.kernels().backward(x1, x2, None, g, (True, True, False))
         return g1, g2
 
     def _compiled(self, x1: torch.Tensor, x2: torch.Tensor) -> bool:

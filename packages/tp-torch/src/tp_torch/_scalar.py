@@ -19,16 +19,13 @@ sample; docs/numerics.md). Computing per block instead would give up the regime'
 
 from __future__ import annotations
 
-import numpy as np
 import torch
-from tp_kernels.coupling import CouplingKernels
-from tp_kernels.pages import huge_pages
 from tp_spec.plan import Tuning
 from tp_spec.plan.fused import ScalarPlan
 
 from ._cgtp_blocks import CGTPKernel, assemble
 from ._common import aligned_empty, chunk_rows, plain_autograd
-from ._cpu_kernels import available, num_threads
+from ._cpu_kernels import CouplingKernels, available, coupling_kernels
 
 __all__ = ["ScalarExecutor"]
 
@@ -168,10 +165,7 @@ class ScalarExecutor(CGTPKernel):
     def kernels(self) -> CouplingKernels:
         """The coupling kernels of the plan's entries (built on first use)."""
         if self._kernels is None:
-            d = self.d
-            self._kernels = CouplingKernels(self.plan.coupling, (
-                d.irreps_in1.dim, d.irreps_in2.dim, d.irreps_out.dim),
-                self.tuning.kernel_thread_min_rows)
+            self._kernels = coupling_kernels(self.plan)
         return self._kernels
 
     def torch_forward(self, x1: torch.Tensor, x2: torch.Tensor, w: torch.Tensor | None
@@ -234,15 +228,7 @@ class _Coupling(torch.autograd.Function):
     def forward(ctx, ex, x1, x2, w):
         ctx.save_for_backward(x1, x2, w)
         ctx.ex = ex
-        k = ex.kernels()
-        x1n, x2n = x1.detach().contiguous().numpy(), x2.detach().contiguous().numpy()
-        c = k.coefficients(None if w is None else w.detach().numpy(), x1n.dtype)
-        out = x1.new_empty((x1.shape[0], ex.d.irreps_out.dim))
-        if x1.shape[0]:
-            on = out.numpy()
-            huge_pages(on)
-            k.forward(x1n, x2n, c, num_threads(), out=on)
-        return out
+        return ex.kernels().forward(x1, x2, w)
 
     @staticmethod
     def backward(ctx, g):
@@ -254,15 +240,4 @@ class _Coupling(torch.autograd.Function):
             grads = iter(torch.autograd.grad(ex.torch_forward(x1, x2, w), wanted, g,
                                              create_graph=True))
             return (None, *(next(grads) if n else None for n in need))
-        k = ex.kernels()
-        x1n, x2n = x1.detach().contiguous().numpy(), x2.detach().contiguous().numpy()
-        gn = g.detach().contiguous().numpy()
-        c = k.coefficients(None if w is None else w.detach().numpy(), x1n.dtype)
-        g1, g2, ge = k.backward(x1n, x2n, c, gn, (need[0], need[1], need[2] and w is not None),
-                                num_threads())
-        gw = None
-        if ge is not None:
-            gw = torch.from_numpy(k.weight_grad(ge.astype(np.float64), ex.d.weight_numel)[:-1]
-                                  .astype(x1n.dtype))
-        return (None, None if g1 is None else torch.from_numpy(g1),
-                None if g2 is None else torch.from_numpy(g2), gw)
+        return (None, *ex.kernels().backward(x1, x2, w, g, need))
