@@ -174,6 +174,7 @@ def jax(session: nox.Session) -> None:
     _package_tests(session, "tp-jax", env=XLA_TEST_FLAGS)
     session.install("-r", str(ROOT / "benchmarks" / "requirements.txt"))
     _pytest(session, "benchmarks/tests/test_anchors.py", "benchmarks/tests/test_conv_bench.py",
+            "benchmarks/tests/test_threads.py",
             "-q", "-p", "no:cacheprovider")
     _conformance(session, "jax", ["tp_jax", *JAX_ORACLES], env=XLA_TEST_FLAGS,
                  keyword=JAX_CI_KEYWORD)

@@ -31,6 +31,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from .threads import pin as pin_threads
+
 __all__ = ["OUT_DIR", "RESULTS_DIR", "add_command", "build_parser", "default_pass", "main"]
 
 #: Default output folder of ``run``: ``benchmarks/out`` next to this file (not the working
@@ -128,34 +130,6 @@ def _threads(text: str) -> int | str:
     return n
 
 
-def _set_threads(n: int | str) -> dict[str, Any]:
-    """Pin torch and XLA (JAX) CPU threads to ``n`` (before JAX is imported), or leave both
-    frameworks at their defaults (``"default"``: every core); the record keeps what was used."""
-    import os
-
-    info: dict[str, Any] = {"threads": n, "cpu_count": os.cpu_count()}
-    if n != "default":
-        os.environ["OMP_NUM_THREADS"] = str(n)
-        flags = os.environ.get("XLA_FLAGS", "")
-        if n == 1:
-            flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
-        os.environ["XLA_FLAGS"] = flags.strip()
-        try:
-            import torch
-
-            torch.set_num_threads(n)
-        except ImportError:
-            pass
-    try:
-        import torch
-
-        info["torch_threads"] = torch.get_num_threads()
-    except ImportError:
-        pass
-    info["XLA_FLAGS"] = os.environ.get("XLA_FLAGS", "")
-    return info
-
-
 def _frameworks(subjects: list[Any]) -> dict[str, list[Any]]:
     """Subjects per process group at default threading: ``torch`` (with the NumPy reference)
     and ``jax``."""
@@ -210,7 +184,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
         print(f"benchmarks: torch and XLA pinned to 1 CPU thread (load average {load:.1f}); "
               "pass --threads N or --threads default to change", file=sys.stderr)
-    threads = _set_threads(args.threads)
+    threads = pin_threads(args.threads)
     from .runner import run
     from .subjects import all_subjects
     from .workloads import suite_ops, suite_workloads

@@ -43,6 +43,7 @@ import numpy as np
 from tp_jax.models import MACE, Graph, loss_fn
 from tp_jax.models.edges import RadialMLP
 
+from ..threads import ONE_THREAD_XLA_FLAGS, pin_child
 from .flax_record import BACKENDS
 
 __all__ = ["CONFIG", "E3nnMACE", "compare", "make_dataset", "time_training"]
@@ -259,17 +260,19 @@ def _run(trainers: dict, steps: int, repeats: int) -> dict[str, dict[str, Any]]:
 def _xla_flags(threads: int | None) -> str:
     flags = os.environ.get("XLA_FLAGS", "")
     if threads == 1:
-        flags += " --xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1"
+        flags += " " + ONE_THREAD_XLA_FLAGS
     return flags
 
 
 def _in_worker(job: dict[str, Any]) -> dict[str, Any]:
-    """Run ``job`` in a fresh process with the thread flags set before jax starts."""
+    """Run ``job`` in a fresh process on ``job["threads"]`` CPUs (:func:`benchmarks.threads.pin`
+    says why the flags alone do not pin XLA), with the thread flags set before jax starts."""
     env = dict(os.environ, XLA_FLAGS=_xla_flags(job["threads"]), JAX_PLATFORMS="cpu")
     env[_WORKER] = "1"
     root = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
     res = subprocess.run([sys.executable, "-m", "benchmarks.training.flax_mace", "--job",
-                          json.dumps(job)], env=env, cwd=root, capture_output=True, text=True)
+                          json.dumps(job)], env=env, cwd=root, capture_output=True, text=True,
+                         preexec_fn=pin_child(job["threads"]))
     if res.returncode:
         raise RuntimeError(f"worker failed:\n{res.stdout}\n{res.stderr}")
     return json.loads(res.stdout.strip().splitlines()[-1])

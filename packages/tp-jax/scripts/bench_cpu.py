@@ -19,7 +19,6 @@ Examples (from the repository root)::
 from __future__ import annotations
 
 import argparse
-import os
 import statistics
 import sys
 import time
@@ -27,11 +26,12 @@ from pathlib import Path
 
 
 def _setup(threads: int) -> None:
-    if threads == 1:
-        os.environ["XLA_FLAGS"] = ("--xla_cpu_multi_thread_eigen=false "
-                                   "intra_op_parallelism_threads=1")
     root = Path(__file__).resolve().parents[3]
     sys.path.insert(0, str(root))
+    from benchmarks.threads import pin  # XLA's dots follow the CPU affinity, not the flags
+
+    if threads == 1:
+        pin(1)
 
 
 def main() -> None:

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import importlib
-import os
 import sys
 import time
 from pathlib import Path
@@ -38,10 +37,11 @@ def main() -> None:
     ap.add_argument("--repeats", type=int, default=7, help="interleaved repeats (default 7)")
     ap.add_argument("--threads", type=int, default=1, help="1, or 0 for XLA's default")
     a = ap.parse_args()
-    if a.threads == 1:
-        os.environ["XLA_FLAGS"] = ("--xla_cpu_multi_thread_eigen=false "
-                                   "intra_op_parallelism_threads=1")
     sys.path.insert(0, str(Path(__file__).resolve().parents[3]))
+    from benchmarks.threads import pin  # XLA's dots follow the CPU affinity, not the flags
+
+    if a.threads == 1:
+        pin(1)
 
     import e3nn_jax as e3nn
     import jax
