@@ -201,3 +201,44 @@ def test_scratch_reuse_across_batch_sizes(rng):
                                    atol=(1e-12 if dtype == torch.float64 else 2e-5) *
                                    max(1.0, abs(ref).max()))
     assert _common._SCRATCH.bufs  # the buffers of this thread
+
+
+def test_double_backward_embeds_the_cotangent_once_per_pass(rng, monkeypatch):
+    """Under ``create_graph`` both gradients are one node (``_Grads``): the cotangent is
+    embedded by ``M_out`` once when the gradients are formed and once in their backward (one
+    chunk here), not once per gradient in each."""
+    d = ONE_CHANNEL["pq"]
+    tp = tp_torch.TensorProduct(d, "sparse")
+    x1, x2, _ = random_inputs(d, (8,), rng)
+    ins = tensors(x1, x2, grad=True)
+    cot = torch.as_tensor(rng.normal(size=(8, d.irreps_out.dim)))
+    out = tp(*ins)
+    mo = tp.kernel.const("fmo", torch.float64)
+    seen, embed = [], _bilinear._embed
+    monkeypatch.setattr(_bilinear, "_embed",
+                        lambda m, x, *a: seen.append(m is mo) or embed(m, x, *a))
+    gs = torch.autograd.grad(out, ins, cot, create_graph=True)
+    assert sum(seen) == 1
+    seen.clear()
+    torch.autograd.grad(sum((g * v.detach()).sum() for g, v in zip(gs, ins, strict=True)), ins)
+    assert sum(seen) == 1
+
+
+@pytest.mark.parametrize("name", ["pq", "natural", "one_pair"])
+def test_third_derivatives_match_the_per_op_graph(name, rng):
+    """The gradients' node differentiated under ``create_graph`` again (forms of forms): third
+    derivatives equal the per-op graph's."""
+    d = ONE_CHANNEL[name]
+    tp = _kernel(d, CHUNKED)
+    x1, x2, _ = random_inputs(d, (7,), rng)
+    cot = torch.as_tensor(rng.normal(size=(7, d.irreps_out.dim)))
+    results = []
+    for one_form in (True, False):
+        tp.kernel.one_form = one_form
+        ins = tensors(x1, x2, grad=True)
+        gs = torch.autograd.grad(tp(*ins), ins, cot, create_graph=True)
+        gg = torch.autograd.grad(sum((g * g).sum() for g in gs), ins, create_graph=True)
+        ggg = torch.autograd.grad(sum((g ** 2).sum() for g in gg), ins)
+        results.append([*gg, *ggg])
+    for a, b in zip(*results, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)

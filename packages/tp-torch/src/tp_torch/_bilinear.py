@@ -10,11 +10,12 @@ A *form* ``out = F(x0, x1)`` (per sample; ``x0 (B, d0)``, ``x1 (B, d1)``, ``out 
 Embedding and read-out are the same kind of map (a matrix per side), and the transpose of a
 matrix product is again a matrix product, so the gradient of ``F`` with respect to ``x_i`` for
 a cotangent ``g`` is a form of the same kind: inputs ``(g, x_j)``, matrices
-``(M_out, M_j, M_i)`` and terms from :func:`grad_terms`. Under ``create_graph``
-:class:`_Form`'s backward calls itself, so the double backward is exact and runs the same
-kernels; otherwise it computes both gradients in one pass over the chunks, embedding the
-cotangent once. Autograd records one node per call (no per-op graph, no scatter, no strided
-copies) and every gradient is computed in its input's own layout. The forward saves only its
+``(M_out, M_j, M_i)`` and terms from :func:`grad_terms`. :class:`_Form`'s backward computes
+both gradients in one pass over the chunks, embedding the cotangent once; under
+``create_graph`` that pass is one differentiable node, :class:`_Grads`, whose own backward is
+again one pass of such forms, so the double backward is exact and runs the same kernels.
+Autograd records one node per call (no per-op graph, no scatter, no strided copies) and every
+gradient is computed in its input's own layout. The forward saves only its
 inputs: the backward embeds them again (cheaper than keeping fresh full-batch matrices).
 
 Layouts (``batch_last``, :mod:`tp_torch._bmm`): ``A: (s, n, n, rows)`` and the products as
@@ -193,11 +194,10 @@ class _Form(torch.autograd.Function):
         mats = (m0, m1)
         need = [i for i in (0, 1) if ctx.needs_input_grad[i]]
         grads: list[torch.Tensor | None] = [None, None]
-        if torch.is_grad_enabled():  # create_graph: one differentiable form per gradient
-            for i in need:
-                j = 1 - i
-                grads[i] = _Form.apply(g, x[j], mo, mats[j], mats[i], grad_terms(terms, i), n,
-                                       bl, rows)
+        if torch.is_grad_enabled() and need:  # create_graph: both gradients as one node
+            for i, o in zip(need, _Grads.apply(g, x[0], x[1], m0, m1, mo, terms, n, bl, rows,
+                                               tuple(need)), strict=True):
+                grads[i] = o
         elif need:  # both gradients in one pass over the chunks (g embedded once)
             # inputs (g, x0, x1): dF/dx0 multiplies g by x1 (input 2), dF/dx1 g by x0 (input 1)
             jobs = tuple((0, 2 - i, grad_terms(terms, i), mats[i]) for i in need)
@@ -205,6 +205,64 @@ class _Form(torch.autograd.Function):
             for i, o in zip(need, outs, strict=True):
                 grads[i] = o
         return grads[0], grads[1], None, None, None, None, None, None, None
+
+
+class _Grads(torch.autograd.Function):
+    """The gradients ``dF/dx_i . g`` (``i`` in ``need``) of a form at the cotangent ``g``, as one
+    node (the backward of :class:`_Form` under ``create_graph``). Forward and backward are one
+    pass over the chunks each, so the cotangent, whose embedding by ``M_out`` is the largest
+    GEMM of a double backward, is embedded once per pass instead of once per gradient.
+
+    ``dF/dx_i . g`` is the form ``F_i(g, x_j)`` (matrices ``(M_out, M_j)`` -> ``M_i``, terms
+    ``T_i = grad_terms(terms, i)``). At its cotangent ``v_i``, it contributes to ``x_j`` the
+    form of ``(v_i, g)`` with terms ``grad_terms(T_i, 1)`` (read out by ``M_j``), and to ``g``
+    the form of ``(v_i, x_j)`` with terms ``grad_terms(T_i, 0)`` (read out by ``M_out``)."""
+
+    @staticmethod
+    def forward(ctx, g: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor, m0: torch.Tensor,
+                m1: torch.Tensor, mo: torch.Tensor, terms: tuple[Term, ...], n: int,
+                batch_last: bool, rows: int, need: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+        ctx.save_for_backward(g, x0, x1)
+        ctx.args = (m0, m1, mo, terms, n, batch_last, rows, need)
+        ctx.set_materialize_grads(False)  # an unused gradient costs no pass
+        mats = (m0, m1)
+        # inputs (g, x0, x1): dF/dx0 multiplies g by x1 (input 2), dF/dx1 g by x0 (input 1)
+        jobs = tuple((0, 2 - i, grad_terms(terms, i), mats[i]) for i in need)
+        return tuple(_run((g, x0, x1), (mo, m0, m1), jobs, n, batch_last, rows))
+
+    @staticmethod
+    def backward(ctx, *vs: torch.Tensor | None):
+        g, x0, x1 = ctx.saved_tensors
+        m0, m1, mo, terms, n, bl, rows, need = ctx.args
+        mats = (m0, m1)
+        # inputs (v0, v1, g, x0, x1), each embedded by its own matrix
+        xs = [None, None, g, x0, x1]
+        ms = (m0, m1, mo, m0, m1)
+        jobs, targets = [], []  # targets: 0 for g, 1 + k for x_k
+        for i, v in zip(need, vs, strict=True):
+            if v is None:
+                continue
+            xs[i] = v
+            j = 1 - i
+            ti = grad_terms(terms, i)
+            if ctx.needs_input_grad[1 + j]:
+                jobs.append((i, 2, grad_terms(ti, 1), mats[j]))
+                targets.append(1 + j)
+            if ctx.needs_input_grad[0]:
+                jobs.append((i, 3 + j, grad_terms(ti, 0), mo))
+                targets.append(0)
+        if not jobs:
+            return (None,) * 11
+        if torch.is_grad_enabled():  # create_graph again: differentiable forms
+            outs = [_Form.apply(xs[a], xs[b], ms[a], ms[b], mr, t, n, bl, rows)
+                    for a, b, t, mr in jobs]
+        else:
+            outs = _run(tuple(xs[k] if xs[k] is not None else g for k in range(5)), ms,
+                        tuple(jobs), n, bl, rows)
+        grads: list[torch.Tensor | None] = [None, None, None]
+        for k, o in zip(targets, outs, strict=True):
+            grads[k] = o if grads[k] is None else grads[k] + o
+        return (*grads, None, None, None, None, None, None, None, None)
 
 
 def bilinear(x0: torch.Tensor, x1: torch.Tensor, mats: tuple[torch.Tensor, ...],
