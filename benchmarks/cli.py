@@ -216,7 +216,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     if args.suite == "default" and args.passes is None:
         pass_filter = default_pass
     timing = {"target_s": args.target_s, "min_repeats": args.min_repeats,
-              "max_repeats": args.max_repeats, "warmup": args.warmup}
+              "max_repeats": args.max_repeats, "warmup": args.warmup, "warmup_s": args.warmup_s}
     budget = args.budget
     if args.suite == "default":
         budget = DEFAULT_BUDGET_S if budget is None else budget
@@ -397,6 +397,9 @@ def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
                    help="most timed samples per measurement (default 30)")
     r.add_argument("--warmup", type=int, default=1,
                    help="untimed calls before timing (default 1; compilation happens there)")
+    r.add_argument("--warmup-s", type=float, default=0.2,
+                   help="... and untimed calls until this many seconds have passed (default "
+                        "0.2: first calls of a shape may pay one-off memory costs)")
     r.add_argument("--machine", help="machine label stored in the record (default "
                    "cpu-<N>core / gpu-<N>core)")
     r.add_argument("--out", help="output directory (default benchmarks/out/<timestamp>-<suite> "

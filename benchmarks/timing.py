@@ -40,22 +40,30 @@ def summarize(samples: list[float]) -> dict[str, float]:
             "min": xs[0], "max": xs[-1], "mean": statistics.fmean(xs), "n": len(xs)}
 
 
-def measure(call: Callable[[], Any], *, warmup: int = 1, min_repeats: int = 5,
-            max_repeats: int = 50, target_s: float = 0.4, min_sample_s: float = 2e-3,
-            slow_call_s: float = 1.0) -> tuple[list[float], dict[str, Any]]:
+def measure(call: Callable[[], Any], *, warmup: int = 1, warmup_s: float = 0.0,
+            min_repeats: int = 5, max_repeats: int = 50, target_s: float = 0.4,
+            min_sample_s: float = 2e-3, slow_call_s: float = 1.0
+            ) -> tuple[list[float], dict[str, Any]]:
     """Time ``call`` (which must synchronise before returning).
 
-    ``warmup`` untimed calls, then samples of ``k`` back-to-back calls each (``k`` chosen so a
+    Untimed calls until at least ``warmup`` of them have run and ``warmup_s`` has passed (the
+    first calls of a new shape may pay one-off costs beyond compilation: on a VM whose freed
+    memory goes back to the host, a fresh 50 MB output took 60 ms for its first three to four
+    calls and 13 ms after), then samples of ``k`` back-to-back calls each (``k`` chosen so a
     sample lasts at least ``min_sample_s``; the sample is the mean per call) until ``target_s``
     is spent, with at least ``min_repeats`` and at most ``max_repeats`` samples. A call slower
     than ``slow_call_s`` gets a single warm-up and 2 samples. Returns ``(samples_s, info)``.
     """
     est = math.inf
-    for _ in range(max(1, warmup)):
+    start, calls = time.perf_counter(), 0
+    while True:
         t0 = time.perf_counter()
         call()
+        calls += 1
         est = min(est, time.perf_counter() - t0)
         if est > slow_call_s:
+            break
+        if calls >= max(1, warmup) and time.perf_counter() - start >= warmup_s:
             break
     if est > slow_call_s:
         min_repeats = max_repeats = 2
@@ -69,7 +77,7 @@ def measure(call: Callable[[], Any], *, warmup: int = 1, min_repeats: int = 5,
         for _ in range(k):
             call()
         samples.append((time.perf_counter() - t0) / k)
-    return samples, {"calls_per_sample": k, "warmup": warmup, "estimate_s": est}
+    return samples, {"calls_per_sample": k, "warmup": calls, "estimate_s": est}
 
 
 @dataclass

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import json
+import time
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +285,26 @@ def test_every_cli_option_has_help():
     missing = [(name, action.dest) for name, p in sub.choices.items() for action in p._actions
                if not isinstance(action, argparse._HelpAction) and not action.help]
     assert missing == []
+
+
+def test_measure_warms_up_for_warmup_s_before_timing() -> None:
+    """A call slow for its first calls (one-off costs of a new shape) is warmed up for
+    ``warmup_s`` and timed only once fast; with ``warmup_s=0`` one warm-up call is made."""
+    from benchmarks.timing import measure
+
+    def make() -> Any:
+        n = [0]
+
+        def call() -> None:
+            n[0] += 1
+            time.sleep(0.02 if n[0] <= 4 else 0.001)
+        return call, n
+
+    call, n = make()
+    samples, info = measure(call, warmup=1, warmup_s=0.1, min_repeats=3, max_repeats=3,
+                            target_s=0.0, min_sample_s=0.0)
+    assert info["warmup"] >= 5 and max(samples) < 0.015
+    call, n = make()
+    samples, info = measure(call, warmup=1, warmup_s=0.0, min_repeats=3, max_repeats=3,
+                            target_s=0.0, min_sample_s=0.0)
+    assert info["warmup"] == 1 and min(samples) > 0.015  # the slow calls were timed

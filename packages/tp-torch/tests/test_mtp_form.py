@@ -33,6 +33,9 @@ ONE_CHANNEL = {
 
 #: small chunks (several per batch), and the transpose regime from n = 1
 CHUNKED = Tuning(function_chunk_entries=1, function_chunk_min_rows=3, mtp_transpose_min_n=1)
+#: CHUNKED, every form matrix as its dense blocks (batch-first)
+BLOCKS = Tuning(function_chunk_entries=1, function_chunk_min_rows=3, mtp_transpose_min_n=1,
+                mtp_block_min_size=1, mtp_block_max_fill=1.0)
 
 
 def _kernel(d, tuning, batch_last=None):
@@ -113,7 +116,7 @@ def test_grad_terms_refuses_a_product_of_one_input():
 
 
 @pytest.mark.parametrize("batch_last", [True, False])
-@pytest.mark.parametrize("tuning", [None, CHUNKED], ids=["default", "chunked"])
+@pytest.mark.parametrize("tuning", [None, CHUNKED, BLOCKS], ids=["default", "chunked", "blocks"])
 @pytest.mark.parametrize("name", list(ONE_CHANNEL))
 def test_sparse_one_channel_values_and_derivatives(name, tuning, batch_last, rng):
     d = ONE_CHANNEL[name]
@@ -131,12 +134,13 @@ def test_sparse_one_channel_values_and_derivatives(name, tuning, batch_last, rng
     assert torch.autograd.gradgradcheck(tp, ins)
 
 
+@pytest.mark.parametrize("tuning", [CHUNKED, BLOCKS], ids=["chunked", "blocks"])
 @pytest.mark.parametrize("name", list(ONE_CHANNEL))
-def test_form_matches_the_per_op_graph(name, rng):
+def test_form_matches_the_per_op_graph(name, tuning, rng):
     """Values, gradients and double-backward gradients equal those of the same kernel with the
-    form turned off (the per-op autograd graph)."""
+    form turned off (the per-op autograd graph); with the matrices as blocks too."""
     d = ONE_CHANNEL[name]
-    tp = _kernel(d, CHUNKED)
+    tp = _kernel(d, tuning, batch_last=False if tuning is BLOCKS else None)
     x1, x2, w = random_inputs(d, (9,), rng, per_sample=True)
     cot = torch.as_tensor(rng.normal(size=(9, d.irreps_out.dim)))
     results = []
@@ -216,7 +220,7 @@ def test_double_backward_embeds_the_cotangent_once_per_pass(rng, monkeypatch):
     mo = tp.kernel.const("fmo", torch.float64)
     seen, embed = [], _bilinear._embed
     monkeypatch.setattr(_bilinear, "_embed",
-                        lambda m, x, *a: seen.append(m is mo) or embed(m, x, *a))
+                        lambda m, x, *a: seen.append(m.dense is mo) or embed(m, x, *a))
     gs = torch.autograd.grad(out, ins, cot, create_graph=True)
     assert sum(seen) == 1
     seen.clear()
@@ -242,3 +246,24 @@ def test_third_derivatives_match_the_per_op_graph(name, rng):
         results.append([*gg, *ggg])
     for a, b in zip(*results, strict=True):
         torch.testing.assert_close(a, b, rtol=1e-10, atol=1e-10)
+
+
+def test_blocks_run_where_the_tuning_says(rng, monkeypatch):
+    """The read-out of the MIMO MTP at L = 4 (162 x 144, batch-first) runs as its four blocks
+    by default, forward and backward (its transpose embeds the cotangent); the smaller
+    embeddings stay dense; values as the dense matrices."""
+    irreps = "0e+1o+2e+3o+4e"
+    d = spec.mtp(irreps, irreps, "+".join(f"{l}e+{l}o" for l in range(9)))  # n = 9
+    tp = tp_torch.TensorProduct(d, "sparse")
+    assert not tp.kernel.batch_last and set(tp.kernel.form_blocks) == {"fmo"}
+    calls, block_mm = [], _bilinear._block_mm
+    monkeypatch.setattr(_bilinear, "_block_mm", lambda *a: calls.append(a[-1]) or block_mm(*a))
+    x1, x2, _ = random_inputs(d, (6,), rng)
+    ins = tensors(x1, x2, grad=True)
+    out = tp(*ins)
+    torch.autograd.grad(out.sum(), ins)
+    assert calls == ["br", "be"]
+    torch.testing.assert_close(out.detach(), torch.as_tensor(reference.apply(d, x1, x2, None)),
+                               rtol=1e-11, atol=1e-11)
+    small = tp_torch.TensorProduct(ONE_CHANNEL["big_n"], "sparse")
+    assert small.kernel.form_blocks == {}

@@ -8,10 +8,15 @@ the kernel that writes them (MACE-large output, batch 2,000, 73 MB: ~40 ms in 4 
 same for a buffer someone else allocated, before the kernel writes it.
 
 Where the kernel's THP ``defrag`` setting is ``madvise`` (a common default), a fault in an
-advised range that finds no free 2 MiB block compacts memory first, and on a fragmented machine
-that stalls longer than 4 KiB faults take (the 96 MB output late in a long benchmark run: 116 ms
-advised, 55 ms not). So the advice is given only while the buddy allocator's free blocks of at
-least 2 MiB (``/proc/buddyinfo``, read per call: ~20 us) cover the buffer.
+advised range that finds no free 2 MiB block compacts memory first (direct compaction), which
+can stall longer than 4 KiB faults take. So the advice is given only while the buddy
+allocator's free blocks of at least 2 MiB (``/proc/buddyinfo``, read per call: ~20 us) cover
+the buffer.
+
+On a VM whose guest reports free memory to the host (free page reporting, as the benchmark
+machine's Firecracker guest), the first faults on a reported block are the host's to back
+again, and huge-page faults draw on exactly those blocks: there a fresh 52 MB output took
+~60 ms for its first three or four calls and 13 ms after (23 ms in 4 KiB pages).
 """
 
 from __future__ import annotations

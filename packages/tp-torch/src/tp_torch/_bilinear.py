@@ -37,13 +37,68 @@ import torch
 
 from ._common import scratch
 
-__all__ = ["Term", "bilinear", "grad_terms"]
+__all__ = ["Blocks", "Map", "Term", "bilinear", "grad_terms"]
 
 #: batch-last read-outs into at most this many columns run as ``(M^T Z)^T``: one thread, AMD
 #: EPYC, 5,000 rows, a 50 x 9 read-out 442 -> 137 us (MTP L = 2, batch 10,000: backward 6.5 ->
 #: 4.6 ms, double backward 13.0 -> 8.7 ms); 50 x 40 259 -> 378 us, and L = 1's 12-column
 #: forward 0.41 -> 0.50 ms, so not wider
 _NARROW_READ = 10
+
+
+class Blocks(NamedTuple):
+    """A form matrix ``M (s n^2, d)`` as dense blocks between permutations
+    (:class:`tp_spec.plan.block_diagonal.BlockDiagonal`, as tensors): ``rows``/``cols`` the
+    nonzero rows/columns in block order, ``row_inv``/``col_inv`` their inverses (the count:
+    a zero), ``row_splits``/``col_splits`` the block bounds, ``blocks[k]`` and ``blocks_t[k]``
+    (its transpose, contiguous)."""
+
+    rows: torch.Tensor
+    cols: torch.Tensor
+    row_inv: torch.Tensor
+    col_inv: torch.Tensor
+    row_splits: tuple[int, ...]
+    col_splits: tuple[int, ...]
+    blocks: tuple[torch.Tensor, ...]
+    blocks_t: tuple[torch.Tensor, ...]
+
+
+class Map(NamedTuple):
+    """A form matrix: ``dense (s n^2, d)`` and, for the batch-first GEMMs, its blocks (None:
+    the dense GEMM)."""
+
+    dense: torch.Tensor
+    blocks: Blocks | None = None
+
+    @property
+    def shape(self) -> torch.Size:
+        return self.dense.shape
+
+
+def _block_mm(x: torch.Tensor, gather: torch.Tensor, inverse: torch.Tensor,
+              splits_in: tuple[int, ...], splits_out: tuple[int, ...],
+              blocks: tuple[torch.Tensor, ...], out: torch.Tensor, name: str) -> None:
+    """``out (rows, D) = x (rows, E) @ M`` with ``M`` as blocks: the columns of ``x`` gathered
+    in block order, one GEMM per block into the columns of a scratch result (plus a zero
+    column), gathered back by ``inverse`` into ``out``."""
+    r = x.shape[0]
+    xg = scratch(name + "g", (r, gather.shape[0]), x)
+    torch.index_select(x, 1, gather, out=xg)
+    y = scratch(name + "y", (r, splits_out[-1] + 1), x)
+    y[:, -1].zero_()
+    for k, b in enumerate(blocks):
+        torch.mm(xg[:, splits_in[k]:splits_in[k + 1]], b,
+                 out=y[:, splits_out[k]:splits_out[k + 1]])
+    torch.index_select(y, 1, inverse, out=out)
+
+
+def _read_rows(z: torch.Tensor, m: Map, out: torch.Tensor) -> None:
+    """Batch-first read-out ``out (rows, d) = z (rows, s n^2) @ M``."""
+    bl = m.blocks
+    if bl is None:
+        torch.mm(z, m.dense, out=out)
+    else:
+        _block_mm(z, bl.rows, bl.col_inv, bl.row_splits, bl.col_splits, bl.blocks, out, "br")
 
 
 class Term(NamedTuple):
@@ -88,13 +143,18 @@ def _diagonal(terms: tuple[Term, ...], slots: tuple[int, int, int]) -> bool:
     return all(t == t0._replace(lslot=k, rslot=k, out=k) for k, t in enumerate(terms))
 
 
-def _embed(m: torch.Tensor, x: torch.Tensor, n: int, batch_last: bool, name: str
-           ) -> torch.Tensor:
+def _embed(m: Map, x: torch.Tensor, n: int, batch_last: bool, name: str) -> torch.Tensor:
     """``x (rows, d)`` -> ``(s, n, n, rows)`` (batch-last) or ``(rows, s, n, n)``."""
     s, r = m.shape[0] // (n * n), x.shape[0]
     if batch_last:
-        return torch.mm(m, x.t(), out=scratch(name, (s * n * n, r), x)).view(s, n, n, r)
-    return torch.mm(x, m.t(), out=scratch(name, (r, s * n * n), x)).view(r, s, n, n)
+        return torch.mm(m.dense, x.t(), out=scratch(name, (s * n * n, r), x)).view(s, n, n, r)
+    out = scratch(name, (r, s * n * n), x)
+    bl = m.blocks
+    if bl is None:
+        torch.mm(x, m.dense.t(), out=out)
+    else:  # x @ M^T: the blocks transposed, columns and rows exchanging roles
+        _block_mm(x, bl.cols, bl.row_inv, bl.col_splits, bl.row_splits, bl.blocks_t, out, "be")
+    return out.view(r, s, n, n)
 
 
 def _op(a: torch.Tensor, t: bool, batch_last: bool) -> torch.Tensor:
@@ -164,15 +224,15 @@ def _run(x: tuple[torch.Tensor, ...], mats: tuple[torch.Tensor, ...], jobs: tupl
             slots = (mats[i].shape[0] // n2, mats[j].shape[0] // n2, so)
             z = _products((emb[i], emb[j]), terms, slots, n, batch_last)
             if not batch_last:
-                torch.mm(z.view(r1 - r0, so * n2), mo, out=out[r0:r1])
+                _read_rows(z.view(r1 - r0, so * n2), mo, out[r0:r1])
             elif mo.shape[1] <= _NARROW_READ:
                 # (M^T Z)^T: MKL multiplies a transposed (rows, s n^2) operand into a narrow
                 # output several times slower than the untransposed product (and its copy)
-                zt = torch.mm(mo.t(), z.view(so * n2, r1 - r0),
+                zt = torch.mm(mo.dense.t(), z.view(so * n2, r1 - r0),
                               out=scratch("zt", (mo.shape[1], r1 - r0), z))
                 out[r0:r1].copy_(zt.t())
             else:
-                torch.mm(z.view(so * n2, r1 - r0).t(), mo, out=out[r0:r1])
+                torch.mm(z.view(so * n2, r1 - r0).t(), mo.dense, out=out[r0:r1])
     return outs
 
 
@@ -180,9 +240,8 @@ class _Form(torch.autograd.Function):
     """``F(x0, x1)`` of the module docstring; the matrices are constants (no gradient)."""
 
     @staticmethod
-    def forward(ctx, x0: torch.Tensor, x1: torch.Tensor, m0: torch.Tensor, m1: torch.Tensor,
-                mo: torch.Tensor, terms: tuple[Term, ...], n: int, batch_last: bool, rows: int
-                ) -> torch.Tensor:
+    def forward(ctx, x0: torch.Tensor, x1: torch.Tensor, m0: Map, m1: Map, mo: Map,
+                terms: tuple[Term, ...], n: int, batch_last: bool, rows: int) -> torch.Tensor:
         ctx.save_for_backward(x0, x1)
         ctx.args = (m0, m1, mo, terms, n, batch_last, rows)
         return _run((x0, x1), (m0, m1), ((0, 1, terms, mo),), n, batch_last, rows)[0]
@@ -219,9 +278,9 @@ class _Grads(torch.autograd.Function):
     the form of ``(v_i, x_j)`` with terms ``grad_terms(T_i, 0)`` (read out by ``M_out``)."""
 
     @staticmethod
-    def forward(ctx, g: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor, m0: torch.Tensor,
-                m1: torch.Tensor, mo: torch.Tensor, terms: tuple[Term, ...], n: int,
-                batch_last: bool, rows: int, need: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
+    def forward(ctx, g: torch.Tensor, x0: torch.Tensor, x1: torch.Tensor, m0: Map, m1: Map,
+                mo: Map, terms: tuple[Term, ...], n: int, batch_last: bool, rows: int,
+                need: tuple[int, ...]) -> tuple[torch.Tensor, ...]:
         ctx.save_for_backward(g, x0, x1)
         ctx.args = (m0, m1, mo, terms, n, batch_last, rows, need)
         ctx.set_materialize_grads(False)  # an unused gradient costs no pass
@@ -265,10 +324,11 @@ class _Grads(torch.autograd.Function):
         return (*grads, None, None, None, None, None, None, None, None)
 
 
-def bilinear(x0: torch.Tensor, x1: torch.Tensor, mats: tuple[torch.Tensor, ...],
+def bilinear(x0: torch.Tensor, x1: torch.Tensor, mats: tuple[Map | torch.Tensor, ...],
              terms: tuple[Term, ...], n: int, batch_last: bool, rows: int | None) -> torch.Tensor:
     """The form ``F(x0, x1)``: ``x0 (B, d0)``, ``x1 (B, d1)``, ``mats = (M_0, M_1, M_out)``
-    (``(s n^2, d)`` each, rows ``(slot, a, b)``) -> ``(B, d_out)``; ``rows``: batch rows per
-    chunk (None: one chunk)."""
+    (``(s n^2, d)`` each, rows ``(slot, a, b)``; a tensor or a :class:`Map` with its blocks)
+    -> ``(B, d_out)``; ``rows``: batch rows per chunk (None: one chunk)."""
     rows = rows or max(x0.shape[0], 1)
-    return _Form.apply(x0, x1, mats[0], mats[1], mats[2], tuple(terms), n, batch_last, rows)
+    m0, m1, mo = (m if isinstance(m, Map) else Map(m) for m in mats)
+    return _Form.apply(x0, x1, m0, m1, mo, tuple(terms), n, batch_last, rows)

@@ -26,9 +26,10 @@ from __future__ import annotations
 
 import numpy as np
 import torch
+from tp_spec.plan.block_diagonal import block_diagonal
 from tp_spec.plan.mtp import DenseMTPPlan, MTPPlan, SparseMTPPlan
 
-from ._bilinear import Term, bilinear
+from ._bilinear import Blocks, Map, Term, bilinear
 from ._bmm import matprod
 from ._common import FunctionProductKernel
 
@@ -202,10 +203,36 @@ class MTPSparse(_MTPBase):
                 rows[k * n2:(k + 1) * n2, first:first + r.shape[1]] = r
             read = rows[:, :-1] if plan.out_index is None else rows[:, plan.out_index]
         self.add_const("fmo", read)
+        # batch-first GEMMs through the matrices' dense blocks where they save enough
+        self.form_blocks: dict[str, tuple[tuple[int, ...], tuple[int, ...], int]] = {}
+        for name, m in (("fm1", plan.embed1.T), ("fm2", plan.embed2.T), ("fmo", read)):
+            if m.size < plan.tuning.mtp_block_min_size:
+                continue
+            bd = block_diagonal(m)
+            if len(bd.blocks) < 2 or bd.multiply_adds > plan.tuning.mtp_block_max_fill * m.size:
+                continue
+            for k, b in enumerate(bd.blocks):
+                self.add_const(f"{name}_b{k}", b)
+                self.add_const(f"{name}_bt{k}", b.T)
+            for part in ("rows", "cols", "row_inverse", "col_inverse"):
+                self.add_index(f"{name}_{part}", getattr(bd, part))
+            self.form_blocks[name] = (bd.row_splits, bd.col_splits, len(bd.blocks))
+
+    def _map(self, name: str, dt: torch.dtype) -> Map:
+        """The form matrix ``name`` in ``dt``, with its blocks where it has them."""
+        dense = self.const(name, dt)
+        if name not in self.form_blocks:
+            return Map(dense)
+        rs, cs, k = self.form_blocks[name]
+        idx = [getattr(self, f"{name}_{part}")
+               for part in ("rows", "cols", "row_inverse", "col_inverse")]
+        return Map(dense, Blocks(*idx, rs, cs,
+                                 tuple(self.const(f"{name}_b{i}", dt) for i in range(k)),
+                                 tuple(self.const(f"{name}_bt{i}", dt) for i in range(k))))
 
     def _one_form(self, x1: torch.Tensor, x2: torch.Tensor, rows: int | None) -> torch.Tensor:
         dt = x1.dtype
-        mats = (self.const("fm1", dt), self.const("fm2", dt), self.const("fmo", dt))
+        mats = (self._map("fm1", dt), self._map("fm2", dt), self._map("fmo", dt))
         return bilinear(x1, x2, mats, self.terms, self.n, self.batch_last, rows)
 
     def _product(self, x1: torch.Tensor, x2: torch.Tensor) -> torch.Tensor:

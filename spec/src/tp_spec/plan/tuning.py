@@ -116,6 +116,18 @@ class Tuning:
     #: MTP (torch): ``n x n`` products run in the batch-last layout while ``n^3`` is below this
     #: (ATen's small-``bmm`` threshold on CPU).
     batch_last_max_n3: int = 400
+    #: MTP (torch, batch-first): a change-of-basis matrix runs as its dense blocks
+    #: (:mod:`tp_spec.plan.block_diagonal`) when they hold at most this fraction of its
+    #: multiply-adds (the MTP's matrices: four blocks, 0.25, at every L). One thread, AMD
+    #: EPYC, MIMO, batch 10,000, one channel, interleaved, dense -> blocks, fwd / fwd+bwd /
+    #: double backward ms: L = 4 12.3 / 32.8 / 53.6 -> 11.0 / 28.9 / 47.2, L = 5 24.3 / 60.0 /
+    #: 95.4 -> 18.0 / 49.9 / 78.5, L = 6 33.6 / 80.5 / 132 -> 22.4 / 55.1 / 98.6.
+    mtp_block_max_fill: float = 0.5
+    #: ... and when the matrix has at least this many entries: below, the gathers around the
+    #: blocks cost about what they save (the same runs with the embeddings, 169 x 49 at L = 6,
+    #: as blocks too: L = 4 11.3 / 33.2 / 56.7, L = 5 18.7 / 54.5 / 89.3, L = 6 22.0 / 56.7 /
+    #: 100 ms). The read-out (L = 4: 162 x 144) is above it.
+    mtp_block_min_size: int = 16384
 
     #: JAX ``fused`` scalar regime: batch rows per ``lax.map`` chunk (one chunk's intermediates
     #: stay in the L2 cache). MIMO, batch 10,000, one thread, interleaved in one process,
