@@ -334,10 +334,22 @@ def _status(path: str, rec: dict[str, Any],
     return f"partly superseded ({what} measured again in a newer run)"
 
 
+def unpinned_jax(rec: dict[str, Any]) -> bool:
+    """Whether ``rec``, at a fixed thread count, has JAX rows from a run that did not pin the
+    process's CPUs (no ``cpus`` on the row, :func:`benchmarks.report.stamp_cpus`): XLA's
+    matrix products then ran on every core whatever its flags said
+    (:mod:`benchmarks.threads`)."""
+    if rec["config"].get("threads") in (None, "default"):
+        return False
+    return any(r.get("framework") == "jax" and r.get("cpus") is None for r in rec["results"])
+
+
 def _machine_line(rec: dict[str, Any]) -> str:
     m = rec["machine"]
     threads = rec["config"].get("threads")
     at = "" if threads is None else f", {threads} thread{'s' if threads != 1 else ''}"
+    if unpinned_jax(rec):
+        at += " (JAX rows: XLA's matrix products on every core, before the harness pinned CPUs)"
     return (f"{rec['config'].get('suite', '?')} suite{at}, {m['name']} ({m.get('cpu')}, "
             f"{m.get('cores')} cores{', GPU ' + m['gpu'] if m.get('gpu') else ''}), device "
             f"{rec['device']}, {rec['config'].get('dtype')}, measured "

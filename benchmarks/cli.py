@@ -215,8 +215,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     pass_filter = None
     if args.suite == "default" and args.passes is None:
         pass_filter = default_pass
+    quick = args.suite == "default"  # the main job: a few minutes in all
     timing = {"target_s": args.target_s, "min_repeats": args.min_repeats,
-              "max_repeats": args.max_repeats, "warmup": args.warmup, "warmup_s": args.warmup_s}
+              "max_repeats": args.max_repeats,
+              "warmup": args.warmup if args.warmup is not None else (1 if quick else 5),
+              "warmup_s": args.warmup_s if args.warmup_s is not None else (0.2 if quick else 0.5)}
     budget = args.budget
     if args.suite == "default":
         budget = DEFAULT_BUDGET_S if budget is None else budget
@@ -395,11 +398,14 @@ def build_parser(prog: str = "python -m benchmarks") -> argparse.ArgumentParser:
                    help="fewest timed samples per measurement (default 5)")
     r.add_argument("--max-repeats", type=int, default=30,
                    help="most timed samples per measurement (default 30)")
-    r.add_argument("--warmup", type=int, default=1,
-                   help="untimed calls before timing (default 1; compilation happens there)")
-    r.add_argument("--warmup-s", type=float, default=0.2,
+    r.add_argument("--warmup", type=int, default=None,
+                   help="untimed calls before timing (default 5, the default suite 1; "
+                        "compilation happens in the first; a call slower than 1 s gets one)")
+    r.add_argument("--warmup-s", type=float, default=None,
                    help="... and untimed calls until this many seconds have passed (default "
-                        "0.2: first calls of a shape may pay one-off memory costs)")
+                        "0.5, the default suite 0.2). The first calls of a shape may pay "
+                        "one-off memory costs: on the 2-core VM a 96 MB output took 120-130 ms "
+                        "for its first four calls and 28 ms after")
     r.add_argument("--machine", help="machine label stored in the record (default "
                    "cpu-<N>core / gpu-<N>core)")
     r.add_argument("--out", help="output directory (default benchmarks/out/<timestamp>-<suite> "

@@ -451,6 +451,17 @@ def plots(record: dict[str, Any], out_dir: str | Path) -> list[Path]:
 
 
 # ----------------------------------------------------------------------------- merge
+def stamp_cpus(rec: dict[str, Any]) -> None:
+    """Give each row of ``rec`` that has none the CPUs its run was pinned to
+    (``config.cpus``, set by :func:`benchmarks.threads.pin`; runs before the harness pinned
+    CPUs have none), so that rows keep it when merged into another record."""
+    cpus = rec["config"].get("cpus")
+    if cpus is None:
+        return
+    for r in rec["results"]:
+        r.setdefault("cpus", cpus)
+
+
 def merge(base: dict[str, Any], *more: dict[str, Any]) -> dict[str, Any]:
     """One record from runs on the same machine, device and library versions: ``base``'s
     cells, each replaced by a later record's cell of the same workload, pass and subject, plus
@@ -460,6 +471,7 @@ def merge(base: dict[str, Any], *more: dict[str, Any]) -> dict[str, Any]:
     the record says how it was made."""
     validate(base)
     out = copy.deepcopy(base)
+    stamp_cpus(out)
     out["config"]["merged"] = list(out["config"].get("merged") or [])
 
     def key(r: dict[str, Any]) -> tuple[Any, ...]:
@@ -479,6 +491,8 @@ def merge(base: dict[str, Any], *more: dict[str, Any]) -> dict[str, Any]:
             raise ValueError("cannot merge: different versions of " + ", ".join(
                 f"{k} ({base['versions'][k]} vs {rec['versions'][k]})" for k in sorted(differ)))
         replaced = added = 0
+        rec = copy.deepcopy(rec)
+        stamp_cpus(rec)
         for r in rec["results"]:
             k = key(r)
             if k in pos:
@@ -489,15 +503,17 @@ def merge(base: dict[str, Any], *more: dict[str, Any]) -> dict[str, Any]:
                 out["results"].append(copy.deepcopy(r))
                 added += 1
         out["versions"] = {**rec["versions"], **out["versions"]}
-        peaks = {**(rec["machine"].get("matmul_peak") or {}),
-                 **(out["machine"].get("matmul_peak") or {})}
+        # a later run's peak replaces the base's for its frameworks: measured beside its cells
+        peaks = {**(out["machine"].get("matmul_peak") or {}),
+                 **(rec["machine"].get("matmul_peak") or {})}
         if peaks:
             out["machine"]["matmul_peak"] = peaks
         out["wall_s"] = (out.get("wall_s") or 0.0) + (rec.get("wall_s") or 0.0)
         out["load_average_end"] = rec.get("load_average_end")
         out["config"]["merged"].append({"command": rec["config"].get("command"),
                                         "created": rec["created"], "replaced": replaced,
-                                        "added": added})
+                                        "added": added, "threads": rec["config"].get("threads"),
+                                        "cpus": rec["config"].get("cpus")})
     validate(out)
     return out
 

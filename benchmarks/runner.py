@@ -392,7 +392,7 @@ def run(workloads: Iterable[Any], subjects: list[Subject], *, passes: tuple[str,
                 "gflops_per_s": fl / stats["median"] / 1e9 if fl else None,
                 "time_per_expressivity_s": stats["median"] / expr if expr else None,
                 "expressivity_throughput": expr * wl.batch / stats["median"] if expr else None,
-                "note": built.note,
+                "note": built.note, "cpus": (config or {}).get("cpus"),
             })
         bar.update(label)
         # release big arrays before the next subject

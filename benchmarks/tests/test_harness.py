@@ -227,6 +227,42 @@ def test_merge_replaces_and_adds_cells(tiny_workload: Any, tmp_path: Path) -> No
     assert on_disk["config"]["note"] == "two runs" and len(on_disk["results"]) == 3
 
 
+def test_merge_keeps_which_rows_ran_pinned(tiny_workload: Any) -> None:
+    """Rows carry the CPUs their run was pinned to (``cpus``), also through ``merge`` from a
+    run whose rows predate the field; a one-thread record with a JAX row that has none is
+    flagged (XLA's dots then used every core), and not once every JAX row is re-timed pinned.
+    A later run's matmul peak replaces the base's."""
+    from benchmarks.claims import unpinned_jax
+
+    def run(config: dict[str, Any]) -> dict[str, Any]:
+        rec = runner.run([tiny_workload], [FakeSubject("fake/a"), FakeSubject("fake/b")],
+                         passes=("fwd",), progress=False, timing=FAST, machine="m",
+                         config=config)
+        for r in rec["results"]:
+            if r["subject"] == "fake/b":
+                r["framework"] = "jax"
+        return rec
+
+    old = run({"threads": 1})
+    for r in old["results"]:
+        del r["cpus"]  # a record from before the field
+    old["machine"]["matmul_peak"] = {"jax": 200.0}
+    assert unpinned_jax(old)
+    pinned = run({"threads": 1, "cpus": [0]})
+    assert all(r["cpus"] == [0] for r in pinned["results"]) and not unpinned_jax(pinned)
+    del pinned["results"][0]  # the re-run times the JAX subject only
+    pinned["machine"]["matmul_peak"] = {"jax": 100.0}
+    merged = report.merge(old, pinned)
+    assert not unpinned_jax(merged)
+    assert merged["machine"]["matmul_peak"] == {"jax": 100.0}
+    assert merged["config"]["merged"][0]["cpus"] == [0]
+    assert unpinned_jax(report.merge(pinned, old))  # the old JAX row replaced the pinned one
+    default = run({"threads": "default"})
+    for r in default["results"]:
+        del r["cpus"]
+    assert not unpinned_jax(default)
+
+
 def test_paper_cgtp_modes() -> None:
     from benchmarks.workloads import paper_workloads
 

@@ -37,7 +37,8 @@ def _record(times: dict[str, dict[Any, tuple[float, float, float]]], *, op: str 
                      machine=machine)
     (row,) = rec["results"]
     rec["results"], rec["created"] = [], created
-    rec["config"].update(threads=1, suite=suite)
+    rec["config"].update(threads=1, suite=suite, cpus=[0])
+    row["cpus"] = [0]  # a run pinned to one CPU (benchmarks.threads)
     for pass_ in passes:
         for key, by_size in times.items():
             sop, subject = key.split(":") if ":" in key else (op, key)
