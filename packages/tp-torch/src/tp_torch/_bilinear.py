@@ -35,7 +35,7 @@ from typing import NamedTuple
 
 import torch
 
-from ._common import scratch
+from ._common import over_chunks, scratch
 
 __all__ = ["Blocks", "Map", "Term", "bilinear", "grad_terms"]
 
@@ -208,16 +208,17 @@ def _products(a: tuple[torch.Tensor, torch.Tensor], terms: tuple[Term, ...],
 Job = tuple  # (left input, right input, terms, read-out matrix): one output of _run
 
 
-def _run(x: tuple[torch.Tensor, ...], mats: tuple[torch.Tensor, ...], jobs: tuple[Job, ...],
+def _run(x: tuple[torch.Tensor, ...], mats: tuple[Map, ...], jobs: tuple[Job, ...],
          n: int, batch_last: bool, rows: int) -> list[torch.Tensor]:
     """Forms on the inputs ``x`` (embedded by ``mats``), one output per job, in chunks of
-    ``rows``: each chunk embeds every input once for all jobs."""
+    ``rows``: each chunk embeds every input once for all jobs. On CPU the chunks split over
+    torch's threads (:func:`tp_torch._common.over_chunks`)."""
     b = x[0].shape[0]
     n2 = n * n
     used = sorted({k for job in jobs for k in job[:2]})
     outs = [x[0].new_empty((b, job[3].shape[1])) for job in jobs]
-    for r0 in range(0, b, rows):
-        r1 = min(b, r0 + rows)
+
+    def chunk(r0: int, r1: int) -> None:
         emb = {k: _embed(mats[k], x[k][r0:r1], n, batch_last, f"e{k}") for k in used}
         for (i, j, terms, mo), out in zip(jobs, outs, strict=True):
             so = mo.shape[0] // n2
@@ -233,6 +234,12 @@ def _run(x: tuple[torch.Tensor, ...], mats: tuple[torch.Tensor, ...], jobs: tupl
                 out[r0:r1].copy_(zt.t())
             else:
                 torch.mm(z.view(so * n2, r1 - r0).t(), mo.dense, out=out[r0:r1])
+
+    if x[0].device.type == "cpu":
+        over_chunks(b, rows, chunk)
+    else:
+        for r0 in range(0, b, rows):
+            chunk(r0, min(b, r0 + rows))
     return outs
 
 

@@ -16,13 +16,11 @@ class, so a non-finite input entry may reach every output of its sample (docs/nu
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 import torch
 from tp_spec.plan.gtp import FourierPlan, GridPlan, permute_flat_index
 
-from ._common import FunctionProductKernel, scratch
+from ._common import FunctionProductKernel, over_chunks, scratch
 
 __all__ = ["EXECUTORS", "FourierExecutor", "GTPKernel", "GridExecutor"]
 
@@ -59,33 +57,6 @@ def _inverse(index: np.ndarray, size: int, missing: int) -> np.ndarray:
     return inv
 
 
-def _over_chunks(n: int, rows: int, step) -> None:
-    """``step(r0, r1)`` for every chunk of ``rows`` rows of ``n``. With torch at more than one
-    thread, the chunks split over that many Python threads (torch's ops release the GIL; each
-    thread has its own scratch buffers), torch set to one thread meanwhile so that the GEMMs
-    do not nest threads (2 cores, MIMO L = 10, forward / forward+backward: 77 / 191 ms
-    serial, 63 / 146 ms threaded)."""
-    starts = list(range(0, n, rows))
-    workers = min(torch.get_num_threads(), len(starts))
-    if workers <= 1:
-        for r0 in starts:
-            step(r0, min(r0 + rows, n))
-        return
-
-    def run(part: list[int]) -> None:
-        with torch.no_grad():  # grad mode is per thread; the Function's own is off
-            for r0 in part:
-                step(r0, min(r0 + rows, n))
-
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # the workers are the parallelism: no nested GEMM threads
-    try:
-        with ThreadPoolExecutor(workers) as pool:
-            list(pool.map(run, [starts[i::workers] for i in range(workers)]))
-    finally:
-        torch.set_num_threads(threads)
-
-
 class _GridProduct(torch.autograd.Function):
     """The grid product over the whole batch, in chunks of ``rows`` rows whose intermediates
     live in per-thread scratch buffers (a fresh buffer of a few hundred KB costs its page
@@ -102,7 +73,7 @@ class _GridProduct(torch.autograd.Function):
         ctx.save_for_backward(x1, x2)
         ctx.ex, ctx.rows = ex, rows
         out = x1.new_empty((x1.shape[0], ex.d.irreps_out.dim))
-        _over_chunks(x1.shape[0], rows,
+        over_chunks(x1.shape[0], rows,
                      lambda r0, r1: ex._chunk_forward(x1[r0:r1], x2[r0:r1], out[r0:r1]))
         return out
 
@@ -121,7 +92,7 @@ class _GridProduct(torch.autograd.Function):
         g = g.contiguous()
         outs = (x1.new_empty(x1.shape) if need[0] else None,
                 x2.new_empty(x2.shape) if need[1] else None)
-        _over_chunks(g.shape[0], rows, lambda r0, r1: ex._chunk_backward(
+        over_chunks(g.shape[0], rows, lambda r0, r1: ex._chunk_backward(
             x1[r0:r1], x2[r0:r1], g[r0:r1], tuple(None if o is None else o[r0:r1] for o in outs)))
         return outs[0], outs[1], None, None
 
