@@ -339,8 +339,10 @@ def unpinned_jax(rec: dict[str, Any]) -> bool:
     process's CPUs (no ``cpus`` on the row, :func:`benchmarks.report.stamp_cpus`): XLA's
     matrix products then ran on every core whatever its flags said
     (:mod:`benchmarks.threads`)."""
-    if rec["config"].get("threads") in (None, "default"):
-        return False
+    threads = rec["config"].get("threads")
+    cores = rec["config"].get("cpu_count") or rec["machine"].get("cores")
+    if threads in (None, "default") or (cores and int(threads) >= cores):
+        return False  # every core was meant
     return any(r.get("framework") == "jax" and r.get("cpus") is None for r in rec["results"])
 
 

@@ -238,6 +238,7 @@ def test_merge_keeps_which_rows_ran_pinned(tiny_workload: Any) -> None:
         rec = runner.run([tiny_workload], [FakeSubject("fake/a"), FakeSubject("fake/b")],
                          passes=("fwd",), progress=False, timing=FAST, machine="m",
                          config=config)
+        rec["machine"]["cores"] = 4  # whatever this machine has
         for r in rec["results"]:
             if r["subject"] == "fake/b":
                 r["framework"] = "jax"
@@ -257,10 +258,11 @@ def test_merge_keeps_which_rows_ran_pinned(tiny_workload: Any) -> None:
     assert merged["machine"]["matmul_peak"] == {"jax": 100.0}
     assert merged["config"]["merged"][0]["cpus"] == [0]
     assert unpinned_jax(report.merge(pinned, old))  # the old JAX row replaced the pinned one
-    default = run({"threads": "default"})
-    for r in default["results"]:
-        del r["cpus"]
-    assert not unpinned_jax(default)
+    for config in ({"threads": "default"}, {"threads": 2, "cpu_count": 2}):  # every core
+        every = run(config)
+        for r in every["results"]:
+            del r["cpus"]
+        assert not unpinned_jax(every)
 
 
 def test_paper_cgtp_modes() -> None:
