@@ -491,16 +491,16 @@ def merge(base: dict[str, Any], *more: dict[str, Any]) -> dict[str, Any]:
             raise ValueError("cannot merge: different versions of " + ", ".join(
                 f"{k} ({base['versions'][k]} vs {rec['versions'][k]})" for k in sorted(differ)))
         replaced = added = 0
-        rec = copy.deepcopy(rec)
+        rec = copy.deepcopy(rec)  # its rows go into out as they are, stamped
         stamp_cpus(rec)
         for r in rec["results"]:
             k = key(r)
             if k in pos:
-                out["results"][pos[k]] = copy.deepcopy(r)
+                out["results"][pos[k]] = r
                 replaced += 1
             else:
                 pos[k] = len(out["results"])
-                out["results"].append(copy.deepcopy(r))
+                out["results"].append(r)
                 added += 1
         out["versions"] = {**rec["versions"], **out["versions"]}
         # a later run's peak replaces the base's for its frameworks: measured beside its cells

@@ -74,3 +74,17 @@ def test_mtp_read_out_is_four_blocks_of_a_quarter(lmax):
     bd = block_diagonal(read)
     assert len(bd.blocks) == 4
     assert bd.multiply_adds == pytest.approx(read.size / 4, rel=0.02)
+
+
+def test_worth_blocks_follows_the_tuning():
+    """Blocks when the matrix is large enough and its blocks hold at most the fill; else the
+    dense matrix (``None``)."""
+    from tp_spec.plan import Tuning
+    from tp_spec.plan.block_diagonal import worth_blocks
+
+    rng = np.random.default_rng(4)
+    m = _hidden_blocks(rng, [(4, 4)] * 4, (16, 16))  # four blocks: a quarter of the entries
+    assert len(worth_blocks(m, Tuning(mtp_block_min_size=1)).blocks) == 4
+    assert worth_blocks(m, Tuning(mtp_block_min_size=257)) is None  # 256 entries: too small
+    assert worth_blocks(m, Tuning(mtp_block_min_size=1, mtp_block_max_fill=0.2)) is None
+    assert worth_blocks(rng.normal(size=(16, 16)), Tuning(mtp_block_min_size=1)) is None

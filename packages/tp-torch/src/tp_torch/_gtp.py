@@ -74,7 +74,7 @@ class _GridProduct(torch.autograd.Function):
         ctx.ex, ctx.rows = ex, rows
         out = x1.new_empty((x1.shape[0], ex.d.irreps_out.dim))
         over_chunks(x1.shape[0], rows,
-                     lambda r0, r1: ex._chunk_forward(x1[r0:r1], x2[r0:r1], out[r0:r1]))
+                    lambda r0, r1: ex._chunk_forward(x1[r0:r1], x2[r0:r1], out[r0:r1]))
         return out
 
     @staticmethod

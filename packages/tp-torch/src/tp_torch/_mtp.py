@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from tp_spec.plan.block_diagonal import block_diagonal
+from tp_spec.plan.block_diagonal import worth_blocks
 from tp_spec.plan.mtp import DenseMTPPlan, MTPPlan, SparseMTPPlan
 
 from ._bilinear import Blocks, Map, Term, bilinear
@@ -206,10 +206,8 @@ class MTPSparse(_MTPBase):
         # batch-first GEMMs through the matrices' dense blocks where they save enough
         self.form_blocks: dict[str, tuple[tuple[int, ...], tuple[int, ...], int]] = {}
         for name, m in (("fm1", plan.embed1.T), ("fm2", plan.embed2.T), ("fmo", read)):
-            if m.size < plan.tuning.mtp_block_min_size:
-                continue
-            bd = block_diagonal(m)
-            if len(bd.blocks) < 2 or bd.multiply_adds > plan.tuning.mtp_block_max_fill * m.size:
+            bd = worth_blocks(m, plan.tuning)
+            if bd is None:
                 continue
             for k, b in enumerate(bd.blocks):
                 self.add_const(f"{name}_b{k}", b)

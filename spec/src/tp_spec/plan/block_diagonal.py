@@ -17,10 +17,14 @@ L = 6: 338 x 312, 8.8 % nonzero, four blocks of ~85 x 78).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-__all__ = ["BlockDiagonal", "block_diagonal", "matmul_numpy"]
+if TYPE_CHECKING:
+    from .tuning import Tuning
+
+__all__ = ["BlockDiagonal", "block_diagonal", "matmul_numpy", "worth_blocks"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -103,6 +107,18 @@ def block_diagonal(m: np.ndarray) -> BlockDiagonal:
         return np.concatenate(parts).astype(np.int64) if parts else np.zeros(0, np.int64)
 
     return BlockDiagonal((r, c), cat(rows), cat(cols), tuple(rs), tuple(cs), tuple(blocks))
+
+
+def worth_blocks(m: np.ndarray, tuning: Tuning) -> BlockDiagonal | None:
+    """``m`` as blocks when running them pays (``Tuning.mtp_block_min_size`` entries or more,
+    at least two blocks holding at most ``Tuning.mtp_block_max_fill`` of the dense
+    multiply-adds), else ``None``: the dense matrix."""
+    if m.size < tuning.mtp_block_min_size:
+        return None
+    bd = block_diagonal(m)
+    if len(bd.blocks) < 2 or bd.multiply_adds > tuning.mtp_block_max_fill * m.size:
+        return None
+    return bd
 
 
 def matmul_numpy(bd: BlockDiagonal, x: np.ndarray) -> np.ndarray:
